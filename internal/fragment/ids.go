@@ -1,0 +1,58 @@
+package fragment
+
+import (
+	"crypto/sha256"
+	"strconv"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+)
+
+// idVersion prefixes every hashed ID: change it and every ID changes, so
+// change it only with a migration note.
+const idVersion = "kubestitch/v1"
+
+// TriggerDelete is the trigger of a deletion.
+const TriggerDelete = "delete"
+
+// TriggerGeneration is the trigger of a creation (generation 1) or spec change.
+func TriggerGeneration(gen int64) string { return "gen:" + strconv.FormatInt(gen, 10) }
+
+// SpanID is the span ID of a fragment: the first 8 bytes of
+// SHA-256("kubestitch/v1\x00span\x00" uid "\x00" phase "\x00" discriminator).
+func SpanID(uid, phase, discriminator string) pcommon.SpanID {
+	sum := hash("span", uid, phase, discriminator)
+	var id pcommon.SpanID
+	copy(id[:], sum[:8])
+	return id
+}
+
+// TraceID is the trace ID of the operation that a trigger on root opens:
+// the first 16 bytes of SHA-256("kubestitch/v1\x00trace\x00" rootUID "\x00" trigger).
+func TraceID(rootUID, trigger string) pcommon.TraceID {
+	sum := hash("trace", rootUID, trigger)
+	var id pcommon.TraceID
+	copy(id[:], sum[:16])
+	return id
+}
+
+// ObjectSpanID is the span ID of the object span of uid for trigger.
+func ObjectSpanID(uid, kind, trigger string) pcommon.SpanID {
+	return SpanID(uid, ObjectPhase(kind, trigger), trigger)
+}
+
+// TriggerSpanID is the span ID of the trigger marker of uid for trigger.
+func TriggerSpanID(uid, trigger string) pcommon.SpanID {
+	return SpanID(uid, PhaseTrigger, trigger)
+}
+
+func hash(parts ...string) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(idVersion))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}

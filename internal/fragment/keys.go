@@ -1,0 +1,79 @@
+package fragment
+
+// Semantic-convention keys (https://opentelemetry.io/docs/specs/semconv/resource/k8s/).
+const (
+	KeyServiceName   = "service.name"
+	KeyNamespace     = "k8s.namespace.name"
+	KeyNodeName      = "k8s.node.name"
+	KeyPodUID        = "k8s.pod.uid"
+	KeyPodName       = "k8s.pod.name"
+	KeyContainerName = "k8s.container.name"
+)
+
+// Keys of our own, for the generic object key that every fragment carries.
+const (
+	// KeyKind is the object's kind (Pod, ReplicaSet, ...).
+	KeyKind = "kubestitch.object.kind"
+	// KeyUID is the object's metadata.uid.
+	KeyUID = "kubestitch.object.uid"
+	// KeyName is the object's metadata.name.
+	KeyName = "kubestitch.object.name"
+	// KeyGeneration is metadata.generation when the fragment was made.
+	KeyGeneration = "kubestitch.object.generation"
+	// KeyResourceVersion is metadata.resourceVersion when the fragment was made.
+	KeyResourceVersion = "kubestitch.object.resource_version"
+	// KeyOwnerKind and KeyOwnerUID name the controller ownerReference.
+	KeyOwnerKind = "kubestitch.owner.kind"
+	KeyOwnerUID  = "kubestitch.owner.uid"
+	// KeyTrigger names the trigger the fragment belongs to: "gen:N" or "delete".
+	KeyTrigger = "kubestitch.trigger"
+	// KeyTriggerTime is the trigger's time in Unix nanoseconds.
+	KeyTriggerTime = "kubestitch.trigger.time_unix_nano"
+	// KeyLevel says what the fragment is: LevelObject for the one span per
+	// object and trigger, LevelStep for a phase under it, LevelTrigger for the
+	// marker emitted when the trigger is first seen.
+	KeyLevel = "kubestitch.fragment.level"
+	// KeyTimeSource says where the span's times came from (TimeSource*).
+	KeyTimeSource = "kubestitch.time.source"
+	// KeyConverged is true on an object span that ended because the object
+	// converged, false when it ended otherwise (timeout, deletion).
+	KeyConverged = "kubestitch.converged"
+	// KeyTraceparent carries a trace context found on the object (annotation
+	// tracing.k8s.io/traceparent or trace.kubernetes.io/context).
+	KeyTraceparent = "kubestitch.traceparent"
+	// KeyReason is a short machine-readable reason (event reason, timeout ...).
+	KeyReason = "kubestitch.reason"
+)
+
+// Keys the processor writes when it rewrites an app span.
+const (
+	KeyOriginalTraceID  = "kubestitch.original.trace_id"
+	KeyOriginalParentID = "kubestitch.original.parent_span_id"
+	KeyJoin             = "kubestitch.join"
+)
+
+// Fragment levels.
+const (
+	LevelObject  = "object"
+	LevelStep    = "step"
+	LevelTrigger = "trigger"
+)
+
+// Time sources, from least to most precise.
+const (
+	// TimeSourceObject: the object's own metav1.Time fields (seconds).
+	TimeSourceObject = "object"
+	// TimeSourceEvent: an events.k8s.io eventTime (microseconds).
+	TimeSourceEvent = "event"
+	// TimeSourceWatch: the moment the watch event arrived (nanoseconds).
+	TimeSourceWatch = "watch"
+)
+
+// Trace-context annotations honoured on objects.
+const (
+	AnnotationTraceparent       = "tracing.k8s.io/traceparent"
+	AnnotationLegacyTraceparent = "trace.kubernetes.io/context"
+)
+
+// ScopeName is the instrumentation scope of all fragments.
+const ScopeName = "github.com/kubestitch/kubestitch/receiver/k8swatchreceiver"

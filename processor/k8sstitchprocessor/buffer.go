@@ -1,0 +1,178 @@
+package k8sstitchprocessor
+
+import (
+	"container/list"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// waitingSpan is a span held until its object or its trace's decision is
+// known, with its own copy of resource and scope.
+type waitingSpan struct {
+	td      ptrace.Traces
+	arrived time.Time
+	orig    pcommon.TraceID
+	frag    *fragmentKey
+	elem    *list.Element
+}
+
+func (w *waitingSpan) span() ptrace.Span {
+	return w.td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+}
+
+// waitBuffer holds spans in arrival order, bounded: put returns what it
+// evicted, and the caller decides and counts what happens to it.
+type waitBuffer struct {
+	order   *list.List
+	byTrace map[pcommon.TraceID][]*waitingSpan
+	max     int
+}
+
+func newWaitBuffer(max int) *waitBuffer {
+	return &waitBuffer{order: list.New(), byTrace: map[pcommon.TraceID][]*waitingSpan{}, max: max}
+}
+
+func (b *waitBuffer) put(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace.Span, orig pcommon.TraceID, frag *fragmentKey, now time.Time) (evicted *waitingSpan) {
+	if b.order.Len() >= b.max {
+		evicted = b.order.Front().Value.(*waitingSpan)
+		b.remove(evicted)
+	}
+	td := ptrace.NewTraces()
+	nrs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().CopyTo(nrs.Resource())
+	nrs.SetSchemaUrl(rs.SchemaUrl())
+	nss := nrs.ScopeSpans().AppendEmpty()
+	ss.Scope().CopyTo(nss.Scope())
+	nss.SetSchemaUrl(ss.SchemaUrl())
+	s.CopyTo(nss.Spans().AppendEmpty())
+	w := &waitingSpan{td: td, arrived: now, orig: orig, frag: frag}
+	w.elem = b.order.PushBack(w)
+	if frag == nil {
+		b.byTrace[orig] = append(b.byTrace[orig], w)
+	}
+	return evicted
+}
+
+func (b *waitBuffer) remove(w *waitingSpan) {
+	b.order.Remove(w.elem)
+	if w.frag != nil {
+		return
+	}
+	ws := b.byTrace[w.orig]
+	for i, x := range ws {
+		if x == w {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(b.byTrace, w.orig)
+	} else {
+		b.byTrace[w.orig] = ws
+	}
+}
+
+// takeTrace removes and returns every waiting span of an app trace.
+func (b *waitBuffer) takeTrace(orig pcommon.TraceID) []*waitingSpan {
+	ws := b.byTrace[orig]
+	delete(b.byTrace, orig)
+	for _, w := range ws {
+		b.order.Remove(w.elem)
+	}
+	return ws
+}
+
+// fragments lists the waiting fragments, oldest first.
+func (b *waitBuffer) fragments() []*waitingSpan {
+	var out []*waitingSpan
+	for e := b.order.Front(); e != nil; e = e.Next() {
+		if w := e.Value.(*waitingSpan); w.frag != nil {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// expired lists the spans that waited at least d, oldest first.
+func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
+	var out []*waitingSpan
+	for e := b.order.Front(); e != nil; e = e.Next() {
+		w := e.Value.(*waitingSpan)
+		if now.Sub(w.arrived) < d {
+			break
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func (b *waitBuffer) len() int { return b.order.Len() }
+
+// idSet remembers the last n span IDs seen, to drop a fragment that comes
+// twice (a relist, a restart, two replicas).
+type idSet struct {
+	ids  map[pcommon.SpanID]struct{}
+	ring []pcommon.SpanID
+	next int
+}
+
+func newIDSet(n int) *idSet {
+	return &idSet{ids: make(map[pcommon.SpanID]struct{}, n), ring: make([]pcommon.SpanID, n)}
+}
+
+// add reports whether id was new.
+func (s *idSet) add(id pcommon.SpanID) bool {
+	if _, ok := s.ids[id]; ok {
+		return false
+	}
+	if old := s.ring[s.next]; !old.IsEmpty() {
+		delete(s.ids, old)
+	}
+	s.ring[s.next] = id
+	s.next = (s.next + 1) % len(s.ring)
+	s.ids[id] = struct{}{}
+	return true
+}
+
+// traceState is what the processor knows of one app trace (by its
+// original trace ID): the best join hint seen, and once made, the decision.
+type traceState struct {
+	id       pcommon.TraceID
+	hint     joinHint
+	rootSeen bool
+	decided  bool
+	join     bool
+	newTrace pcommon.TraceID
+	parent   pcommon.SpanID
+	elem     *list.Element
+}
+
+// traceTable is a bounded LRU of trace states: a decision outlives the
+// trace's root by as many traces as the table holds, for late children.
+type traceTable struct {
+	m   map[pcommon.TraceID]*traceState
+	lru *list.List
+	max int
+}
+
+func newTraceTable(max int) *traceTable {
+	return &traceTable{m: map[pcommon.TraceID]*traceState{}, lru: list.New(), max: max}
+}
+
+func (t *traceTable) get(id pcommon.TraceID) *traceState {
+	if ts, ok := t.m[id]; ok {
+		t.lru.MoveToFront(ts.elem)
+		return ts
+	}
+	if t.lru.Len() >= t.max {
+		old := t.lru.Back().Value.(*traceState)
+		t.lru.Remove(old.elem)
+		delete(t.m, old.id)
+	}
+	ts := &traceState{id: id}
+	ts.elem = t.lru.PushFront(ts)
+	t.m[id] = ts
+	return ts
+}

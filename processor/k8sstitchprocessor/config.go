@@ -1,0 +1,52 @@
+package k8sstitchprocessor
+
+import (
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Config of the k8sstitch processor.
+type Config struct {
+	// Wait is how long a span waits for its object, its owner's operation or
+	// its trace's root before it leaves as it is. Default: 5s.
+	Wait time.Duration `mapstructure:"wait"`
+	// OperationTimeout closes an operation that has not converged, with
+	// status Error. Default: 10m.
+	OperationTimeout time.Duration `mapstructure:"operation_timeout"`
+	// MaxObjects bounds the owner graph; at the limit the least recently
+	// seen object is shed. Default: 100000.
+	MaxObjects int `mapstructure:"max_objects"`
+	// MaxWaitingSpans bounds the wait buffer; at the limit the oldest span
+	// leaves early. Default: 50000.
+	MaxWaitingSpans int `mapstructure:"max_waiting_spans"`
+	// ClockTolerance absorbs the whole-second object timestamps and the gap
+	// between a request and the watch event it causes. Default: 1s.
+	ClockTolerance time.Duration `mapstructure:"clock_tolerance"`
+	// Storage is the ID of a storage extension (file_storage) that keeps the
+	// owner graph and open operations across restarts. Default: none.
+	Storage *component.ID `mapstructure:"storage"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate checks the configuration.
+func (cfg *Config) Validate() error {
+	if cfg.Wait <= 0 {
+		return errors.New("wait must be positive")
+	}
+	if cfg.OperationTimeout <= cfg.Wait {
+		return errors.New("operation_timeout must be longer than wait")
+	}
+	if cfg.MaxObjects <= 0 {
+		return errors.New("max_objects must be positive")
+	}
+	if cfg.MaxWaitingSpans <= 0 {
+		return errors.New("max_waiting_spans must be positive")
+	}
+	if cfg.ClockTolerance < 0 || cfg.ClockTolerance >= cfg.Wait {
+		return errors.New("clock_tolerance must be at least 0 and shorter than wait")
+	}
+	return nil
+}

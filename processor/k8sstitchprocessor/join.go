@@ -1,0 +1,262 @@
+package k8sstitchprocessor
+
+import (
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// hintKind orders the ways an app span can name its object, best first.
+type hintKind int
+
+const (
+	hintNone hintKind = iota
+	// hintCreateKey: an etcd span's key names the object a create stored.
+	hintCreateKey
+	// hintPath: an apiserver request path names the object.
+	hintPath
+	// hintUID: the span carries the object's UID (kubelet, admission, any
+	// workload with k8s.*.uid).
+	hintUID
+)
+
+// request verbs of apiserver hints.
+const (
+	verbCreate  = "create"
+	verbUpdate  = "update"
+	verbStatus  = "status"
+	verbBinding = "binding"
+	verbDelete  = "delete"
+	verbOther   = "other"
+)
+
+// joinHint is what an app span says about the object it worked on.
+type joinHint struct {
+	kind      hintKind
+	uid       string
+	objKind   string
+	namespace string
+	name      string
+	verb      string
+	at        time.Time
+}
+
+// uidKeys are the span or resource attributes that carry an object UID,
+// best first.
+var uidKeys = []string{
+	fragment.KeyUID,
+	fragment.KeyPodUID,
+	"k8s.replicaset.uid", "k8s.deployment.uid", "k8s.statefulset.uid",
+	"k8s.daemonset.uid", "k8s.job.uid", "k8s.cronjob.uid",
+}
+
+// resourceKinds maps API resources to the kinds the graph knows by name.
+var resourceKinds = map[string]string{
+	"pods": "Pod", "replicasets": "ReplicaSet", "deployments": "Deployment",
+	"statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "jobs": "Job",
+	"cronjobs": "CronJob", "nodes": "Node",
+}
+
+// hintOf reads the best join hint of one app span; res is its resource.
+func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
+	attrs := s.Attributes()
+	at := s.StartTimestamp().AsTime()
+	for _, k := range uidKeys {
+		if v, ok := attrs.Get(k); ok && v.Str() != "" {
+			return joinHint{kind: hintUID, uid: v.Str(), at: at}
+		}
+	}
+	for _, k := range uidKeys[1:2] {
+		if v, ok := res.Get(k); ok && v.Str() != "" {
+			return joinHint{kind: hintUID, uid: v.Str(), at: at}
+		}
+	}
+	if v, ok := attrs.Get("http.target"); ok {
+		method := ""
+		if m, ok := attrs.Get("http.request.method"); ok {
+			method = m.Str()
+		} else if m, ok := attrs.Get("http.method"); ok {
+			method = m.Str()
+		}
+		if h, ok := parseRequest(method, v.Str()); ok {
+			h.at = at
+			return h
+		}
+		return joinHint{}
+	}
+	if v, ok := attrs.Get("key"); ok && strings.HasPrefix(s.Name(), "Create etcd3") {
+		if h, ok := parseEtcdKey(v.Str()); ok {
+			h.at = at
+			return h
+		}
+	}
+	return joinHint{}
+}
+
+// parseRequest reads an apiserver RequestURI: only writes that name an
+// object of a kind the graph knows are hints; reads, lists and watches
+// belong to no operation.
+func parseRequest(method, target string) (joinHint, bool) {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	parts := strings.Split(strings.Trim(target, "/"), "/")
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 3 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return joinHint{}, false
+	}
+	ns := ""
+	if len(parts) >= 2 && parts[0] == "namespaces" {
+		ns, parts = parts[1], parts[2:]
+	}
+	if len(parts) == 0 {
+		return joinHint{}, false
+	}
+	kind, ok := resourceKinds[parts[0]]
+	if !ok {
+		return joinHint{}, false
+	}
+	h := joinHint{kind: hintPath, objKind: kind, namespace: ns}
+	if len(parts) >= 2 {
+		h.name = parts[1]
+	}
+	sub := ""
+	if len(parts) >= 3 {
+		sub = parts[2]
+	}
+	switch {
+	case method == "POST" && h.name == "":
+		// A create posts to the collection: the name is in the etcd key.
+		return joinHint{}, false
+	case h.name == "":
+		return joinHint{}, false
+	case method == "POST" && sub == "binding":
+		h.verb = verbBinding
+	case (method == "PUT" || method == "PATCH") && sub == "status":
+		h.verb = verbStatus
+	case (method == "PUT" || method == "PATCH") && sub == "":
+		h.verb = verbUpdate
+	case method == "DELETE" && sub == "":
+		h.verb = verbDelete
+	case method == "POST" || method == "PUT" || method == "PATCH":
+		h.verb = verbOther
+	default:
+		return joinHint{}, false
+	}
+	return h, true
+}
+
+// parseEtcdKey reads "/pods/NS/NAME" (or "/registry/pods/NS/NAME") of a
+// Create etcd3 span.
+func parseEtcdKey(key string) (joinHint, bool) {
+	parts := strings.Split(strings.Trim(key, "/"), "/")
+	if len(parts) > 0 && parts[0] == "registry" {
+		parts = parts[1:]
+	}
+	// deployments and friends live under their group: /deployments/NS/NAME
+	// in the default storage layout, as do pods.
+	if len(parts) < 2 {
+		return joinHint{}, false
+	}
+	kind, ok := resourceKinds[parts[0]]
+	if !ok {
+		return joinHint{}, false
+	}
+	h := joinHint{kind: hintCreateKey, objKind: kind, verb: verbCreate}
+	if kind == "Node" {
+		h.name = parts[1]
+	} else if len(parts) >= 3 {
+		h.namespace, h.name = parts[1], parts[2]
+	} else {
+		return joinHint{}, false
+	}
+	return h, true
+}
+
+// isFragment says whether a span came from the k8swatch receiver.
+func isFragment(s ptrace.Span) (string, bool) {
+	v, ok := s.Attributes().Get(fragment.KeyLevel)
+	if !ok {
+		return "", false
+	}
+	return v.Str(), true
+}
+
+// fragmentKey reads the object key of a fragment.
+type fragmentKey struct {
+	level, uid, kind, namespace, name, owner, trigger, traceparent string
+	triggerTime                                                    time.Time
+}
+
+func readFragment(s ptrace.Span, level string) (fragmentKey, bool) {
+	a := s.Attributes()
+	str := func(k string) string {
+		if v, ok := a.Get(k); ok {
+			return v.Str()
+		}
+		return ""
+	}
+	k := fragmentKey{
+		level:       level,
+		uid:         str(fragment.KeyUID),
+		kind:        str(fragment.KeyKind),
+		namespace:   str(fragment.KeyNamespace),
+		name:        str(fragment.KeyName),
+		owner:       str(fragment.KeyOwnerUID),
+		trigger:     str(fragment.KeyTrigger),
+		traceparent: str(fragment.KeyTraceparent),
+	}
+	if v, ok := a.Get(fragment.KeyTriggerTime); ok {
+		k.triggerTime = time.Unix(0, v.Int())
+	}
+	if k.uid == "" || k.trigger == "" || k.kind == "" {
+		return k, false
+	}
+	return k, true
+}
+
+// parseTraceparent reads a W3C traceparent "00-<trace>-<span>-<flags>".
+func parseTraceparent(tp string) (pcommon.TraceID, pcommon.SpanID, bool) {
+	var tid pcommon.TraceID
+	var sid pcommon.SpanID
+	parts := strings.Split(strings.TrimSpace(tp), "-")
+	if len(parts) != 4 || len(parts[1]) != 32 || len(parts[2]) != 16 {
+		return tid, sid, false
+	}
+	if !decodeHex(tid[:], parts[1]) || !decodeHex(sid[:], parts[2]) || tid.IsEmpty() || sid.IsEmpty() {
+		return tid, sid, false
+	}
+	return tid, sid, true
+}
+
+func decodeHex(dst []byte, s string) bool {
+	for i := range dst {
+		hi, ok1 := unhex(s[2*i])
+		lo, ok2 := unhex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

@@ -1,0 +1,538 @@
+package k8sstitchprocessor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
+)
+
+// stitchProcessor joins fragments and app spans into one trace per
+// operation. The data path: fragment -> ownerGraph -> operation (placement)
+// -> rewrite; app spans: hint -> object -> operation -> rewrite.
+//
+// One mutex guards the state: the work under it is map lookups and a few
+// attribute writes per span, and the next consumer is called outside it.
+type stitchProcessor struct {
+	cfg  *Config
+	set  processor.Settings
+	next consumer.Traces
+	tel  *metadata.TelemetryBuilder
+	now  func() time.Time
+
+	mu      sync.Mutex
+	graph   *ownerGraph
+	seen    *idSet
+	traces  *traceTable
+	waiting *waitBuffer
+	// openRoots are the root operations not yet closed, for the timeout.
+	openRoots map[*opRecord]*object
+	dirty     map[string]*object
+	shed      []string
+	// pendingRelease are spans evicted from a full buffer, sent with the
+	// next batch.
+	pendingRelease []*waitingSpan
+
+	storage storage.Client
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+var _ processor.Traces = (*stitchProcessor)(nil)
+
+func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Traces) (*stitchProcessor, error) {
+	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	p := &stitchProcessor{
+		cfg: cfg, set: set, next: next, tel: tel, now: time.Now,
+		graph:     newOwnerGraph(cfg.MaxObjects),
+		seen:      newIDSet(cfg.MaxObjects * 8),
+		traces:    newTraceTable(cfg.MaxObjects * 4),
+		waiting:   newWaitBuffer(cfg.MaxWaitingSpans),
+		openRoots: map[*opRecord]*object{},
+		dirty:     map[string]*object{},
+	}
+	p.graph.onShed = func(o *object) {
+		for _, r := range o.Ops {
+			delete(p.openRoots, r)
+		}
+		delete(p.dirty, o.UID)
+		p.shed = append(p.shed, o.UID)
+		p.tel.K8sstitchObjectsShed.Add(context.Background(), 1)
+		p.set.Logger.Warn("object evicted from the owner graph: its later spans may start traces of their own; raise max_objects to avoid this", zap.String("uid", o.UID), zap.String("kind", o.Kind))
+	}
+	return p, nil
+}
+
+func (p *stitchProcessor) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: true}
+}
+
+func (p *stitchProcessor) Start(ctx context.Context, host component.Host) error {
+	if p.cfg.Storage != nil {
+		if err := p.openStorage(ctx, host); err != nil {
+			return err
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Go(func() { p.tickLoop(runCtx) })
+	return nil
+}
+
+func (p *stitchProcessor) Shutdown(ctx context.Context) error {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+	// Whatever still waits leaves as it is: nothing is lost at shutdown.
+	p.mu.Lock()
+	out := ptrace.NewTraces()
+	for _, w := range p.waiting.expired(p.now().Add(365*24*time.Hour), 0) {
+		p.releaseExpired(w, out)
+	}
+	p.mu.Unlock()
+	if out.SpanCount() > 0 {
+		_ = p.next.ConsumeTraces(ctx, out)
+	}
+	p.flushStorage(ctx)
+	if p.storage != nil {
+		return p.storage.Close(ctx)
+	}
+	return nil
+}
+
+func (p *stitchProcessor) tickLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.Wait / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			out := p.tick()
+			if out.SpanCount() > 0 {
+				if err := p.next.ConsumeTraces(ctx, out); err != nil {
+					p.set.Logger.Warn("next consumer refused released spans", zap.Int("spans", out.SpanCount()), zap.Error(err))
+				}
+			}
+			p.flushStorage(ctx)
+		}
+	}
+}
+
+// tick releases what waited too long and closes operations that timed out.
+func (p *stitchProcessor) tick() ptrace.Traces {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	out := ptrace.NewTraces()
+	for _, w := range p.waiting.expired(now, p.cfg.Wait) {
+		p.releaseExpired(w, out)
+	}
+	p.timeouts(now, out)
+	p.tel.K8sstitchObjectsTracked.Record(context.Background(), int64(p.graph.len()))
+	return out
+}
+
+func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	p.mu.Lock()
+	now := p.now()
+	released := ptrace.NewTraces()
+	p.learn(td)
+	p.decide(td, now)
+	p.retryWaiting(now, released)
+	p.mu.Unlock()
+	released.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+	if td.SpanCount() == 0 {
+		return nil
+	}
+	return p.next.ConsumeTraces(ctx, td)
+}
+
+// learn is the first pass over a batch: what fragments say about objects
+// and operations, and what app spans say about their traces. Learning first
+// makes the outcome independent of the order of spans within a batch.
+func (p *stitchProcessor) learn(td ptrace.Traces) {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		res := rs.Resource().Attributes()
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				s := spans.At(k)
+				if level, ok := isFragment(s); ok {
+					if fk, ok := readFragment(s, level); ok {
+						p.learnFragment(s, fk)
+					}
+					continue
+				}
+				ts := p.traces.get(s.TraceID())
+				if ts.decided {
+					continue
+				}
+				if s.ParentSpanID().IsEmpty() {
+					ts.rootSeen = true
+				}
+				if h := hintOf(s, res); h.kind > ts.hint.kind {
+					ts.hint = h
+				}
+			}
+		}
+	}
+}
+
+func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
+	o := p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+	r := o.addOp(fk.trigger, fk.triggerTime)
+	if fk.traceparent != "" && !r.Placed {
+		r.Traceparent = fk.traceparent
+	}
+	if fk.level == fragment.LevelObject && !r.Closed {
+		r.Closed, r.End = true, s.EndTimestamp().AsTime()
+		if r.Root {
+			delete(p.openRoots, r)
+			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
+		}
+	}
+	p.dirty[o.UID] = o
+}
+
+// decide is the second pass: each span is rewritten, kept as it is,
+// dropped as a duplicate, or moved to the waiting buffer.
+func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
+	var joined, passed, waited, dups int64
+	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
+			ss.Spans().RemoveIf(func(s ptrace.Span) bool {
+				if level, ok := isFragment(s); ok {
+					fk, ok := readFragment(s, level)
+					if !ok {
+						p.badSpan("fragment without uid, kind or trigger")
+						passed++
+						return false
+					}
+					if !p.seen.add(s.SpanID()) {
+						dups++
+						return true
+					}
+					if p.placeFragment(s, fk, now, false) {
+						joined++
+						return false
+					}
+					p.wait(rs, ss, s, &fk, now)
+					waited++
+					return true
+				}
+				ts := p.traces.get(s.TraceID())
+				if !ts.decided {
+					p.tryDecide(ts, now)
+				}
+				switch {
+				case ts.decided && ts.join:
+					rewriteApp(s, ts)
+					joined++
+					return false
+				case ts.decided:
+					passed++
+					return false
+				}
+				p.wait(rs, ss, s, nil, now)
+				waited++
+				return true
+			})
+			return ss.Spans().Len() == 0
+		})
+		return rs.ScopeSpans().Len() == 0
+	})
+	ctx := context.Background()
+	p.tel.K8sstitchSpansJoined.Add(ctx, joined)
+	p.tel.K8sstitchSpansPassedThrough.Add(ctx, passed)
+	p.tel.K8sstitchSpansWaited.Add(ctx, waited)
+	p.tel.K8sstitchSpansDuplicate.Add(ctx, dups)
+}
+
+func (p *stitchProcessor) wait(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace.Span, fk *fragmentKey, now time.Time) {
+	ev := p.waiting.put(rs, ss, s, s.TraceID(), fk, now)
+	if ev == nil {
+		return
+	}
+	p.tel.K8sstitchSpansShed.Add(context.Background(), 1)
+	p.set.Logger.Warn("waiting span released early: the wait buffer is full; raise max_waiting_spans or lower wait", zap.Int("max_waiting_spans", p.cfg.MaxWaitingSpans))
+	// The evicted span is not lost: it leaves now, decided as if it had
+	// waited out its time. It goes out with the next batch.
+	p.pendingRelease = append(p.pendingRelease, ev)
+}
+
+// placeFragment rewrites a fragment into its operation, if the operation
+// can be placed. waitedOut forces a decision: an object whose owner never
+// showed up opens its own operation.
+func (p *stitchProcessor) placeFragment(s ptrace.Span, fk fragmentKey, now time.Time, waitedOut bool) bool {
+	o := p.graph.objects[fk.uid]
+	if o == nil {
+		// Shed between learning and now: learn again.
+		o = p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+	}
+	r := o.addOp(fk.trigger, fk.triggerTime)
+	if !p.place(o, r, waitedOut, 0) {
+		return false
+	}
+	orig := s.TraceID()
+	if orig != r.TraceID {
+		s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
+		s.SetTraceID(r.TraceID)
+	}
+	if fk.level == fragment.LevelObject && !r.Parent.IsEmpty() {
+		s.SetParentSpanID(r.Parent)
+	}
+	return true
+}
+
+// place decides the operation an object's trigger belongs to: the operation
+// of the nearest ancestor that was open when the trigger happened, else its
+// own. It returns false while an ancestor needed for the answer is unknown.
+func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth int) bool {
+	if r.Placed {
+		return true
+	}
+	if depth > maxOwnerDepth {
+		p.tel.K8sstitchOwnerCycles.Add(context.Background(), 1)
+		p.set.Logger.Warn("owner chain too deep or cyclic; the object opens its own operation", zap.String("uid", o.UID), zap.String("kind", o.Kind))
+		p.placeRoot(o, r)
+		return true
+	}
+	if o.OwnerUID == "" || o.OwnerUID == o.UID {
+		p.placeRoot(o, r)
+		return true
+	}
+	owner := p.graph.objects[o.OwnerUID]
+	var oop *opRecord
+	if owner != nil {
+		oop = owner.opAt(r.Start, p.cfg.ClockTolerance)
+	}
+	if oop == nil {
+		// The owner is unknown, or no operation of it covers the trigger
+		// yet: its trigger may still be on its way, so wait for it.
+		if waitedOut {
+			p.placeRoot(o, r)
+			return true
+		}
+		return false
+	}
+	if !p.place(owner, oop, waitedOut, depth+1) {
+		return false
+	}
+	r.Placed, r.TraceID, r.Parent = true, oop.TraceID, owner.objectSpanID(oop.Trigger)
+	p.dirty[o.UID] = o
+	return true
+}
+
+func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
+	r.Placed, r.Root = true, true
+	r.TraceID = fragment.TraceID(o.UID, r.Trigger)
+	if tid, sid, ok := parseTraceparent(r.Traceparent); ok {
+		// The user's own tool started this trace: continue it.
+		r.TraceID, r.Parent = tid, sid
+	}
+	if !r.Closed {
+		p.openRoots[r] = o
+	}
+	p.dirty[o.UID] = o
+	p.tel.K8sstitchOperationsOpened.Add(context.Background(), 1, metric.WithAttributes(attribute.String("kind", o.Kind)))
+}
+
+// tryDecide places an app trace by its best hint, or lets it pass when its
+// root arrived without any hint.
+func (p *stitchProcessor) tryDecide(ts *traceState, now time.Time) {
+	if ts.hint.kind == hintNone {
+		if ts.rootSeen {
+			ts.decided = true
+		}
+		return
+	}
+	o, r, parent := p.resolveHint(ts.hint)
+	if o == nil || !p.place(o, r, false, 0) {
+		return
+	}
+	if parent.IsEmpty() {
+		parent = o.objectSpanID(r.Trigger)
+		if ts.hint.verb == verbCreate && !r.Root {
+			// A controller created this object: its create request hangs
+			// under the controller's work (pod creates under replicaset.scale).
+			parent = r.Parent
+		}
+	}
+	ts.decided, ts.join, ts.newTrace, ts.parent = true, true, r.TraceID, parent
+}
+
+// resolveHint finds the object and operation an app span names; parent is
+// set where the hint names a step rather than the object span.
+func (p *stitchProcessor) resolveHint(h joinHint) (*object, *opRecord, pcommon.SpanID) {
+	var o *object
+	tol := p.cfg.ClockTolerance
+	if h.kind == hintUID {
+		o = p.graph.objects[h.uid]
+	} else {
+		o = p.graph.byNameAt(h.objKind, h.namespace, h.name, h.at, tol)
+	}
+	if o == nil {
+		return nil, nil, pcommon.SpanID{}
+	}
+	var r *opRecord
+	switch h.verb {
+	case verbCreate:
+		r = o.op(fragment.TriggerGeneration(1))
+	case verbDelete:
+		r = o.op(fragment.TriggerDelete)
+	default:
+		r = o.opAt(h.at, tol)
+	}
+	if r == nil {
+		return nil, nil, pcommon.SpanID{}
+	}
+	if h.verb == verbBinding {
+		return o, r, fragment.SpanID(o.UID, fragment.PhasePodSchedule, r.Trigger)
+	}
+	return o, r, pcommon.SpanID{}
+}
+
+// rewriteApp moves one span of an app trace into its operation. The
+// original IDs stay as attributes, and the trace's root links back.
+func rewriteApp(s ptrace.Span, ts *traceState) {
+	orig := s.TraceID()
+	s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
+	s.SetTraceID(ts.newTrace)
+	if s.ParentSpanID().IsEmpty() {
+		s.SetParentSpanID(ts.parent)
+		l := s.Links().AppendEmpty()
+		l.SetTraceID(orig)
+		l.SetSpanID(s.SpanID())
+		l.Attributes().PutStr(fragment.KeyJoin, "original")
+	}
+}
+
+// retryWaiting re-tries what waits, after a batch taught something new.
+func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
+	for _, w := range p.pendingRelease {
+		p.releaseExpired(w, out)
+	}
+	p.pendingRelease = p.pendingRelease[:0]
+	for _, w := range p.waiting.fragments() {
+		if p.placeFragment(w.span(), *w.frag, now, false) {
+			p.waiting.remove(w)
+			w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
+		}
+	}
+	for orig := range p.waiting.byTrace {
+		ts := p.traces.get(orig)
+		if !ts.decided {
+			p.tryDecide(ts, now)
+		}
+		if ts.decided {
+			p.releaseTrace(ts, out)
+		}
+	}
+}
+
+// releaseExpired lets a span that waited out its time go: a fragment opens
+// its own operation, an app trace passes through as it is.
+func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
+	if w.frag != nil {
+		if w.elem != nil {
+			p.waiting.remove(w)
+		}
+		p.placeFragment(w.span(), *w.frag, p.now(), true)
+		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+		return
+	}
+	ts := p.traces.get(w.orig)
+	if !ts.decided {
+		ts.decided = true
+		p.tel.K8sstitchSpansPassedThrough.Add(context.Background(), 1)
+	}
+	p.releaseTrace(ts, out)
+	// An evicted span was already taken out of the buffer.
+	if w.td.SpanCount() > 0 {
+		if ts.join {
+			rewriteApp(w.span(), ts)
+		}
+		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+	}
+}
+
+func (p *stitchProcessor) releaseTrace(ts *traceState, out ptrace.Traces) {
+	for _, w := range p.waiting.takeTrace(ts.id) {
+		if ts.join {
+			rewriteApp(w.span(), ts)
+			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
+		}
+		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+	}
+}
+
+// timeouts closes root operations open longer than operation_timeout and
+// emits their object span with status Error, so the trace has its root even
+// when the object never converges. If the object converges later, its own
+// object span has the same ID and is dropped as a duplicate.
+func (p *stitchProcessor) timeouts(now time.Time, out ptrace.Traces) {
+	for r, o := range p.openRoots {
+		if now.Sub(r.Start) < p.cfg.OperationTimeout {
+			continue
+		}
+		delete(p.openRoots, r)
+		r.Closed, r.End, r.TimedOut = true, now, true
+		p.dirty[o.UID] = o
+		id := o.objectSpanID(r.Trigger)
+		if !p.seen.add(id) {
+			continue
+		}
+		rs := out.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "kubestitch")
+		if o.Namespace != "" {
+			rs.Resource().Attributes().PutStr(fragment.KeyNamespace, o.Namespace)
+		}
+		ss := rs.ScopeSpans().AppendEmpty()
+		ss.Scope().SetName(metadata.ScopeName)
+		s := ss.Spans().AppendEmpty()
+		s.SetTraceID(r.TraceID)
+		s.SetSpanID(id)
+		s.SetParentSpanID(r.Parent)
+		s.SetName(fragment.ObjectPhase(o.Kind, r.Trigger))
+		s.SetStartTimestamp(pcommon.NewTimestampFromTime(r.Start))
+		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
+		s.Status().SetCode(ptrace.StatusCodeError)
+		s.Status().SetMessage("operation_timeout: the object did not converge in time")
+		a := s.Attributes()
+		a.PutStr(fragment.KeyLevel, fragment.LevelObject)
+		a.PutStr(fragment.KeyKind, o.Kind)
+		a.PutStr(fragment.KeyUID, o.UID)
+		a.PutStr(fragment.KeyName, o.Name)
+		a.PutStr(fragment.KeyTrigger, r.Trigger)
+		a.PutBool(fragment.KeyConverged, false)
+		a.PutStr(fragment.KeyReason, "operation_timeout")
+		p.tel.K8sstitchOperationsTimedOut.Add(context.Background(), 1)
+		p.set.Logger.Info("operation timed out", zap.String("kind", o.Kind), zap.String("name", o.Name), zap.String("trigger", r.Trigger))
+	}
+}
+
+func (p *stitchProcessor) badSpan(reason string) {
+	p.tel.K8sstitchBadSpans.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+	p.set.Logger.Debug("span passed through unchanged", zap.String("reason", reason))
+}

@@ -1,0 +1,159 @@
+package k8swatchreceiver
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Auth types, as in the contrib Kubernetes components.
+const (
+	AuthTypeServiceAccount = "serviceAccount"
+	AuthTypeKubeConfig     = "kubeConfig"
+	AuthTypeNone           = "none"
+)
+
+// Modes.
+const (
+	// ModeNode watches the pods of one node (the agent DaemonSet).
+	ModeNode = "node"
+	// ModeCluster watches everything else (the gateway).
+	ModeCluster = "cluster"
+)
+
+// builtinKinds are the kinds the receiver knows by name.
+var builtinKinds = []string{"Pod", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Node", "Event"}
+
+// Config of the k8swatch receiver.
+type Config struct {
+	// AuthType is how to reach the API server: serviceAccount, kubeConfig or
+	// none. Default: serviceAccount.
+	AuthType string `mapstructure:"auth_type"`
+	// KubeConfig is the kubeconfig file for auth_type kubeConfig; empty uses
+	// $KUBECONFIG and the default loading rules. Default: "".
+	KubeConfig string `mapstructure:"kube_config"`
+	// Context is the kubeconfig context for auth_type kubeConfig. Default: "".
+	Context string `mapstructure:"context"`
+	// Mode is node (pods of node_name only) or cluster. Default: cluster.
+	Mode string `mapstructure:"mode"`
+	// NodeName is the node whose pods are watched in node mode, usually
+	// ${env:K8S_NODE_NAME} from the downward API. Default: "".
+	NodeName string `mapstructure:"node_name"`
+	// Namespaces to watch; empty means all. Default: [].
+	Namespaces []string `mapstructure:"namespaces"`
+	// LabelSelector applies to every watched kind except Events and Nodes.
+	// Default: "".
+	LabelSelector string `mapstructure:"label_selector"`
+	// Kinds to watch, from Pod, ReplicaSet, Deployment, StatefulSet,
+	// DaemonSet, Job, CronJob, Node, Event. Node mode only uses Pod and
+	// Event. Default: all of them.
+	Kinds []string `mapstructure:"kinds"`
+	// CustomResources to watch through the dynamic client, converging by the
+	// generic rule. Default: [].
+	CustomResources []CustomResource `mapstructure:"custom_resources"`
+	// QuietPeriod closes an operation of a custom resource without status
+	// after this long without a change. Default: 30s.
+	QuietPeriod time.Duration `mapstructure:"quiet_period"`
+	// AnnotationAllowList names the only annotations copied into spans.
+	// Default: [].
+	AnnotationAllowList []string `mapstructure:"annotation_allow_list"`
+	// Storage is the ID of a storage extension (file_storage) that keeps what
+	// was emitted per object across restarts. Default: none.
+	Storage *component.ID `mapstructure:"storage"`
+	// LeaderElection makes exactly one replica of a gateway watch.
+	LeaderElection LeaderElectionConfig `mapstructure:"leader_election"`
+}
+
+// CustomResource names a resource of the dynamic client.
+type CustomResource struct {
+	Group    string `mapstructure:"group"`
+	Version  string `mapstructure:"version"`
+	Resource string `mapstructure:"resource"`
+}
+
+// LeaderElectionConfig of the cluster mode.
+type LeaderElectionConfig struct {
+	// Enabled turns leader election on. Default: false.
+	Enabled bool `mapstructure:"enabled"`
+	// LeaseName of the Lease. Default: kubestitch-k8swatch.
+	LeaseName string `mapstructure:"lease_name"`
+	// LeaseNamespace of the Lease, usually ${env:POD_NAMESPACE}. Default: "".
+	LeaseNamespace string `mapstructure:"lease_namespace"`
+	// Identity of this replica; usually ${env:POD_NAME}. Default: host name.
+	Identity string `mapstructure:"identity"`
+	// LeaseDuration, RenewDeadline, RetryPeriod as in client-go. Defaults:
+	// 15s, 10s, 2s.
+	LeaseDuration time.Duration `mapstructure:"lease_duration"`
+	RenewDeadline time.Duration `mapstructure:"renew_deadline"`
+	RetryPeriod   time.Duration `mapstructure:"retry_period"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+var (
+	errNodeNameRequired = errors.New("node_name must be set in node mode")
+	errNoKinds          = errors.New("kinds must name at least one kind, or custom_resources one resource")
+)
+
+// Validate checks the configuration.
+func (cfg *Config) Validate() error {
+	switch cfg.AuthType {
+	case AuthTypeServiceAccount, AuthTypeKubeConfig, AuthTypeNone:
+	default:
+		return fmt.Errorf("auth_type must be one of %s, %s, %s; got %q", AuthTypeServiceAccount, AuthTypeKubeConfig, AuthTypeNone, cfg.AuthType)
+	}
+	switch cfg.Mode {
+	case ModeCluster:
+	case ModeNode:
+		if cfg.NodeName == "" {
+			return errNodeNameRequired
+		}
+	default:
+		return fmt.Errorf("mode must be %s or %s; got %q", ModeNode, ModeCluster, cfg.Mode)
+	}
+	if cfg.LabelSelector != "" {
+		if _, err := labels.Parse(cfg.LabelSelector); err != nil {
+			return fmt.Errorf("label_selector: %w", err)
+		}
+	}
+	if len(cfg.Kinds) == 0 && len(cfg.CustomResources) == 0 {
+		return errNoKinds
+	}
+	for _, k := range cfg.Kinds {
+		if !isBuiltinKind(k) {
+			return fmt.Errorf("kinds: unknown kind %q; known kinds are %v (others go in custom_resources)", k, builtinKinds)
+		}
+	}
+	for i, cr := range cfg.CustomResources {
+		if cr.Version == "" || cr.Resource == "" {
+			return fmt.Errorf("custom_resources[%d]: version and resource must be set", i)
+		}
+	}
+	if cfg.QuietPeriod <= 0 {
+		return errors.New("quiet_period must be positive")
+	}
+	if le := cfg.LeaderElection; le.Enabled {
+		if cfg.Mode != ModeCluster {
+			return errors.New("leader_election is only for cluster mode: every agent watches its own node")
+		}
+		if le.LeaseName == "" || le.LeaseNamespace == "" {
+			return errors.New("leader_election: lease_name and lease_namespace must be set")
+		}
+		if le.LeaseDuration <= le.RenewDeadline || le.RenewDeadline <= le.RetryPeriod || le.RetryPeriod <= 0 {
+			return errors.New("leader_election: need lease_duration > renew_deadline > retry_period > 0")
+		}
+	}
+	return nil
+}
+
+func isBuiltinKind(k string) bool {
+	for _, b := range builtinKinds {
+		if b == k {
+			return true
+		}
+	}
+	return false
+}

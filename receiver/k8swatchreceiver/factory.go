@@ -1,0 +1,48 @@
+package k8swatchreceiver
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+
+	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
+)
+
+const (
+	defaultQuietPeriod   = 30 * time.Second
+	defaultLeaseName     = "kubestitch-k8swatch"
+	defaultLeaseDuration = 15 * time.Second
+	defaultRenewDeadline = 10 * time.Second
+	defaultRetryPeriod   = 2 * time.Second
+)
+
+// NewFactory returns the factory of the k8swatch receiver.
+func NewFactory() receiver.Factory {
+	return receiver.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		receiver.WithTraces(createTraces, metadata.TracesStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		AuthType:    AuthTypeServiceAccount,
+		Mode:        ModeCluster,
+		Kinds:       append([]string(nil), builtinKinds...),
+		QuietPeriod: defaultQuietPeriod,
+		LeaderElection: LeaderElectionConfig{
+			LeaseName:     defaultLeaseName,
+			LeaseDuration: defaultLeaseDuration,
+			RenewDeadline: defaultRenewDeadline,
+			RetryPeriod:   defaultRetryPeriod,
+		},
+	}
+}
+
+func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {
+	return newWatchReceiver(set, cfg.(*Config), next, makeClients)
+}

@@ -1,0 +1,395 @@
+package k8swatchreceiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/receiverhelper"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
+)
+
+// maxContainers bounds the containers of one pod that get steps; a pod
+// beyond it is logged and counted, and its first maxContainers are used.
+const maxContainers = 256
+
+// clientsProvider builds the API clients; tests pass fakes.
+type clientsProvider func(cfg *Config) (kubernetes.Interface, dynamic.Interface, error)
+
+func makeClients(cfg *Config) (kubernetes.Interface, dynamic.Interface, error) {
+	var rc *rest.Config
+	var err error
+	switch cfg.AuthType {
+	case AuthTypeServiceAccount:
+		rc, err = rest.InClusterConfig()
+	case AuthTypeKubeConfig:
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		if cfg.KubeConfig != "" {
+			rules.ExplicitPath = cfg.KubeConfig
+		}
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+			&clientcmd.ConfigOverrides{CurrentContext: cfg.Context}).ClientConfig()
+	case AuthTypeNone:
+		rc = &rest.Config{Host: os.Getenv("KUBERNETES_SERVICE_HOST")}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("k8swatch: auth_type %s: %w", cfg.AuthType, err)
+	}
+	rc.UserAgent = "kubestitch-k8swatch"
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	dc, err := dynamic.NewForConfig(rc)
+	return kc, dc, err
+}
+
+type watchReceiver struct {
+	cfg      *Config
+	set      receiver.Settings
+	next     consumer.Traces
+	clients  clientsProvider
+	obsrecv  *receiverhelper.ObsReport
+	tel      *metadata.TelemetryBuilder
+	tracker  *tracker
+	allow    map[string]bool
+	storage  storage.Client
+	version  string
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	watching sync.Mutex
+}
+
+var _ receiver.Traces = (*watchReceiver)(nil)
+
+func newWatchReceiver(set receiver.Settings, cfg *Config, next consumer.Traces, clients clientsProvider) (*watchReceiver, error) {
+	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID: set.ID, Transport: "watch", ReceiverCreateSettings: set,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	allow := map[string]bool{}
+	for _, a := range cfg.AnnotationAllowList {
+		allow[a] = true
+	}
+	return &watchReceiver{
+		cfg: cfg, set: set, next: next, clients: clients, obsrecv: obs, tel: tel,
+		tracker: newTracker(), allow: allow, version: set.BuildInfo.Version,
+	}, nil
+}
+
+func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
+	if r.cfg.Storage != nil {
+		ext, ok := host.GetExtensions()[*r.cfg.Storage]
+		if !ok {
+			return fmt.Errorf("k8swatch: storage %s is not a configured extension", r.cfg.Storage)
+		}
+		se, ok := ext.(storage.Extension)
+		if !ok {
+			return fmt.Errorf("k8swatch: extension %s is not a storage extension", r.cfg.Storage)
+		}
+		c, err := se.GetClient(ctx, component.KindReceiver, r.set.ID, "")
+		if err != nil {
+			return fmt.Errorf("k8swatch: storage client: %w", err)
+		}
+		r.storage = c
+		r.tracker.onChange = r.persist
+	}
+	kc, dc, err := r.clients(r.cfg)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Go(func() { r.quietLoop(runCtx) })
+	if !r.cfg.LeaderElection.Enabled {
+		r.wg.Go(func() { r.watch(runCtx, kc, dc) })
+		return nil
+	}
+	r.wg.Go(func() { r.leaderLoop(runCtx, kc, dc) })
+	return nil
+}
+
+func (r *watchReceiver) Shutdown(ctx context.Context) error {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+	if r.storage != nil {
+		return r.storage.Close(ctx)
+	}
+	return nil
+}
+
+// leaderLoop watches only while this replica holds the Lease, and goes back
+// to campaigning when it loses it, until shutdown.
+func (r *watchReceiver) leaderLoop(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) {
+	le := r.cfg.LeaderElection
+	id := le.Identity
+	if id == "" {
+		id, _ = os.Hostname()
+	}
+	for ctx.Err() == nil {
+		lock := &resourcelock.LeaseLock{
+			LeaseMeta:  metav1ObjectMeta(le.LeaseName, le.LeaseNamespace),
+			Client:     kc.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+		}
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   le.LeaseDuration,
+			RenewDeadline:   le.RenewDeadline,
+			RetryPeriod:     le.RetryPeriod,
+			ReleaseOnCancel: true,
+			Name:            le.LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(lctx context.Context) {
+					r.set.Logger.Info("k8swatch: leading, watching", zap.String("identity", id))
+					r.watch(lctx, kc, dc)
+				},
+				OnStoppedLeading: func() {
+					r.set.Logger.Info("k8swatch: lease lost, stopped watching", zap.String("identity", id))
+				},
+			},
+		})
+	}
+}
+
+// watch runs the informers until ctx ends.
+func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) {
+	// One watcher at a time even across leader terms.
+	r.watching.Lock()
+	defer r.watching.Unlock()
+	var sources []source
+	for _, k := range r.cfg.Kinds {
+		if r.cfg.Mode == ModeNode && k != "Pod" && k != "Event" {
+			continue
+		}
+		sources = append(sources, builtinSource(kc, k))
+	}
+	for _, cr := range r.cfg.CustomResources {
+		sources = append(sources, dynamicSource(dc, cr))
+	}
+	namespaces := r.cfg.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{""}
+	}
+	var informers []cache.SharedIndexInformer
+	for _, s := range sources {
+		for _, ns := range namespaces {
+			if !s.namespaced && ns != namespaces[0] {
+				continue
+			}
+			inf := cache.NewSharedIndexInformer(s.listWatch(ns, r.cfg), s.example, 0, cache.Indexers{})
+			_ = inf.SetTransform(newTransform(r.allow))
+			kind := s.kind
+			_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+				r.tel.K8swatchWatchErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+				r.set.Logger.Warn("k8swatch: list/watch failed; retrying with backoff (check RBAC: get/list/watch on this kind)",
+					zap.String("kind", kind), zap.String("namespace", ns), zap.Error(err))
+			})
+			if _, err := inf.AddEventHandler(r.handler(kind)); err != nil {
+				r.set.Logger.Error("k8swatch: cannot add handler", zap.String("kind", kind), zap.Error(err))
+				continue
+			}
+			informers = append(informers, inf)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, inf := range informers {
+		wg.Go(func() { inf.RunWithContext(ctx) })
+	}
+	wg.Wait()
+}
+
+func (r *watchReceiver) handler(kind string) cache.ResourceEventHandler {
+	count := metric.WithAttributes(attribute.String("kind", kind))
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			r.tel.K8swatchWatchEvents.Add(context.Background(), 1, count)
+			r.onObject(obj, initial, false)
+		},
+		UpdateFunc: func(_, obj any) {
+			r.tel.K8swatchWatchEvents.Add(context.Background(), 1, count)
+			r.onObject(obj, false, false)
+		},
+		DeleteFunc: func(obj any) {
+			r.tel.K8swatchWatchEvents.Add(context.Background(), 1, count)
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			r.onObject(obj, false, true)
+		},
+	}
+}
+
+// onObject is the data path: watch event -> view -> tracker -> fragments.
+func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
+	now := time.Now()
+	var frags []fragmentSpan
+	switch o := obj.(type) {
+	case *eventsv1.Event:
+		frags = r.tracker.event(viewEventsV1(o))
+	case *corev1.Event:
+		frags = r.tracker.event(viewCoreEvent(o))
+	default:
+		v, quiet, err := r.view(obj)
+		if err != nil {
+			r.bad(err.Error(), obj)
+			return
+		}
+		if initial {
+			r.restore(v.uid)
+		}
+		if deleted {
+			frags = r.tracker.gone(v, now)
+		} else {
+			frags = r.tracker.observe(v, now, initial)
+			if quiet {
+				r.tracker.markQuiet(v.uid)
+			}
+		}
+	}
+	r.emit(frags)
+}
+
+var errNoUID = errors.New("missing_uid")
+
+func (r *watchReceiver) view(obj any) (objectView, bool, error) {
+	var v objectView
+	quiet := false
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		v = viewPod(o, r.allow)
+		if n := len(v.pod.containers); n > maxContainers {
+			r.bad("too_many_containers", obj)
+			v.pod.containers = v.pod.containers[:maxContainers]
+		}
+	case *appsv1.Deployment:
+		v = viewDeployment(o, r.allow)
+	case *appsv1.ReplicaSet:
+		v = viewReplicaSet(o, r.allow)
+	case *appsv1.StatefulSet:
+		v = viewStatefulSet(o, r.allow)
+	case *appsv1.DaemonSet:
+		v = viewDaemonSet(o, r.allow)
+	case *batchv1.Job:
+		v = viewJob(o, r.allow)
+	case *batchv1.CronJob:
+		v = viewCronJob(o, r.allow)
+	case *corev1.Node:
+		v = viewNode(o, r.allow)
+	case *unstructured.Unstructured:
+		var hasStatus bool
+		v, hasStatus = viewUnstructured(o, r.allow)
+		quiet = !hasStatus
+	default:
+		return v, false, fmt.Errorf("unexpected_type_%T", obj)
+	}
+	if v.uid == "" {
+		return v, false, errNoUID
+	}
+	sanitize(&v)
+	return v, quiet, nil
+}
+
+func (r *watchReceiver) bad(reason string, obj any) {
+	r.tel.K8swatchBadObjects.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+	r.set.Logger.Warn("k8swatch: object not turned into fragments", zap.String("reason", reason), zap.String("type", fmt.Sprintf("%T", obj)))
+}
+
+func (r *watchReceiver) emit(frags []fragmentSpan) {
+	if len(frags) == 0 {
+		return
+	}
+	ctx := r.obsrecv.StartTracesOp(context.Background())
+	td := toTraces(frags, r.version)
+	err := r.next.ConsumeTraces(ctx, td)
+	r.obsrecv.EndTracesOp(ctx, "k8s", len(frags), err)
+	if err != nil {
+		r.set.Logger.Warn("k8swatch: next consumer refused fragments", zap.Int("spans", len(frags)), zap.Error(err))
+	}
+	for i := range frags {
+		r.tel.K8swatchFragmentsEmitted.Add(ctx, 1, metric.WithAttributes(attribute.String("phase", frags[i].name)))
+	}
+	r.tel.K8swatchObjectsTracked.Record(ctx, int64(r.tracker.tracked()))
+}
+
+func (r *watchReceiver) quietLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod))
+			if n := r.tracker.takeDroppedEvents(); n > 0 {
+				r.tel.K8swatchEventsDropped.Add(ctx, n)
+			}
+		}
+	}
+}
+
+// persist writes an object's state, so a restart neither repeats nor loses
+// a step. Called under the tracker's lock, in the order of changes.
+func (r *watchReceiver) persist(uid string, st *objectState) {
+	ctx := context.Background()
+	var err error
+	if st == nil {
+		err = r.storage.Delete(ctx, uid)
+	} else {
+		var b []byte
+		if b, err = json.Marshal(st); err == nil {
+			err = r.storage.Set(ctx, uid, b)
+		}
+	}
+	if err != nil {
+		r.set.Logger.Warn("k8swatch: cannot persist object state; a restart may repeat this object's steps", zap.String("uid", uid), zap.Error(err))
+	}
+}
+
+func (r *watchReceiver) restore(uid string) {
+	if r.storage == nil {
+		return
+	}
+	b, err := r.storage.Get(context.Background(), uid)
+	if err != nil || b == nil {
+		return
+	}
+	st := &objectState{}
+	if err := json.Unmarshal(b, st); err != nil {
+		r.set.Logger.Warn("k8swatch: ignoring unreadable stored state", zap.String("uid", uid), zap.Error(err))
+		return
+	}
+	r.tracker.restore(uid, st)
+}

@@ -1,0 +1,441 @@
+package k8swatchreceiver
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// maxPendingEvents bounds the Kubernetes Events kept per object until its
+// object span is emitted; more are counted as dropped.
+const maxPendingEvents = 32
+
+// fragmentSpan is one span the tracker decided to emit; emit.go turns a
+// batch of them into ptrace.Traces.
+type fragmentSpan struct {
+	traceID          pcommon.TraceID
+	spanID, parentID pcommon.SpanID
+	name             string
+	level            string
+	service          string
+	start, end       time.Time
+	timeSource       string
+	obj              *objectView
+	trigger          string
+	triggerTime      time.Time
+	converged        *bool
+	reason           string
+	container        string
+	image            string
+	events           []spanEvent
+}
+
+type spanEvent struct {
+	name    string
+	at      time.Time
+	message string
+	source  string
+}
+
+// objectState is what the tracker remembers per object: the current
+// trigger, its time, and which steps of it were already emitted. It is what
+// the storage extension persists, so a restart neither repeats nor loses a
+// step.
+type objectState struct {
+	Trigger     string    `json:"t"`
+	TriggerTime time.Time `json:"tt"`
+	TimeSource  string    `json:"ts"`
+	Done        bool      `json:"d,omitempty"`
+	Emitted     []string  `json:"e,omitempty"`
+	StepEnd     time.Time `json:"se,omitzero"`
+	// LastChange is when the object last changed, for the quiet rule of
+	// kinds without a status to converge on.
+	LastChange time.Time `json:"lc,omitzero"`
+	Quiet      bool      `json:"q,omitempty"`
+
+	pending []spanEvent
+	view    objectView
+}
+
+func (s *objectState) emitted(key string) bool {
+	for _, e := range s.Emitted {
+		if e == key {
+			return true
+		}
+	}
+	return false
+}
+
+// tracker turns observations of objects into fragments. It is safe for
+// concurrent use: informers of different kinds call it from their own
+// goroutines, and Events attach to the state of the object they are about.
+type tracker struct {
+	mu     sync.Mutex
+	states map[string]*objectState
+	// onChange is called with the state after every change that emitted
+	// something (persistence); nil state means the object is gone.
+	onChange func(uid string, st *objectState)
+	// droppedEvents counts Kubernetes Events that had no span to go on.
+	droppedEvents int64
+}
+
+func newTracker() *tracker {
+	return &tracker{states: map[string]*objectState{}}
+}
+
+// restore puts a persisted state back before the object is first observed.
+func (t *tracker) restore(uid string, st *objectState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.states[uid]; !ok {
+		t.states[uid] = st
+	}
+}
+
+func (t *tracker) tracked() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.states)
+}
+
+// observe is called for every add or update of an object. at is the watch
+// arrival; history says the object was seen at an initial list, so its own
+// timestamps are the truthful ones.
+func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSpan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.states[v.uid]
+	isNew := st == nil
+	if isNew {
+		st = &objectState{}
+		t.states[v.uid] = st
+	}
+	changed := false
+	if st.view.resourceVersion != v.resourceVersion {
+		st.LastChange = at
+	}
+	st.view = v
+	var out []fragmentSpan
+
+	trigger := fragment.TriggerGeneration(v.generation)
+	if v.deleting {
+		trigger = fragment.TriggerDelete
+	}
+	if st.Trigger != trigger {
+		if st.Trigger != "" && !st.Done {
+			// A new trigger arrived before the old one converged: close it
+			// as not converged rather than lose it.
+			out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, "superseded by "+trigger))
+		}
+		if isNew && history && trigger != fragment.TriggerDelete && v.converged {
+			// This operation ran before we watched: there is nothing
+			// truthful to emit about it.
+			st.Trigger, st.Done = trigger, true
+			return nil
+		}
+		t.startTrigger(st, trigger, at, history)
+		out = append(out, t.triggerSpan(st, at, history))
+		changed = true
+	}
+	if st.Done {
+		return out
+	}
+	if v.pod != nil && trigger != fragment.TriggerDelete {
+		steps := t.podSteps(st, at, history)
+		changed = changed || len(steps) > 0
+		out = append(out, steps...)
+	}
+	if trigger != fragment.TriggerDelete && v.converged {
+		end, src := at, fragment.TimeSourceWatch
+		if history && !v.convergedAt.IsZero() {
+			end, src = v.convergedAt, fragment.TimeSourceObject
+		}
+		out = append(out, t.objectSpan(st, end, src, true, ""))
+		changed = true
+	}
+	if changed && t.onChange != nil {
+		t.onChange(v.uid, st)
+	}
+	return out
+}
+
+// quiet closes operations of objects without a status rule that saw no
+// change for period: the generic rule of the design for custom resources.
+func (t *tracker) quiet(now time.Time, period time.Duration) []fragmentSpan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []fragmentSpan
+	for uid, st := range t.states {
+		if !st.Quiet || st.Done || st.Trigger == fragment.TriggerDelete || now.Sub(st.LastChange) < period {
+			continue
+		}
+		out = append(out, t.objectSpan(st, st.LastChange, fragment.TimeSourceWatch, true, "quiet"))
+		if t.onChange != nil {
+			t.onChange(uid, st)
+		}
+	}
+	return out
+}
+
+// gone is called for a DELETED watch event: the deletion operation ends.
+func (t *tracker) gone(v objectView, at time.Time) []fragmentSpan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.states[v.uid]
+	if st == nil {
+		st = &objectState{}
+	}
+	st.view = v
+	var out []fragmentSpan
+	if st.Trigger != fragment.TriggerDelete {
+		if st.Trigger != "" && !st.Done {
+			out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, "deleted"))
+		}
+		// The deletion started and ended between two observations.
+		t.startTrigger(st, fragment.TriggerDelete, at, false)
+		out = append(out, t.triggerSpan(st, at, false))
+	}
+	if !st.Done {
+		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, true, ""))
+	}
+	delete(t.states, v.uid)
+	if t.onChange != nil {
+		t.onChange(v.uid, nil)
+	}
+	return out
+}
+
+func (t *tracker) startTrigger(st *objectState, trigger string, at time.Time, history bool) {
+	v := &st.view
+	st.Trigger, st.Done, st.Emitted, st.pending = trigger, false, nil, nil
+	st.TriggerTime, st.TimeSource = at, fragment.TimeSourceWatch
+	if history {
+		st.TimeSource = fragment.TimeSourceObject
+		switch {
+		case trigger == fragment.TriggerDelete:
+			st.TriggerTime = v.deleteStart
+		case v.generation <= 1 || v.managedAt.IsZero():
+			st.TriggerTime = v.created
+		default:
+			st.TriggerTime = v.managedAt
+		}
+	}
+	st.StepEnd = st.TriggerTime
+}
+
+func (t *tracker) triggerSpan(st *objectState, at time.Time, history bool) fragmentSpan {
+	v := &st.view
+	end := at
+	if history {
+		end = st.TriggerTime
+	}
+	svc := v.manager
+	if svc == "" {
+		svc = "kube-apiserver"
+	}
+	return fragmentSpan{
+		traceID:     fragment.TraceID(v.uid, st.Trigger),
+		spanID:      fragment.TriggerSpanID(v.uid, st.Trigger),
+		parentID:    fragment.ObjectSpanID(v.uid, v.kind, st.Trigger),
+		name:        fragment.PhaseTrigger,
+		level:       fragment.LevelTrigger,
+		service:     svc,
+		start:       st.TriggerTime,
+		end:         notBefore(end, st.TriggerTime),
+		timeSource:  st.TimeSource,
+		obj:         v,
+		trigger:     st.Trigger,
+		triggerTime: st.TriggerTime,
+	}
+}
+
+func (t *tracker) objectSpan(st *objectState, end time.Time, src string, converged bool, reason string) fragmentSpan {
+	v := &st.view
+	st.Done = true
+	evs := st.pending
+	st.pending = nil
+	if src == fragment.TimeSourceWatch && st.TimeSource == fragment.TimeSourceObject {
+		src = fragment.TimeSourceObject
+	}
+	return fragmentSpan{
+		traceID:     fragment.TraceID(v.uid, st.Trigger),
+		spanID:      fragment.ObjectSpanID(v.uid, v.kind, st.Trigger),
+		name:        fragment.ObjectPhase(v.kind, st.Trigger),
+		level:       fragment.LevelObject,
+		service:     objectService(v, st.Trigger),
+		start:       st.TriggerTime,
+		end:         notBefore(end, st.TriggerTime),
+		timeSource:  src,
+		obj:         v,
+		trigger:     st.Trigger,
+		triggerTime: st.TriggerTime,
+		converged:   &converged,
+		reason:      reason,
+		events:      evs,
+	}
+}
+
+func (t *tracker) stepSpan(st *objectState, phase, disc string, start, end time.Time, src, svc string) fragmentSpan {
+	v := &st.view
+	st.Emitted = append(st.Emitted, phase+"/"+disc)
+	return fragmentSpan{
+		traceID:     fragment.TraceID(v.uid, st.Trigger),
+		spanID:      fragment.SpanID(v.uid, phase, disc),
+		parentID:    fragment.ObjectSpanID(v.uid, v.kind, st.Trigger),
+		name:        phase,
+		level:       fragment.LevelStep,
+		service:     svc,
+		start:       start,
+		end:         notBefore(end, start),
+		timeSource:  src,
+		obj:         v,
+		trigger:     st.Trigger,
+		triggerTime: st.TriggerTime,
+	}
+}
+
+// podSteps emits the startup steps of a pod that became true since the last
+// observation, each once: schedule, initialize, container start, ready.
+func (t *tracker) podSteps(st *objectState, at time.Time, history bool) []fragmentSpan {
+	p := st.view.pod
+	var out []fragmentSpan
+	when := func(objectTime time.Time) (time.Time, string) {
+		if history && !objectTime.IsZero() {
+			return objectTime, fragment.TimeSourceObject
+		}
+		return at, fragment.TimeSourceWatch
+	}
+	nodeAgent := st.view.manager
+	if nodeAgent == "" || nodeAgent == "kube-scheduler" {
+		nodeAgent = "kubelet"
+	}
+	if !p.scheduled {
+		return nil
+	}
+	disc := st.Trigger
+	if !st.emitted(fragment.PhasePodSchedule + "/" + disc) {
+		end, src := when(p.scheduledAt)
+		svc := p.scheduler
+		if svc == "" || svc == "default-scheduler" {
+			svc = "kube-scheduler"
+		}
+		out = append(out, t.stepSpan(st, fragment.PhasePodSchedule, disc, st.TriggerTime, end, src, svc))
+		st.StepEnd = notBefore(end, st.TriggerTime)
+	}
+	if p.hasInit && p.initialized && !st.emitted(fragment.PhasePodInitialize+"/"+disc) {
+		end, src := when(p.initializedAt)
+		out = append(out, t.stepSpan(st, fragment.PhasePodInitialize, disc, st.StepEnd, end, src, nodeAgent))
+		st.StepEnd = notBefore(end, st.StepEnd)
+	}
+	lastStart := st.StepEnd
+	allRunning := len(p.containers) > 0
+	for i := range p.containers {
+		c := &p.containers[i]
+		if !c.running {
+			allRunning = false
+			continue
+		}
+		cdisc := c.name + "/" + strconv.Itoa(int(c.restarts))
+		if st.emitted(fragment.PhaseContainerStart + "/" + cdisc) {
+			continue
+		}
+		end, src := when(c.startedAt)
+		s := t.stepSpan(st, fragment.PhaseContainerStart, cdisc, st.StepEnd, end, src, nodeAgent)
+		s.container, s.image = c.name, c.image
+		out = append(out, s)
+		if s.end.After(lastStart) {
+			lastStart = s.end
+		}
+	}
+	if p.ready && !st.emitted(fragment.PhasePodReady+"/"+disc) {
+		start := lastStart
+		if !allRunning {
+			start = st.StepEnd
+		}
+		end, src := when(p.readyAt)
+		out = append(out, t.stepSpan(st, fragment.PhasePodReady, disc, start, end, src, nodeAgent))
+	}
+	return out
+}
+
+// event handles a Kubernetes Event about object uid. Events that carry a
+// duration become short spans; the others wait to be span events of the
+// object span.
+func (t *tracker) event(ev eventView) []fragmentSpan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.states[ev.objectUID]
+	if st == nil || st.Trigger == "" || st.Done {
+		t.droppedEvents++
+		return nil
+	}
+	if ev.duration > 0 && ev.reason == "Pulled" {
+		disc := "event/" + ev.uid
+		if st.emitted(fragment.PhaseImagePull + "/" + disc) {
+			return nil
+		}
+		s := t.stepSpan(st, fragment.PhaseImagePull, disc, ev.at.Add(-ev.duration), ev.at, ev.timeSource, ev.source)
+		s.container = ev.container
+		s.reason = ev.reason
+		if t.onChange != nil {
+			t.onChange(ev.objectUID, st)
+		}
+		return []fragmentSpan{s}
+	}
+	if len(st.pending) >= maxPendingEvents {
+		t.droppedEvents++
+		return nil
+	}
+	st.pending = append(st.pending, spanEvent{name: ev.reason, at: ev.at, message: ev.note, source: ev.source})
+	return nil
+}
+
+func objectService(v *objectView, trigger string) string {
+	switch v.kind {
+	case "Pod", "Node":
+		if trigger != fragment.TriggerDelete && v.manager != "" && v.manager != "kube-scheduler" {
+			return v.manager
+		}
+		return "kubelet"
+	case "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob":
+		return "kube-controller-manager"
+	}
+	if trigger == fragment.TriggerDelete {
+		return "kube-controller-manager"
+	}
+	if v.manager != "" {
+		return v.manager
+	}
+	return "kube-apiserver"
+}
+
+// notBefore keeps a span from ending before it starts: object timestamps
+// are whole seconds and may precede a watch-arrival start.
+func notBefore(t, min time.Time) time.Time {
+	if t.Before(min) {
+		return min
+	}
+	return t
+}
+
+// markQuiet says the object has no status to converge on: the quiet rule
+// closes its operations.
+func (t *tracker) markQuiet(uid string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.states[uid]; st != nil {
+		st.Quiet = true
+	}
+}
+
+func (t *tracker) takeDroppedEvents() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.droppedEvents
+	t.droppedEvents = 0
+	return n
+}

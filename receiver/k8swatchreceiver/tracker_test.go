@@ -1,0 +1,233 @@
+package k8swatchreceiver
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func testPod(uid string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web-abc", Namespace: "default", UID: types.UID(uid), ResourceVersion: "1",
+			CreationTimestamp: metav1.NewTime(t0),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-1", UID: "rs-1", Controller: ptr.To(true),
+			}},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Time: ptr.To(metav1.NewTime(t0))}},
+		},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "web:1"}}},
+	}
+}
+
+func scheduled(p *corev1.Pod, at time.Time) *corev1.Pod {
+	p = p.DeepCopy()
+	p.ResourceVersion = "2"
+	p.Spec.NodeName = "node-1"
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(at)})
+	return p
+}
+
+func running(p *corev1.Pod, at time.Time) *corev1.Pod {
+	p = p.DeepCopy()
+	p.ResourceVersion = "3"
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Time: ptr.To(metav1.NewTime(at))}}
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(at)})
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "web:1", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at)}}}}
+	return p
+}
+
+func names(fs []fragmentSpan) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.name
+	}
+	return out
+}
+
+func TestPodStartupLiveYieldsEachStepOnce(t *testing.T) {
+	tr := newTracker()
+	p := testPod("pod-1")
+	allow := map[string]bool{}
+
+	created := tr.observe(viewPod(p, allow), t0.Add(10*time.Millisecond), false)
+	sched := tr.observe(viewPod(scheduled(p, t0), allow), t0.Add(50*time.Millisecond), false)
+	ready := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(time.Second)), allow), t0.Add(900*time.Millisecond), false)
+	again := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(time.Second)), allow), t0.Add(2*time.Second), false)
+
+	assert.Equal(t, []string{fragment.PhaseTrigger}, names(created))
+	assert.Equal(t, []string{fragment.PhasePodSchedule}, names(sched))
+	assert.Equal(t, []string{fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup}, names(ready))
+	assert.Empty(t, again, "an update that changes no step emits nothing")
+
+	objectSpan := fragment.ObjectSpanID("pod-1", "Pod", "gen:1")
+	trace := fragment.TraceID("pod-1", "gen:1")
+	all := append(append(append([]fragmentSpan{}, created...), sched...), ready...)
+	for _, f := range all {
+		assert.Equal(t, trace, f.traceID, f.name)
+		assert.Equal(t, fragment.TimeSourceWatch, f.timeSource, "seen live: watch arrival times")
+		if f.level != fragment.LevelObject {
+			assert.Equal(t, objectSpan, f.parentID, "%s hangs under pod.startup", f.name)
+		}
+		assert.False(t, f.end.Before(f.start), f.name)
+	}
+	startup := ready[2]
+	assert.Equal(t, objectSpan, startup.spanID)
+	assert.Equal(t, t0.Add(10*time.Millisecond), startup.start, "starts at the trigger as observed")
+	assert.Equal(t, t0.Add(900*time.Millisecond), startup.end)
+	assert.Equal(t, "kube-scheduler", sched[0].service)
+	assert.Equal(t, "kubelet", ready[0].service)
+	assert.Equal(t, "rs-1", startup.obj.ownerUID)
+}
+
+func TestRelistAndRestartYieldNoDuplicate(t *testing.T) {
+	// prepare: a pod observed up to scheduled, its state persisted.
+	tr := newTracker()
+	var saved []byte
+	tr.onChange = func(_ string, st *objectState) {
+		var err error
+		saved, err = json.Marshal(st)
+		require.NoError(t, err)
+	}
+	p := scheduled(testPod("pod-1"), t0)
+	first := tr.observe(viewPod(p, nil), t0.Add(time.Second), false)
+	require.Equal(t, []string{fragment.PhaseTrigger, fragment.PhasePodSchedule}, names(first))
+
+	// test: a relist in the same process, and a restart that restores state.
+	relist := tr.observe(viewPod(p, nil), t0.Add(5*time.Second), false)
+	restarted := newTracker()
+	st := &objectState{}
+	require.NoError(t, json.Unmarshal(saved, st))
+	restarted.restore("pod-1", st)
+	afterRestart := restarted.observe(viewPod(running(p, t0.Add(2*time.Second)), nil), t0.Add(10*time.Second), true)
+
+	// verify
+	assert.Empty(t, relist)
+	assert.Equal(t, []string{fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup}, names(afterRestart),
+		"after a restart only the steps not yet emitted")
+	assert.Equal(t, t0.Add(2*time.Second), afterRestart[1].end, "seen at relist: the object's own timestamp")
+	assert.Equal(t, fragment.TimeSourceObject, afterRestart[1].timeSource)
+	assert.Equal(t, first[0].triggerTime, afterRestart[2].start, "the restored trigger time")
+}
+
+func TestHistoryUsesObjectTimestampsAndSkipsFinishedOperations(t *testing.T) {
+	tr := newTracker()
+	mid := tr.observe(viewPod(scheduled(testPod("pod-1"), t0.Add(time.Second)), nil), t0.Add(time.Minute), true)
+	done := tr.observe(viewPod(running(scheduled(testPod("pod-2"), t0), t0), nil), t0.Add(time.Minute), true)
+
+	require.Equal(t, []string{fragment.PhaseTrigger, fragment.PhasePodSchedule}, names(mid))
+	assert.Equal(t, t0, mid[0].start, "trigger at creationTimestamp")
+	assert.Equal(t, t0.Add(time.Second), mid[1].end)
+	assert.Equal(t, fragment.TimeSourceObject, mid[1].timeSource)
+	assert.Empty(t, done, "an operation finished before we watched has nothing truthful to emit")
+}
+
+func testDeployment(gen int64, replicas int32) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "dep-1", Generation: gen, ResourceVersion: "1", CreationTimestamp: metav1.NewTime(t0)},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(replicas)},
+	}
+}
+
+func convergedDeployment(d *appsv1.Deployment) *appsv1.Deployment {
+	d = d.DeepCopy()
+	d.ResourceVersion += "x"
+	r := *d.Spec.Replicas
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: r, UpdatedReplicas: r, AvailableReplicas: r, ReadyReplicas: r}
+	return d
+}
+
+func TestDeploymentGenerationsAreSeparateOperations(t *testing.T) {
+	tr := newTracker()
+	open1 := tr.observe(viewDeployment(testDeployment(1, 3), nil), t0, false)
+	done1 := tr.observe(viewDeployment(convergedDeployment(testDeployment(1, 3)), nil), t0.Add(2*time.Second), false)
+	open2 := tr.observe(viewDeployment(testDeployment(2, 5), nil), t0.Add(time.Minute), false)
+	open3 := tr.observe(viewDeployment(testDeployment(3, 8), nil), t0.Add(61*time.Second), false)
+
+	assert.Equal(t, []string{fragment.PhaseTrigger}, names(open1))
+	require.Equal(t, []string{fragment.PhaseDeploymentRollout}, names(done1))
+	assert.True(t, *done1[0].converged)
+	assert.Equal(t, []string{fragment.PhaseTrigger}, names(open2))
+	assert.NotEqual(t, open1[0].traceID, open2[0].traceID, "a generation bump is a new operation")
+	require.Equal(t, []string{fragment.PhaseDeploymentRollout, fragment.PhaseTrigger}, names(open3),
+		"a spec change before convergence closes the old rollout as not converged")
+	assert.False(t, *open3[0].converged)
+	assert.Equal(t, "superseded by gen:3", open3[0].reason)
+	assert.Equal(t, fragment.ObjectSpanID("dep-1", "Deployment", "gen:2"), open3[0].spanID)
+}
+
+func TestDeletionIsAnOperation(t *testing.T) {
+	tr := newTracker()
+	p := running(scheduled(testPod("pod-1"), t0), t0)
+	tr.observe(viewPod(p, nil), t0, true)
+	deleting := p.DeepCopy()
+	deleting.DeletionTimestamp = ptr.To(metav1.NewTime(t0.Add(time.Minute + 30*time.Second)))
+	deleting.DeletionGracePeriodSeconds = ptr.To(int64(30))
+
+	start := tr.observe(viewPod(deleting, nil), t0.Add(time.Minute), false)
+	gone := tr.gone(viewPod(deleting, nil), t0.Add(time.Minute+2*time.Second))
+
+	require.Equal(t, []string{fragment.PhaseTrigger}, names(start))
+	assert.Equal(t, "delete", start[0].trigger)
+	require.Equal(t, []string{fragment.PhaseDelete}, names(gone))
+	assert.Equal(t, 2*time.Second, gone[0].end.Sub(gone[0].start))
+	assert.Equal(t, 0, tr.tracked(), "state of a deleted object is dropped")
+}
+
+func TestPulledEventBecomesImagePullSpan(t *testing.T) {
+	tr := newTracker()
+	tr.observe(viewPod(scheduled(testPod("pod-1"), t0), nil), t0, false)
+	ev := viewCoreEvent(&corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{UID: "ev-1"},
+		InvolvedObject: corev1.ObjectReference{UID: "pod-1", FieldPath: "spec.containers{app}"},
+		Reason:         "Pulled", Message: `Successfully pulled image "web:1" in 1.5s (1.5s including waiting). Image size: 1 bytes.`,
+		Source: corev1.EventSource{Component: "kubelet"}, LastTimestamp: metav1.NewTime(t0.Add(3 * time.Second)),
+	})
+	pulls := tr.event(ev)
+	dup := tr.event(ev)
+	other := tr.event(eventView{uid: "ev-2", objectUID: "pod-1", reason: "Started", at: t0})
+
+	require.Equal(t, []string{fragment.PhaseImagePull}, names(pulls))
+	assert.Equal(t, 1500*time.Millisecond, pulls[0].end.Sub(pulls[0].start))
+	assert.Equal(t, "app", pulls[0].container)
+	assert.Empty(t, dup, "the same Event seen again is the same span, emitted once")
+	assert.Empty(t, other, "an Event without duration waits to be a span event")
+
+	done := tr.observe(viewPod(running(scheduled(testPod("pod-1"), t0), t0), nil), t0.Add(4*time.Second), false)
+	require.Equal(t, fragment.PhasePodStartup, done[len(done)-1].name)
+	require.Len(t, done[len(done)-1].events, 1)
+	assert.Equal(t, "Started", done[len(done)-1].events[0].name)
+}
+
+func TestSpanIDsAreStableAcrossTrackers(t *testing.T) {
+	run := func() []fragmentSpan {
+		tr := newTracker()
+		p := testPod("pod-1")
+		out := tr.observe(viewPod(p, nil), t0, false)
+		out = append(out, tr.observe(viewPod(running(scheduled(p, t0), t0), nil), t0.Add(time.Second), false)...)
+		return out
+	}
+	a, b := run(), run()
+	require.Equal(t, len(a), len(b))
+	for i := range a {
+		assert.Equal(t, a[i].spanID, b[i].spanID, a[i].name)
+	}
+	seen := map[string]bool{}
+	for _, f := range a {
+		assert.False(t, seen[f.spanID.String()], "distinct span ID per step")
+		seen[f.spanID.String()] = true
+	}
+}

@@ -1,0 +1,94 @@
+package k8swatchreceiver
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// newTransform strips from every object what no phase needs before it
+// reaches the informer's cache: managedFields but the newest entry (without
+// its field set), labels, annotations outside the allow-list, pod templates,
+// and from pods everything but what the steps read (env, args, volumes go).
+// This is most of an object's bytes, and it keeps secrets out of memory too.
+func newTransform(allow map[string]bool) func(any) (any, error) {
+	return func(obj any) (any, error) {
+		switch o := obj.(type) {
+		case *corev1.Pod:
+			stripMeta(&o.ObjectMeta, allow)
+			spec := corev1.PodSpec{NodeName: o.Spec.NodeName, SchedulerName: o.Spec.SchedulerName}
+			if len(o.Spec.InitContainers) > 0 {
+				// Only their presence matters.
+				spec.InitContainers = []corev1.Container{{Name: o.Spec.InitContainers[0].Name}}
+			}
+			o.Spec = spec
+			o.Status = corev1.PodStatus{
+				Phase:             o.Status.Phase,
+				Conditions:        o.Status.Conditions,
+				ContainerStatuses: o.Status.ContainerStatuses,
+			}
+			for i := range o.Status.ContainerStatuses {
+				cs := &o.Status.ContainerStatuses[i]
+				cs.LastTerminationState = corev1.ContainerState{}
+				cs.ImageID, cs.ContainerID = "", ""
+				cs.Resources, cs.AllocatedResources, cs.VolumeMounts, cs.User = nil, nil, nil, nil
+			}
+		case *appsv1.Deployment:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Spec.Template = corev1.PodTemplateSpec{}
+		case *appsv1.ReplicaSet:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Spec.Template = corev1.PodTemplateSpec{}
+		case *appsv1.StatefulSet:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Spec.Template = corev1.PodTemplateSpec{}
+			o.Spec.VolumeClaimTemplates = nil
+		case *appsv1.DaemonSet:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Spec.Template = corev1.PodTemplateSpec{}
+		case *batchv1.Job:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Spec.Template = corev1.PodTemplateSpec{}
+		case *batchv1.CronJob:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Spec.JobTemplate = batchv1.JobTemplateSpec{}
+		case *corev1.Node:
+			stripMeta(&o.ObjectMeta, allow)
+			o.Status = corev1.NodeStatus{Conditions: o.Status.Conditions}
+			o.Spec = corev1.NodeSpec{}
+		case *unstructured.Unstructured:
+			// Keep metadata and status, drop spec (may carry anything).
+			delete(o.Object, "spec")
+			delete(o.Object, "data")
+			meta := metav1.ObjectMeta{ManagedFields: o.GetManagedFields(), Annotations: o.GetAnnotations()}
+			stripMeta(&meta, allow)
+			o.SetManagedFields(meta.ManagedFields)
+			o.SetAnnotations(meta.Annotations)
+			o.SetLabels(nil)
+		}
+		return obj, nil
+	}
+}
+
+func stripMeta(m *metav1.ObjectMeta, allow map[string]bool) {
+	if n := len(m.ManagedFields); n > 0 {
+		newest := 0
+		for i := range m.ManagedFields {
+			if t := m.ManagedFields[i].Time; t != nil && m.ManagedFields[newest].Time != nil && t.After(m.ManagedFields[newest].Time.Time) {
+				newest = i
+			}
+		}
+		e := m.ManagedFields[newest]
+		m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: e.Manager, Operation: e.Operation, Time: e.Time}}
+	}
+	m.Labels = nil
+	for k := range m.Annotations {
+		if !allow[k] && k != fragment.AnnotationTraceparent && k != fragment.AnnotationLegacyTraceparent {
+			delete(m.Annotations, k)
+		}
+	}
+}

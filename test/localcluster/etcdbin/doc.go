@@ -1,0 +1,2 @@
+// Package etcdbin only pins the etcd server built for the local test bed.
+package etcdbin

@@ -1,0 +1,2 @@
+// Package kwokbin only pins the kwok binary built for the local test bed.
+package kwokbin

@@ -1,0 +1,79 @@
+// Package otlpsink is an OTLP/gRPC trace endpoint for tests: it keeps every
+// span it receives, so a test can check what a real component exported.
+package otlpsink
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+)
+
+// Sink receives OTLP traces on 127.0.0.1.
+type Sink struct {
+	ptraceotlp.UnimplementedGRPCServer
+	// Endpoint is host:port.
+	Endpoint string
+
+	mu     sync.Mutex
+	traces []ptrace.Traces
+	srv    *grpc.Server
+}
+
+// Start serves until the test ends.
+func Start(t testing.TB) *Sink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sink{Endpoint: l.Addr().String(), srv: grpc.NewServer()}
+	ptraceotlp.RegisterGRPCServer(s.srv, s)
+	go func() { _ = s.srv.Serve(l) }()
+	t.Cleanup(s.srv.Stop)
+	return s
+}
+
+// Export implements the OTLP trace service.
+func (s *Sink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	td := ptrace.NewTraces()
+	req.Traces().CopyTo(td)
+	s.mu.Lock()
+	s.traces = append(s.traces, td)
+	s.mu.Unlock()
+	return ptraceotlp.NewExportResponse(), nil
+}
+
+// Span is a received span with its service name.
+type Span struct {
+	Service string
+	ptrace.Span
+}
+
+// Spans returns every span received so far.
+func (s *Sink) Spans() []Span {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Span
+	for _, td := range s.traces {
+		rss := td.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			svc := ""
+			if v, ok := rss.At(i).Resource().Attributes().Get("service.name"); ok {
+				svc = v.Str()
+			}
+			sss := rss.At(i).ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				spans := sss.At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					out = append(out, Span{Service: svc, Span: spans.At(k)})
+				}
+			}
+		}
+	}
+	return out
+}
