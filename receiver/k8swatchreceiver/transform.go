@@ -78,7 +78,9 @@ func stripMeta(m *metav1.ObjectMeta, allow map[string]bool) {
 	if n := len(m.ManagedFields); n > 0 {
 		newest := 0
 		for i := range m.ManagedFields {
-			if t := m.ManagedFields[i].Time; t != nil && m.ManagedFields[newest].Time != nil && t.After(m.ManagedFields[newest].Time.Time) {
+			// Ties (whole seconds) go to the later entry: entries are appended
+			// as managers first write, so the later one is the newer writer.
+			if t := m.ManagedFields[i].Time; t != nil && (m.ManagedFields[newest].Time == nil || !t.Before(m.ManagedFields[newest].Time)) {
 				newest = i
 			}
 		}

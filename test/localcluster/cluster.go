@@ -82,7 +82,22 @@ type process struct {
 
 // Up builds what is missing, starts everything and waits until a workload
 // can be created. On error everything started is stopped again.
-func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Up(ctx context.Context, opts Options) (*Cluster, error) {
+	c, err := Prepare(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Prepare builds what is missing and writes the PKI and the admin
+// kubeconfig, with the apiserver's port chosen, but starts nothing: a
+// collector can be started on the kubeconfig first, so it receives
+// kube-apiserver's spans from the first request on.
+func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.Nodes <= 0 {
 		opts.Nodes = 1
 	}
@@ -115,30 +130,53 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if c.pki, err = newPKI(c.Dir); err != nil {
 		return nil, err
 	}
+	if err = c.issueCerts(); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c.ports["kube-apiserver"] = port
+	c.Server = fmt.Sprintf("https://127.0.0.1:%d", port)
+	if c.Kubeconfig, err = c.pki.kubeconfig("admin", c.Server); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start starts the prepared control plane and waits until a workload can be
+// created. On error everything started is stopped again.
+func (c *Cluster) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			c.Down()
+		}
+	}()
 	start := time.Now()
 	if err = retryPorts(func() error { return c.startEtcd(ctx) }); err != nil {
-		return nil, err
+		return err
 	}
-	if err = retryPorts(func() error { return c.startAPIServer(ctx) }); err != nil {
-		return nil, err
+	if err = c.startAPIServer(ctx); err != nil {
+		return err
 	}
 	if err = retryPorts(func() error { return c.startControllerManager(ctx) }); err != nil {
-		return nil, err
+		return err
 	}
 	if err = retryPorts(func() error { return c.startScheduler(ctx) }); err != nil {
-		return nil, err
+		return err
 	}
 	if err = c.startKwok(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err = c.createNodes(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err = c.waitDefaultServiceAccount(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	fmt.Fprintf(c.log, "localcluster: up in %s at %s (dir %s)\n", time.Since(start).Round(100*time.Millisecond), c.Server, c.Dir)
-	return c, nil
+	return nil
 }
 
 // errPortInUse marks a start that failed because a port was taken between
@@ -188,11 +226,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	return c.waitHTTP(ctx, "etcd", cu+"/health", nil, 30*time.Second)
 }
 
-func (c *Cluster) startAPIServer(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+func (c *Cluster) issueCerts() error {
 	p := c.pki
 	if err := p.issue("apiserver", "kube-apiserver", nil, true); err != nil {
 		return err
@@ -211,7 +245,14 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 			return err
 		}
 	}
-	c.Server = fmt.Sprintf("https://127.0.0.1:%d", port)
+	return nil
+}
+
+// startAPIServer starts kube-apiserver on the port Prepare chose: its
+// clients already have it in their kubeconfig, so it is not re-picked.
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	p := c.pki
+	port := c.ports["kube-apiserver"]
 	args := []string{
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", c.ports["etcd"]),
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -239,16 +280,11 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	c.apiArgs = args
-	c.ports["kube-apiserver"] = port
-	admin, err := p.kubeconfig("admin", c.Server)
-	if err != nil {
-		return err
-	}
-	c.Kubeconfig = admin
 	if err := c.waitHTTP(ctx, "kube-apiserver", c.Server+"/readyz", c.adminTLS(), 90*time.Second); err != nil {
 		return err
 	}
-	c.RESTConfig, err = clientcmd.BuildConfigFromFlags("", admin)
+	var err error
+	c.RESTConfig, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return err
 	}

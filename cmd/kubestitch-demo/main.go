@@ -1,0 +1,148 @@
+// Command kubestitch-demo is `make demo`: it starts the local control plane
+// with kube-apiserver tracing pointed at a Kubestitch gateway, applies a
+// 3-replica Deployment, waits for the rollout, writes what the collector
+// exported to OUT/traces.json, prints a summary and the waterfall, and stops
+// everything it started.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/localcluster"
+)
+
+func main() {
+	bin := flag.String("collector", "bin/otelcol-kubestitch", "the built distribution binary")
+	out := flag.String("out", ".demo", "output directory")
+	stages := flag.String("pod-stages", "general", "kwok pod lifecycle: general (staged, visible bars) or fast")
+	replicas := flag.Int("replicas", 3, "replicas of the demo Deployment")
+	keep := flag.Bool("keep", false, "keep the collector's work directory (log, state) and print where it is")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, *out, *stages, int32(*replicas), *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, bin, out, stages string, replicas int32, keep bool) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "kubestitch-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Println("demo: keeping", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	col, err := harness.NewCollector(harness.CollectorOptions{
+		Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: work,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println("demo: starting the local control plane (kube-apiserver traces to the gateway at", col.OTLPEndpoint+")")
+	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: col.OTLPEndpoint, PodStages: stages, Log: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer cluster.Down()
+	// The collector first, so it receives the apiserver's spans from its
+	// first request on; its watches retry until the apiserver answers.
+	col.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
+	if err := col.Start(ctx); err != nil {
+		return err
+	}
+	defer col.Stop() //nolint:errcheck // stopped explicitly below; this is for early returns
+	if err := cluster.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("demo: collector running (pid %d); applying Deployment web with %d replicas\n", col.PID(), replicas)
+	begin := time.Now()
+	d := localcluster.DemoDeployment("web", replicas)
+	if _, err := cluster.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if err := waitRollout(ctx, cluster, "web", replicas); err != nil {
+		return err
+	}
+	fmt.Printf("demo: rollout complete in %s; waiting for the last spans (apiserver exports every 5s)\n", time.Since(begin).Round(10*time.Millisecond))
+	select {
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := col.Stop(); err != nil {
+		return err
+	}
+	dst := filepath.Join(out, "traces.json")
+	if err := copyFile(col.TracesFile, dst); err != nil {
+		return fmt.Errorf("copy traces: %w", err)
+	}
+	td, err := harness.ReadTraces(dst)
+	if err != nil {
+		return err
+	}
+	traces := waterfall.Build(td)
+	fmt.Printf("demo: %d spans in %d traces written to %s\n", td.SpanCount(), len(traces), dst)
+	for _, tr := range traces {
+		if tr.Root != nil && tr.Root.Name == "deployment.rollout" && tr.Root.Object == "Deployment default/web" {
+			fmt.Printf("\nThe trace of the Deployment's rollout (%d spans, %d services):\n\n", len(tr.Spans), len(tr.Services()))
+			waterfall.Render(os.Stdout, tr, waterfall.Options{Width: 40})
+		}
+	}
+	return nil
+}
+
+func waitRollout(ctx context.Context, c *localcluster.Cluster, name string, replicas int32) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		d, err := c.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
+		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas && d.Status.UpdatedReplicas == replicas {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("deployment %s not rolled out after 2 minutes", name)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	o, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(o, in); err != nil {
+		o.Close()
+		return err
+	}
+	return o.Close()
+}

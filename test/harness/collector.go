@@ -1,0 +1,219 @@
+// Package harness runs the built otelcol-kubestitch binary as a process,
+// configured in YAML like the real deployment, for the demo and the e2e
+// tests, and reads what its file exporter wrote.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// Collector is a running otelcol-kubestitch process.
+type Collector struct {
+	Name string
+	// OTLPEndpoint is its OTLP gRPC receiver, host:port.
+	OTLPEndpoint string
+	// TracesFile is where its file exporter writes.
+	TracesFile string
+	// StateDir is its file_storage directory.
+	StateDir string
+	// MetricsEndpoint serves its own telemetry (Prometheus).
+	MetricsEndpoint string
+	Log             string
+
+	bin, config string
+	env         []string
+	cmd         *exec.Cmd
+	done        chan struct{}
+	err         error
+}
+
+// CollectorOptions of a collector process.
+type CollectorOptions struct {
+	Name string
+	// Bin is the binary; Config the YAML file.
+	Bin, Config string
+	// Dir holds state, output and log.
+	Dir string
+	// Env adds environment variables (KEY=VALUE) the config reads.
+	Env []string
+}
+
+// FreePort picks a free loopback port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// NewCollector prepares a collector; Start runs it.
+func NewCollector(o CollectorOptions) (*Collector, error) {
+	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config}
+	ports := make([]int, 4)
+	for i := range ports {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	c.OTLPEndpoint = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	c.MetricsEndpoint = fmt.Sprintf("127.0.0.1:%d", ports[3])
+	c.TracesFile = filepath.Join(o.Dir, o.Name+"-traces.json")
+	c.StateDir = filepath.Join(o.Dir, o.Name+"-state")
+	c.Log = filepath.Join(o.Dir, o.Name+".log")
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	c.env = append(os.Environ(),
+		"KUBESTITCH_OTLP_GRPC_ENDPOINT="+c.OTLPEndpoint,
+		fmt.Sprintf("KUBESTITCH_OTLP_HTTP_ENDPOINT=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("KUBESTITCH_HEALTH_ENDPOINT=127.0.0.1:%d", ports[2]),
+		"KUBESTITCH_METRICS_PORT="+fmt.Sprint(ports[3]),
+		"KUBESTITCH_STATE_DIR="+c.StateDir,
+		"KUBESTITCH_TRACES_FILE="+c.TracesFile,
+	)
+	c.env = append(c.env, o.Env...)
+	return c, nil
+}
+
+// Start runs the collector and waits until its health check answers.
+func (c *Collector) Start(ctx context.Context) error {
+	f, err := os.OpenFile(c.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, "--config", c.config)
+	cmd.Env = c.env
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return err
+	}
+	c.cmd, c.done = cmd, make(chan struct{})
+	go func() {
+		c.err = cmd.Wait()
+		f.Close()
+		close(c.done)
+	}()
+	health := ""
+	for _, e := range c.env {
+		if v, ok := strings.CutPrefix(e, "KUBESTITCH_HEALTH_ENDPOINT="); ok {
+			health = v
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, c.err, Tail(c.Log, 30))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := http.Get("http://" + health + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("collector %s not healthy after 60s:\n%s", c.Name, Tail(c.Log, 30))
+}
+
+// PID of the running process, 0 if none.
+func (c *Collector) PID() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// Stop sends SIGTERM (the collector flushes and exits) and waits.
+func (c *Collector) Stop() error { return c.signal(syscall.SIGTERM, 30*time.Second) }
+
+// Kill sends SIGKILL: nothing is flushed, as in a crash.
+func (c *Collector) Kill() error { return c.signal(syscall.SIGKILL, 10*time.Second) }
+
+func (c *Collector) signal(sig syscall.Signal, grace time.Duration) error {
+	if c.cmd == nil {
+		return nil
+	}
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	_ = syscall.Kill(-c.cmd.Process.Pid, sig)
+	select {
+	case <-c.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		<-c.done
+		return errors.New("collector did not stop in time; killed")
+	}
+	return nil
+}
+
+// Tail is the last n lines of a file.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ReadTraces reads a file exporter's OTLP JSON output (one TracesData per
+// line). A missing file is no traces.
+func ReadTraces(path string) (ptrace.Traces, error) {
+	out := ptrace.NewTraces()
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return out, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	var u ptrace.JSONUnmarshaler
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		td, err := u.UnmarshalTraces(line)
+		if err != nil {
+			// The last line of a killed collector may be cut.
+			continue
+		}
+		td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+	}
+	return out, sc.Err()
+}
+
+// SetEnv adds environment variables before Start.
+func (c *Collector) SetEnv(kv ...string) { c.env = append(c.env, kv...) }
