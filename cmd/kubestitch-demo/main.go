@@ -28,17 +28,18 @@ func main() {
 	out := flag.String("out", ".demo", "output directory")
 	stages := flag.String("pod-stages", "general", "kwok pod lifecycle: general (staged, visible bars) or fast")
 	replicas := flag.Int("replicas", 3, "replicas of the demo Deployment")
+	config := flag.String("config", "test/harness/testdata/gateway.yaml", "the collector configuration")
 	keep := flag.Bool("keep", false, "keep the collector's work directory (log, state) and print where it is")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *out, *stages, int32(*replicas), *keep); err != nil {
+	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin, out, stages string, replicas int32, keep bool) error {
+func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep bool) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -51,12 +52,8 @@ func run(ctx context.Context, bin, out, stages string, replicas int32, keep bool
 	} else {
 		defer os.RemoveAll(work)
 	}
-	root, err := localcluster.RepoRoot()
-	if err != nil {
-		return err
-	}
 	col, err := harness.NewCollector(harness.CollectorOptions{
-		Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: work,
+		Name: "gateway", Bin: bin, Config: config, Dir: work,
 	})
 	if err != nil {
 		return err

@@ -191,6 +191,9 @@ type Options struct {
 	// MaskNames replaces generated name suffixes (web-7d9f8-xk2lp) by
 	// their shape, for golden files.
 	MaskNames bool
+	// Collapse, when it returns true for a span, prints the span but not
+	// its descendants, only their number: for an API request's internals.
+	Collapse func(*Node) bool
 }
 
 // Render prints one trace as a waterfall, depth first from its roots; an
@@ -217,10 +220,17 @@ func Render(w io.Writer, t *Trace, o Options) {
 		if n.Error {
 			obj += " (error)"
 		}
+		collapsed := o.Collapse != nil && o.Collapse(n) && len(n.Children) > 0
+		if collapsed {
+			obj += fmt.Sprintf(" (+%d spans)", descendants(n))
+		}
 		if o.MaskDurations {
 			fmt.Fprintf(w, "%-24s %-48s %s\n", n.Service, label, obj)
 		} else {
 			fmt.Fprintf(w, "%-24s %-48s %9s |%s| %s\n", n.Service, label, fmtDur(n.End.Sub(n.Start)), bar(n, start, total, o.Width), obj)
+		}
+		if collapsed {
+			return
 		}
 		for _, c := range n.Children {
 			walk(c, depth+1, "")
@@ -292,4 +302,27 @@ func isGenerated(seg string) bool {
 	// Random suffixes use bcdfghjklmnpqrstvwxz2456789; a word has no digit
 	// and a vowel, a hash or random string has a digit or no vowel.
 	return digits > 0 || !strings.ContainsAny(seg, "aeiouy")
+}
+
+func descendants(n *Node) int {
+	c := 0
+	for _, ch := range n.Children {
+		c += 1 + descendants(ch)
+	}
+	return c
+}
+
+// CollapseAPIRequests collapses kube-apiserver request spans (their
+// audit/authorization/handler/etcd children) and the apiserver's
+// authentication wrapper.
+func CollapseAPIRequests(n *Node) bool {
+	if n.Service != "apiserver" {
+		return false
+	}
+	if n.Name == "authentication" {
+		return false
+	}
+	return strings.HasPrefix(n.Name, "POST ") || strings.HasPrefix(n.Name, "PUT ") ||
+		strings.HasPrefix(n.Name, "PATCH ") || strings.HasPrefix(n.Name, "DELETE ") ||
+		strings.HasPrefix(n.Name, "GET ")
 }

@@ -142,6 +142,10 @@ type traceState struct {
 	id       pcommon.TraceID
 	hint     joinHint
 	rootSeen bool
+	rootID   pcommon.SpanID
+	// parents are the distinct parent IDs seen in the trace (a few): a
+	// root whose child has not arrived is not a whole trace yet.
+	parents  []pcommon.SpanID
 	decided  bool
 	join     bool
 	newTrace pcommon.TraceID
@@ -175,4 +179,33 @@ func (t *traceTable) get(id pcommon.TraceID) *traceState {
 	ts.elem = t.lru.PushFront(ts)
 	t.m[id] = ts
 	return ts
+}
+
+// maxTrackedParents bounds traceState.parents: a trace with more distinct
+// parents has surely delivered its root's children.
+const maxTrackedParents = 8
+
+func (ts *traceState) sawParent(id pcommon.SpanID) {
+	if len(ts.parents) >= maxTrackedParents {
+		return
+	}
+	for _, p := range ts.parents {
+		if p == id {
+			return
+		}
+	}
+	ts.parents = append(ts.parents, id)
+}
+
+// rootHasChild says whether a child of the trace's root has arrived.
+func (ts *traceState) rootHasChild() bool {
+	if len(ts.parents) >= maxTrackedParents {
+		return true
+	}
+	for _, p := range ts.parents {
+		if p == ts.rootID {
+			return true
+		}
+	}
+	return false
 }

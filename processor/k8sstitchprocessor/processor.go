@@ -188,7 +188,9 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					continue
 				}
 				if s.ParentSpanID().IsEmpty() {
-					ts.rootSeen = true
+					ts.rootSeen, ts.rootID = true, s.SpanID()
+				} else {
+					ts.sawParent(s.ParentSpanID())
 				}
 				if h := hintOf(s, res); h.kind > ts.hint.kind {
 					ts.hint = h
@@ -358,10 +360,14 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 }
 
 // tryDecide places an app trace by its best hint, or lets it pass when its
-// root arrived without any hint.
+// root and a child of the root arrived without any hint. Spans are exported
+// as they end, children first, so the root closes a process's part of a
+// trace; its child is awaited too because a batch split between
+// instrumentation scopes can deliver the root (kube-apiserver's
+// "authentication") before the request span that names the object.
 func (p *stitchProcessor) tryDecide(ts *traceState, now time.Time) {
 	if ts.hint.kind == hintNone {
-		if ts.rootSeen {
+		if ts.rootSeen && ts.rootHasChild() {
 			ts.decided = true
 		}
 		return

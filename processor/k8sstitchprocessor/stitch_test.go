@@ -1,0 +1,321 @@
+package k8sstitchprocessor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/kubestitch/kubestitch/internal/waterfall"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files (review the diff by hand before committing)")
+
+// loadBatches reads a recorded OTLP JSON file: one request per line, in the
+// order the collector received them.
+func loadBatches(t testing.TB, path string) []ptrace.Traces {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var out []ptrace.Traces
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 64<<20)
+	var u ptrace.JSONUnmarshaler
+	for sc.Scan() {
+		td, err := u.UnmarshalTraces(sc.Bytes())
+		require.NoError(t, err)
+		out = append(out, td)
+	}
+	return out
+}
+
+// stitchHarness drives the processor with a clock that follows the data.
+type stitchHarness struct {
+	p     *stitchProcessor
+	sink  *consumertest.TracesSink
+	clock time.Time
+}
+
+func newHarness(t testing.TB, mutate func(*Config)) *stitchHarness {
+	cfg := createDefaultConfig().(*Config)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	sink := &consumertest.TracesSink{}
+	p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, sink)
+	require.NoError(t, err)
+	h := &stitchHarness{p: p, sink: sink}
+	p.now = func() time.Time { return h.clock }
+	return h
+}
+
+// feed sends one batch, with the clock at the newest end time in it (the
+// moment a collector would have it at the earliest).
+func (h *stitchHarness) feed(t testing.TB, td ptrace.Traces) {
+	if end := latestEnd(td); end.After(h.clock) {
+		h.clock = end
+	}
+	require.NoError(t, h.p.ConsumeTraces(context.Background(), td))
+	h.flush()
+}
+
+// drain lets every wait expire.
+func (h *stitchHarness) drain() {
+	h.clock = h.clock.Add(time.Minute)
+	out := h.p.tick()
+	if out.SpanCount() > 0 {
+		_ = h.sink.ConsumeTraces(context.Background(), out)
+	}
+}
+
+func (h *stitchHarness) flush() {
+	out := h.p.tick()
+	if out.SpanCount() > 0 {
+		_ = h.sink.ConsumeTraces(context.Background(), out)
+	}
+}
+
+func (h *stitchHarness) output() ptrace.Traces {
+	all := ptrace.NewTraces()
+	for _, td := range h.sink.AllTraces() {
+		c := ptrace.NewTraces()
+		td.CopyTo(c)
+		c.ResourceSpans().MoveAndAppendTo(all.ResourceSpans())
+	}
+	return all
+}
+
+func latestEnd(td ptrace.Traces) time.Time {
+	var end time.Time
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				if e := spans.At(k).EndTimestamp().AsTime(); e.After(end) {
+					end = e
+				}
+			}
+		}
+	}
+	return end
+}
+
+func operationTrace(t testing.TB, td ptrace.Traces, rootName string) *waterfall.Trace {
+	t.Helper()
+	var found []*waterfall.Trace
+	for _, tr := range waterfall.Build(td) {
+		for _, s := range tr.Spans {
+			if s.Name == rootName {
+				found = append(found, tr)
+				break
+			}
+		}
+	}
+	require.Len(t, found, 1, "exactly one trace holds %s", rootName)
+	return found[0]
+}
+
+func renderTree(tr *waterfall.Trace) string {
+	var b bytes.Buffer
+	waterfall.Render(&b, tr, waterfall.Options{MaskDurations: true, MaskNames: true, Collapse: waterfall.CollapseAPIRequests})
+	return b.String()
+}
+
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), got, "tree differs from the reviewed %s", path)
+}
+
+// TestDeploymentCreateStitchesIntoOneTrace runs a recorded Deployment
+// create (3 replicas, real kube-apiserver spans and k8swatch fragments from
+// the local control plane, plus kubelet syncPod traces in the recorded
+// kubelet shape) through the processor.
+func TestDeploymentCreateStitchesIntoOneTrace(t *testing.T) {
+	// prepare
+	h := newHarness(t, nil)
+	batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
+	in := 0
+	for _, b := range batches {
+		in += b.SpanCount()
+	}
+
+	// test
+	for _, b := range batches {
+		h.feed(t, b)
+	}
+	h.drain()
+	out := h.output()
+
+	// verify
+	assert.Equal(t, in, out.SpanCount(), "nothing lost, nothing doubled")
+	tr := operationTrace(t, out, "deployment.rollout")
+	assert.Len(t, tr.Roots, 1, "one root")
+	assert.Equal(t, "deployment.rollout", tr.Root.Name)
+	assert.Empty(t, tr.Orphans, "every parent is in the trace")
+	assert.Zero(t, tr.Duplicates)
+	for _, svc := range []string{"apiserver", "kube-scheduler", "kubelet", "cri-runtime", "kube-controller-manager"} {
+		assert.Contains(t, tr.Services(), svc)
+	}
+	syncs := 0
+	for _, s := range tr.Spans {
+		if s.Name == "syncPod" {
+			syncs++
+			require.NotNil(t, s.Parent)
+			assert.Equal(t, "pod.startup", s.Parent.Name, "the kubelet's syncPod hangs under its pod")
+			assert.Len(t, s.Children, 4, "with its CRI client calls")
+			for _, c := range s.Children {
+				assert.Len(t, c.Children, 1, "each with the runtime's server span")
+			}
+		}
+		if strings.HasSuffix(s.Object, "/binding") {
+			assert.Equal(t, "pod.schedule", s.Parent.Name, "the scheduler's binding hangs under pod.schedule")
+		}
+	}
+	assert.Equal(t, 3, syncs)
+	checkGolden(t, filepath.Join("testdata", "deployment_create", "tree.txt"), renderTree(tr))
+}
+
+func TestPeriodicSyncOutsideOperationsPassesThrough(t *testing.T) {
+	h := newHarness(t, nil)
+	batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
+	late := lateSync(t, batches[len(batches)-1])
+	for _, b := range batches {
+		h.feed(t, b)
+	}
+	h.drain()
+	for _, tr := range waterfall.Build(h.output()) {
+		for _, s := range tr.Spans {
+			if s.SpanID == late.SpanID() {
+				assert.Equal(t, late.TraceID(), s.TraceID, "unchanged")
+				assert.True(t, s.ParentID.IsEmpty())
+				_, rewritten := s.Attributes.Get("kubestitch.original.trace_id")
+				assert.False(t, rewritten)
+				return
+			}
+		}
+	}
+	t.Fatal("the late syncPod was lost")
+}
+
+func lateSync(t testing.TB, td ptrace.Traces) ptrace.Span {
+	var late ptrace.Span
+	var at time.Time
+	spans := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	for i := 0; i < spans.Len(); i++ {
+		if s := spans.At(i); s.Name() == "syncPod" && s.StartTimestamp().AsTime().After(at) {
+			late, at = s, s.StartTimestamp().AsTime()
+		}
+	}
+	c := ptrace.NewSpan()
+	late.CopyTo(c)
+	return c
+}
+
+// TestOrderIndependence: the same spans interleaved in another order and
+// split into other batches yield the same tree, as long as they arrive
+// within wait. Fragments arrive in any order; the spans of one app trace
+// keep the order a process exports them in (children end, and leave,
+// before their parent), as every OTel SDK and the batch processor do.
+func TestOrderIndependence(t *testing.T) {
+	want := ""
+	for seed := range uint64(8) {
+		batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
+		var spans []singleSpan
+		for _, b := range batches {
+			spans = append(spans, splitSpans(b)...)
+		}
+		r := rand.New(rand.NewPCG(seed, seed+1))
+		if seed > 0 {
+			spans = causalShuffle(r, spans)
+		}
+		h := newHarness(t, func(c *Config) { c.Wait = time.Hour; c.OperationTimeout = 2 * time.Hour })
+		for len(spans) > 0 {
+			n := min(len(spans), 1+r.IntN(200))
+			td := ptrace.NewTraces()
+			for _, s := range spans[:n] {
+				s.td.ResourceSpans().At(0).CopyTo(td.ResourceSpans().AppendEmpty())
+			}
+			spans = spans[n:]
+			require.NoError(t, h.p.ConsumeTraces(context.Background(), td))
+		}
+		h.clock = h.clock.Add(2 * time.Hour)
+		h.drain()
+		got := renderTree(operationTrace(t, h.output(), "deployment.rollout"))
+		if seed == 0 {
+			want = got
+			continue
+		}
+		assert.Equal(t, want, got, "seed %d", seed)
+	}
+}
+
+type singleSpan struct{ td ptrace.Traces }
+
+func splitSpans(td ptrace.Traces) []singleSpan {
+	var out []singleSpan
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				n := ptrace.NewTraces()
+				rs := n.ResourceSpans().AppendEmpty()
+				rss.At(i).Resource().CopyTo(rs.Resource())
+				ss := rs.ScopeSpans().AppendEmpty()
+				sss.At(j).Scope().CopyTo(ss.Scope())
+				spans.At(k).CopyTo(ss.Spans().AppendEmpty())
+				out = append(out, singleSpan{n})
+			}
+		}
+	}
+	return out
+}
+
+func TestDuplicateFragmentsAreDroppedOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
+	in := 0
+	for _, b := range batches {
+		in += b.SpanCount()
+	}
+	for _, b := range batches {
+		again := ptrace.NewTraces()
+		for _, s := range splitSpans(b) {
+			if _, ok := isFragment(s.span()); ok {
+				s.td.ResourceSpans().MoveAndAppendTo(again.ResourceSpans())
+			}
+		}
+		h.feed(t, b)
+		// A second agent, a relist or a restart sends the fragments again.
+		h.feed(t, again)
+	}
+	h.drain()
+	out := h.output()
+	assert.Equal(t, in, out.SpanCount(), "every fragment once")
+	tr := operationTrace(t, out, "deployment.rollout")
+	assert.Zero(t, tr.Duplicates)
+}
