@@ -319,3 +319,42 @@ func TestDuplicateFragmentsAreDroppedOnce(t *testing.T) {
 	tr := operationTrace(t, out, "deployment.rollout")
 	assert.Zero(t, tr.Duplicates)
 }
+
+// causalShuffle interleaves spans at random, keeping each app trace's spans
+// in end order (children before parents); every fragment stands alone.
+func causalShuffle(r *rand.Rand, spans []singleSpan) []singleSpan {
+	queues := map[string][]singleSpan{}
+	var keys []string
+	for i, s := range spans {
+		sp := s.span()
+		k := sp.TraceID().String()
+		if _, ok := isFragment(sp); ok {
+			k = fmt.Sprintf("fragment-%d", i)
+		}
+		if _, ok := queues[k]; !ok {
+			keys = append(keys, k)
+		}
+		queues[k] = append(queues[k], s)
+	}
+	for _, q := range queues {
+		slices.SortStableFunc(q, func(a, b singleSpan) int {
+			return a.span().EndTimestamp().AsTime().Compare(b.span().EndTimestamp().AsTime())
+		})
+	}
+	out := make([]singleSpan, 0, len(spans))
+	for len(keys) > 0 {
+		i := r.IntN(len(keys))
+		q := queues[keys[i]]
+		out = append(out, q[0])
+		if len(q) == 1 {
+			keys = append(keys[:i], keys[i+1:]...)
+		} else {
+			queues[keys[i]] = q[1:]
+		}
+	}
+	return out
+}
+
+func (s singleSpan) span() ptrace.Span {
+	return s.td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+}
