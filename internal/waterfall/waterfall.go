@@ -194,6 +194,16 @@ type Options struct {
 	// Collapse, when it returns true for a span, prints the span but not
 	// its descendants, only their number: for an API request's internals.
 	Collapse func(*Node) bool
+	// FragmentsOnly prints only the k8swatch fragments, ordered by name and
+	// object: the skeleton of an operation, stable from run to run.
+	FragmentsOnly bool
+	// MergeSiblings (with FragmentsOnly) prints siblings of the same name
+	// and masked object once, with their count and their children merged:
+	// "pod.startup ×5". MaskCounts prints "×n" instead of the count, for
+	// operations whose number of steps depends on timing (a rolling update
+	// scales its ReplicaSets in a varying number of steps).
+	MergeSiblings bool
+	MaskCounts    bool
 }
 
 // Render prints one trace as a waterfall, depth first from its roots; an
@@ -232,9 +242,19 @@ func Render(w io.Writer, t *Trace, o Options) {
 		if collapsed {
 			return
 		}
-		for _, c := range n.Children {
+		children := n.Children
+		if o.FragmentsOnly {
+			children = fragmentChildren(n, o.MaskNames)
+		}
+		for _, c := range children {
 			walk(c, depth+1, "")
 		}
+	}
+	if o.FragmentsOnly && o.MergeSiblings {
+		for _, g := range mergeGroups(t.Roots, o) {
+			renderGroup(w, g, 0, o)
+		}
+		return
 	}
 	for _, r := range t.Roots {
 		walk(r, 0, "")
@@ -325,4 +345,79 @@ func CollapseAPIRequests(n *Node) bool {
 	return strings.HasPrefix(n.Name, "POST ") || strings.HasPrefix(n.Name, "PUT ") ||
 		strings.HasPrefix(n.Name, "PATCH ") || strings.HasPrefix(n.Name, "DELETE ") ||
 		strings.HasPrefix(n.Name, "GET ")
+}
+
+// IsFragment says whether a span came from the k8swatch receiver.
+func (n *Node) IsFragment() bool {
+	_, ok := n.Attributes.Get(fragment.KeyLevel)
+	return ok
+}
+
+func fragmentChildren(n *Node, mask bool) []*Node {
+	var out []*Node
+	for _, c := range n.Children {
+		if c.IsFragment() {
+			out = append(out, c)
+		}
+	}
+	obj := func(x *Node) string {
+		if mask {
+			return maskName(x.Object)
+		}
+		return x.Object
+	}
+	slices.SortStableFunc(out, func(a, b *Node) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(obj(a), obj(b)))
+	})
+	return out
+}
+
+// group is a set of sibling fragments with the same name and masked object.
+type group struct {
+	name, service, object string
+	nodes                 []*Node
+}
+
+func mergeGroups(nodes []*Node, o Options) []*group {
+	var out []*group
+	idx := map[string]*group{}
+	for _, n := range nodes {
+		if !n.IsFragment() {
+			continue
+		}
+		obj := n.Object
+		if o.MaskNames {
+			obj = maskName(obj)
+		}
+		k := n.Name + "\x00" + obj + "\x00" + n.Service
+		g := idx[k]
+		if g == nil {
+			g = &group{name: n.Name, service: n.Service, object: obj}
+			idx[k] = g
+			out = append(out, g)
+		}
+		g.nodes = append(g.nodes, n)
+	}
+	slices.SortStableFunc(out, func(a, b *group) int {
+		return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.object, b.object), strings.Compare(a.service, b.service))
+	})
+	return out
+}
+
+func renderGroup(w io.Writer, g *group, depth int, o Options) {
+	count := ""
+	if len(g.nodes) > 1 {
+		count = fmt.Sprintf(" ×%d", len(g.nodes))
+		if o.MaskCounts {
+			count = " ×n"
+		}
+	}
+	fmt.Fprintf(w, "%-24s %-48s %s%s\n", g.service, strings.Repeat("  ", depth)+g.name, g.object, count)
+	var children []*Node
+	for _, n := range g.nodes {
+		children = append(children, n.Children...)
+	}
+	for _, c := range mergeGroups(children, o) {
+		renderGroup(w, c, depth+1, o)
+	}
 }

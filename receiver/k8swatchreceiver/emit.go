@@ -1,6 +1,8 @@
 package k8swatchreceiver
 
 import (
+	"strings"
+
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -69,7 +71,9 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	a.PutStr(fragment.KeyTimeSource, f.timeSource)
 	if f.converged != nil {
 		a.PutBool(fragment.KeyConverged, *f.converged)
-		if !*f.converged {
+		// A step superseded by the next spec change (a rolling update
+		// scales a ReplicaSet in several steps) is no error.
+		if !*f.converged && !strings.HasPrefix(f.reason, reasonSuperseded) {
 			s.Status().SetCode(ptrace.StatusCodeError)
 			s.Status().SetMessage(f.reason)
 		}

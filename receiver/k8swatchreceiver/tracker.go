@@ -14,6 +14,10 @@ import (
 // object span is emitted; more are counted as dropped.
 const maxPendingEvents = 32
 
+// reasonSuperseded starts the reason of an object span closed by a newer
+// trigger.
+const reasonSuperseded = "superseded by "
+
 // fragmentSpan is one span the tracker decided to emit; emit.go turns a
 // batch of them into ptrace.Traces.
 type fragmentSpan struct {
@@ -125,13 +129,20 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 	if v.deleting {
 		trigger = fragment.TriggerDelete
 	}
+	initialList := history
+	if isNew && !history && v.pod != nil && v.pod.scheduled && trigger != fragment.TriggerDelete {
+		// A pod first seen already bound (an agent watches only its node's
+		// pods): its creation and scheduling happened out of sight, so
+		// only the object's own timestamps are truthful for them.
+		history = true
+	}
 	if st.Trigger != trigger {
 		if st.Trigger != "" && !st.Done {
 			// A new trigger arrived before the old one converged: close it
 			// as not converged rather than lose it.
-			out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, "superseded by "+trigger))
+			out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, reasonSuperseded+trigger))
 		}
-		if isNew && history && trigger != fragment.TriggerDelete && v.converged {
+		if isNew && initialList && trigger != fragment.TriggerDelete && v.converged {
 			// This operation ran before we watched: there is nothing
 			// truthful to emit about it.
 			st.Trigger, st.Done = trigger, true
@@ -397,7 +408,9 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 func objectService(v *objectView, trigger string) string {
 	switch v.kind {
 	case "Pod", "Node":
-		if trigger != fragment.TriggerDelete && v.manager != "" && v.manager != "kube-scheduler" {
+		// The node agent that wrote the status last: kubelet, or kwok on a
+		// simulated node.
+		if v.manager != "" && v.manager != "kube-scheduler" {
 			return v.manager
 		}
 		return "kubelet"

@@ -34,6 +34,7 @@ type Collector struct {
 	Log             string
 
 	bin, config string
+	overrides   []string
 	env         []string
 	cmd         *exec.Cmd
 	done        chan struct{}
@@ -49,6 +50,9 @@ type CollectorOptions struct {
 	Dir string
 	// Env adds environment variables (KEY=VALUE) the config reads.
 	Env []string
+	// Overrides are further --config values merged over Config, e.g.
+	// "yaml:receivers::k8swatch::kinds: [Deployment]".
+	Overrides []string
 }
 
 // FreePort picks a free loopback port.
@@ -63,7 +67,7 @@ func FreePort() (int, error) {
 
 // NewCollector prepares a collector; Start runs it.
 func NewCollector(o CollectorOptions) (*Collector, error) {
-	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config}
+	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config, overrides: o.Overrides}
 	ports := make([]int, 4)
 	for i := range ports {
 		p, err := FreePort()
@@ -98,7 +102,11 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "--config", c.config)
+	args := []string{"--config", c.config}
+	for _, o := range c.overrides {
+		args = append(args, "--config", o)
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
