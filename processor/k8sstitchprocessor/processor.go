@@ -158,10 +158,14 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	p.retryWaiting(now, released)
 	p.mu.Unlock()
 	released.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
-	if td.SpanCount() == 0 {
-		return nil
+	var err error
+	if td.SpanCount() > 0 {
+		err = p.next.ConsumeTraces(ctx, td)
 	}
-	return p.next.ConsumeTraces(ctx, td)
+	// Persist after the spans went on: a crash in between replays a known
+	// object rather than losing its place in the trace.
+	p.flushStorage(ctx)
+	return err
 }
 
 // learn is the first pass over a batch: what fragments say about objects
