@@ -1,0 +1,55 @@
+package k8sstitchprocessor
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	require.NoError(t, createDefaultConfig().(*Config).Validate())
+}
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	cfg := createDefaultConfig().(*Config)
+	sub, err := cm.Sub(component.NewIDWithName(metadata.Type, "custom").String())
+	require.NoError(t, err)
+	require.NoError(t, sub.Unmarshal(cfg))
+	require.NoError(t, confmap.Validate(cfg))
+	storage := component.MustNewID("file_storage")
+	assert.Equal(t, &Config{
+		Wait: 2 * time.Second, OperationTimeout: 5 * time.Minute, MaxObjects: 5000,
+		MaxWaitingSpans: 1000, ClockTolerance: 500 * time.Millisecond, Storage: &storage,
+	}, cfg)
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name        string
+		mutate      func(*Config)
+		expectedErr string
+	}{
+		{"wait zero", func(c *Config) { c.Wait = 0 }, "wait must be positive"},
+		{"timeout below wait", func(c *Config) { c.OperationTimeout = time.Second }, "operation_timeout must be longer than wait"},
+		{"no objects", func(c *Config) { c.MaxObjects = 0 }, "max_objects must be positive"},
+		{"no waiting spans", func(c *Config) { c.MaxWaitingSpans = -1 }, "max_waiting_spans must be positive"},
+		{"tolerance too big", func(c *Config) { c.ClockTolerance = time.Minute }, "clock_tolerance must be at least 0 and shorter than wait"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := createDefaultConfig().(*Config)
+			tt.mutate(cfg)
+			assert.EqualError(t, cfg.Validate(), tt.expectedErr)
+		})
+	}
+}

@@ -1,0 +1,152 @@
+package k8swatchreceiver
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
+)
+
+func spanNames(td []ptrace.Traces) map[string]int {
+	out := map[string]int{}
+	for _, t := range td {
+		rss := t.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			sss := rss.At(i).ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				spans := sss.At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					out[spans.At(k).Name()]++
+				}
+			}
+		}
+	}
+	return out
+}
+
+func startWithFake(t *testing.T, cfg *Config, client kubernetes.Interface) *consumertest.TracesSink {
+	// The fake clientset serves no streaming list (it never sends the
+	// initial-events bookmark), so informers on it must list and watch.
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	sink := &consumertest.TracesSink{}
+	r, err := newWatchReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink, func(*Config) (kubernetes.Interface, dynamic.Interface, error) {
+		return client, nil, nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(t.Context())) })
+	return sink
+}
+
+// TestNodeModeWatchesItsNodesPods runs the real informers on a client-go
+// fake: the pod watch asks for this node's pods only (the fake does not
+// apply field selectors, the e2e tests on the real apiserver do), and a pod
+// going through its startup yields its fragments.
+func TestNodeModeWatchesItsNodesPods(t *testing.T) {
+	client := fake.NewClientset()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Mode, cfg.NodeName, cfg.Kinds = ModeNode, "node-1", []string{"Pod"}
+	sink := startWithFake(t, cfg, client)
+
+	p := scheduled(testPod("pod-mine"), time.Now())
+	p.Spec.NodeName = "node-1"
+	_, err := client.CoreV1().Pods("default").Create(t.Context(), p, metav1.CreateOptions{})
+	require.NoError(t, err)
+	ready := running(p, time.Now())
+	require.Eventually(t, func() bool {
+		_, err := client.CoreV1().Pods("default").UpdateStatus(t.Context(), ready, metav1.UpdateOptions{})
+		return err == nil && spanNames(sink.AllTraces())[fragment.PhasePodStartup] == 1
+	}, 5*time.Second, 50*time.Millisecond)
+
+	var selectors []string
+	for _, a := range client.Actions() {
+		if l, ok := a.(k8stesting.ListAction); ok && a.GetResource().Resource == "pods" {
+			selectors = append(selectors, l.GetListRestrictions().Fields.String())
+		}
+	}
+	assert.Contains(t, selectors, "spec.nodeName=node-1")
+}
+
+func TestBadObjectsAreCountedNotFatal(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	set := receivertest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	sink := &consumertest.TracesSink{}
+	r, err := newWatchReceiver(set, createDefaultConfig().(*Config), sink, nil)
+	require.NoError(t, err)
+
+	noUID := testPod("")
+	huge := scheduled(testPod("pod-huge"), t0)
+	for i := range 10_000 {
+		huge.Status.ContainerStatuses = append(huge.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: "c" + strings.Repeat("x", i%7), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}},
+		})
+	}
+	badUTF8 := testPod("pod-utf8")
+	badUTF8.Name = "web-\xff\xfe"
+	badUTF8.OwnerReferences[0].UID = badUTF8.UID // a pod owning itself
+
+	assert.NotPanics(t, func() {
+		r.onObject(noUID, false, false)
+		r.onObject(huge, false, false)
+		r.onObject(badUTF8, false, false)
+		r.onObject("not an object", false, false)
+		r.onObject(&corev1.Pod{}, false, true)
+	})
+
+	_, err = tel.GetMetric("otelcol_k8swatch_bad_objects")
+	require.NoError(t, err, "bad objects are counted")
+	steps := spanNames(sink.AllTraces())
+	assert.LessOrEqual(t, steps[fragment.PhaseContainerStart], maxContainers, "container steps are bounded")
+	var m ptrace.ProtoMarshaler
+	for _, td := range sink.AllTraces() {
+		_, err := m.MarshalTraces(td)
+		require.NoError(t, err, "every emitted batch encodes as OTLP")
+		rss := td.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			spans := rss.At(i).ScopeSpans().At(0).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				name, _ := spans.At(k).Attributes().Get(fragment.KeyName)
+				assert.True(t, isValidUTF8(name.Str()), "names are valid UTF-8")
+			}
+		}
+	}
+}
+
+func isValidUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+func TestNothingSecretLeaves(t *testing.T) {
+	p := running(scheduled(testPod("pod-1"), t0), t0)
+	p.Annotations = map[string]string{"secret-token": "s3cr3t", "team": "blue", fragment.AnnotationTraceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: "hunter2"}}
+	p.Spec.Containers[0].Args = []string{"--token=abc"}
+	allow := map[string]bool{"team": true}
+	obj, err := newTransform(allow)(p)
+	require.NoError(t, err)
+	frags := newTracker().observe(viewPod(obj.(*corev1.Pod), allow), t0, false)
+	td := toTraces(frags, "test")
+	var m ptrace.JSONMarshaler
+	b, err := m.MarshalTraces(td)
+	require.NoError(t, err)
+	out := string(b)
+	for _, secret := range []string{"s3cr3t", "hunter2", "--token=abc", "PASSWORD", "secret-token"} {
+		assert.NotContains(t, out, secret)
+	}
+	assert.Contains(t, out, "blue", "allow-listed annotations are kept")
+}
