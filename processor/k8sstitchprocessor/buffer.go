@@ -111,15 +111,17 @@ func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 func (b *waitBuffer) len() int { return b.order.Len() }
 
 // idSet remembers the last n span IDs seen, to drop a fragment that comes
-// twice (a relist, a restart, two replicas).
+// twice (a relist, a restart, two replicas). It grows to n, then forgets
+// the oldest first.
 type idSet struct {
 	ids  map[pcommon.SpanID]struct{}
 	ring []pcommon.SpanID
 	next int
+	max  int
 }
 
 func newIDSet(n int) *idSet {
-	return &idSet{ids: make(map[pcommon.SpanID]struct{}, n), ring: make([]pcommon.SpanID, n)}
+	return &idSet{ids: map[pcommon.SpanID]struct{}{}, max: n}
 }
 
 // add reports whether id was new.
@@ -127,11 +129,13 @@ func (s *idSet) add(id pcommon.SpanID) bool {
 	if _, ok := s.ids[id]; ok {
 		return false
 	}
-	if old := s.ring[s.next]; !old.IsEmpty() {
-		delete(s.ids, old)
+	if len(s.ring) < s.max {
+		s.ring = append(s.ring, id)
+	} else {
+		delete(s.ids, s.ring[s.next])
+		s.ring[s.next] = id
+		s.next = (s.next + 1) % s.max
 	}
-	s.ring[s.next] = id
-	s.next = (s.next + 1) % len(s.ring)
 	s.ids[id] = struct{}{}
 	return true
 }
@@ -150,33 +154,34 @@ type traceState struct {
 	join     bool
 	newTrace pcommon.TraceID
 	parent   pcommon.SpanID
-	elem     *list.Element
 }
 
-// traceTable is a bounded LRU of trace states: a decision outlives the
-// trace's root by as many traces as the table holds, for late children.
+// traceTable is a bounded table of trace states, oldest out first: a
+// decision outlives the trace's root by as many traces as the table holds,
+// for late children.
 type traceTable struct {
-	m   map[pcommon.TraceID]*traceState
-	lru *list.List
-	max int
+	m    map[pcommon.TraceID]*traceState
+	ring []pcommon.TraceID
+	next int
+	max  int
 }
 
 func newTraceTable(max int) *traceTable {
-	return &traceTable{m: map[pcommon.TraceID]*traceState{}, lru: list.New(), max: max}
+	return &traceTable{m: map[pcommon.TraceID]*traceState{}, max: max}
 }
 
 func (t *traceTable) get(id pcommon.TraceID) *traceState {
 	if ts, ok := t.m[id]; ok {
-		t.lru.MoveToFront(ts.elem)
 		return ts
 	}
-	if t.lru.Len() >= t.max {
-		old := t.lru.Back().Value.(*traceState)
-		t.lru.Remove(old.elem)
-		delete(t.m, old.id)
+	if len(t.ring) < t.max {
+		t.ring = append(t.ring, id)
+	} else {
+		delete(t.m, t.ring[t.next])
+		t.ring[t.next] = id
+		t.next = (t.next + 1) % t.max
 	}
 	ts := &traceState{id: id}
-	ts.elem = t.lru.PushFront(ts)
 	t.m[id] = ts
 	return ts
 }

@@ -61,35 +61,46 @@ var resourceKinds = map[string]string{
 	"cronjobs": "CronJob", "nodes": "Node",
 }
 
-// hintOf reads the best join hint of one app span; res is its resource.
+// hintOf reads the best join hint of one app span in one pass over its
+// attributes (this runs for every app span); res is its resource.
 func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
-	attrs := s.Attributes()
+	var uid, target, method, key string
+	uidRank := len(uidKeys)
+	s.Attributes().Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case "http.target":
+			target = v.Str()
+		case "http.request.method", "http.method":
+			method = v.Str()
+		case "key":
+			key = v.Str()
+		default:
+			for i, uk := range uidKeys {
+				if k == uk && i < uidRank && v.Str() != "" {
+					uid, uidRank = v.Str(), i
+				}
+			}
+		}
+		return true
+	})
 	at := s.StartTimestamp().AsTime()
-	for _, k := range uidKeys {
-		if v, ok := attrs.Get(k); ok && v.Str() != "" {
-			return joinHint{kind: hintUID, uid: v.Str(), at: at}
+	if uid == "" {
+		if v, ok := res.Get(fragment.KeyPodUID); ok {
+			uid = v.Str()
 		}
 	}
-	for _, k := range uidKeys[1:2] {
-		if v, ok := res.Get(k); ok && v.Str() != "" {
-			return joinHint{kind: hintUID, uid: v.Str(), at: at}
-		}
+	if uid != "" {
+		return joinHint{kind: hintUID, uid: uid, at: at}
 	}
-	if v, ok := attrs.Get("http.target"); ok {
-		method := ""
-		if m, ok := attrs.Get("http.request.method"); ok {
-			method = m.Str()
-		} else if m, ok := attrs.Get("http.method"); ok {
-			method = m.Str()
-		}
-		if h, ok := parseRequest(method, v.Str()); ok {
+	if target != "" {
+		if h, ok := parseRequest(method, target); ok {
 			h.at = at
 			return h
 		}
 		return joinHint{}
 	}
-	if v, ok := attrs.Get("key"); ok && strings.HasPrefix(s.Name(), "Create etcd3") {
-		if h, ok := parseEtcdKey(v.Str()); ok {
+	if key != "" && strings.HasPrefix(s.Name(), "Create etcd3") {
+		if h, ok := parseEtcdKey(key); ok {
 			h.at = at
 			return h
 		}

@@ -299,11 +299,9 @@ func (p *stitchProcessor) placeFragment(s ptrace.Span, fk fragmentKey, now time.
 	if !p.place(o, r, waitedOut, 0) {
 		return false
 	}
-	orig := s.TraceID()
-	if orig != r.TraceID {
-		s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
-		s.SetTraceID(r.TraceID)
-	}
+	// A fragment's own trace ID is derived from its object and trigger
+	// (fragment.TraceID), so it needs no attribute to be recovered.
+	s.SetTraceID(r.TraceID)
 	if fk.level == fragment.LevelObject && !r.Parent.IsEmpty() {
 		s.SetParentSpanID(r.Parent)
 	}
@@ -423,13 +421,16 @@ func (p *stitchProcessor) resolveHint(h joinHint) (*object, *opRecord, pcommon.S
 }
 
 // rewriteApp moves one span of an app trace into its operation. The
-// original IDs stay as attributes, and the trace's root links back.
+// trace's root, the one span whose parent changes, keeps where it came
+// from: the original trace ID as an attribute and a link to itself in the
+// original trace. Its descendants keep their parents, so the original
+// trace is recoverable from the root alone.
 func rewriteApp(s ptrace.Span, ts *traceState) {
 	orig := s.TraceID()
-	s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
 	s.SetTraceID(ts.newTrace)
 	if s.ParentSpanID().IsEmpty() {
 		s.SetParentSpanID(ts.parent)
+		s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
 		l := s.Links().AppendEmpty()
 		l.SetTraceID(orig)
 		l.SetSpanID(s.SpanID())

@@ -1,0 +1,315 @@
+package k8sstitchprocessor
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/groupbytraceprocessor"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// workload is a synthetic 1,000-replica rollout as a collector receives it:
+// OTLP requests of about 500 spans holding the k8swatch fragments, the
+// kube-apiserver requests (pod create with its etcd span, binding, status
+// patch), the kubelet's syncPod with CRI client and runtime server spans,
+// and as many spans again of idle noise (lease renewals) that join nothing.
+type workload struct {
+	requests [][]byte
+	spans    int
+}
+
+const benchReplicas = 1000
+
+var benchWorkload = func() func() *workload {
+	var w *workload
+	return func() *workload {
+		if w == nil {
+			w = buildWorkload(benchReplicas)
+		}
+		return w
+	}
+}()
+
+type spanMaker struct {
+	td  ptrace.Traces
+	rss map[string]ptrace.SpanSlice
+	n   uint64
+}
+
+func newSpanMaker() *spanMaker {
+	return &spanMaker{td: ptrace.NewTraces(), rss: map[string]ptrace.SpanSlice{}}
+}
+
+func (m *spanMaker) span(service string, trace pcommon.TraceID, parent pcommon.SpanID, name string, start time.Time, d time.Duration) ptrace.Span {
+	ss, ok := m.rss[service]
+	if !ok {
+		rs := m.td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", service)
+		ss = rs.ScopeSpans().AppendEmpty().Spans()
+		m.rss[service] = ss
+	}
+	s := ss.AppendEmpty()
+	m.n++
+	var id pcommon.SpanID
+	binary.BigEndian.PutUint64(id[:], m.n)
+	s.SetTraceID(trace)
+	s.SetSpanID(id)
+	s.SetParentSpanID(parent)
+	s.SetName(name)
+	s.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	s.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(d)))
+	return s
+}
+
+func randomTrace(n uint64) pcommon.TraceID {
+	var t pcommon.TraceID
+	binary.BigEndian.PutUint64(t[:8], n*0x9e3779b97f4a7c15+1)
+	binary.BigEndian.PutUint64(t[8:], n)
+	return t
+}
+
+func fragmentSpan(m *spanMaker, service, kind, uid, name, owner, phase, level string, trig time.Time, start time.Time, d time.Duration) {
+	trigger := "gen:1"
+	var id, parent pcommon.SpanID
+	switch level {
+	case fragment.LevelObject:
+		id = fragment.ObjectSpanID(uid, kind, trigger)
+	case fragment.LevelTrigger:
+		id, parent = fragment.TriggerSpanID(uid, trigger), fragment.ObjectSpanID(uid, kind, trigger)
+	default:
+		id, parent = fragment.SpanID(uid, phase, trigger), fragment.ObjectSpanID(uid, kind, trigger)
+	}
+	s := m.span(service, fragment.TraceID(uid, trigger), parent, phase, start, d)
+	s.SetSpanID(id)
+	a := s.Attributes()
+	a.PutStr(fragment.KeyLevel, level)
+	a.PutStr(fragment.KeyKind, kind)
+	a.PutStr(fragment.KeyUID, uid)
+	a.PutStr(fragment.KeyName, name)
+	a.PutStr(fragment.KeyNamespace, "default")
+	a.PutInt(fragment.KeyGeneration, 1)
+	a.PutStr(fragment.KeyResourceVersion, "1")
+	if owner != "" {
+		a.PutStr(fragment.KeyOwnerKind, "ReplicaSet")
+		a.PutStr(fragment.KeyOwnerUID, owner)
+	}
+	a.PutStr(fragment.KeyTrigger, trigger)
+	a.PutInt(fragment.KeyTriggerTime, trig.UnixNano())
+	a.PutStr(fragment.KeyTimeSource, fragment.TimeSourceWatch)
+}
+
+func apiRequest(m *spanMaker, trace pcommon.TraceID, method, route, target string, start time.Time, etcdKey string) {
+	root := m.span("apiserver", trace, pcommon.SpanID{}, "authentication", start, 5*time.Millisecond)
+	srv := m.span("apiserver", trace, root.SpanID(), method+" "+route, start, 4*time.Millisecond)
+	srv.SetKind(ptrace.SpanKindServer)
+	srv.Attributes().PutStr("http.request.method", method)
+	srv.Attributes().PutStr("http.target", target)
+	srv.Attributes().PutStr("user_agent.original", "kube-controller-manager/v1.37.2")
+	h := m.span("apiserver", trace, srv.SpanID(), "Create", start, 3*time.Millisecond)
+	e := m.span("apiserver", trace, h.SpanID(), "Create etcd3", start, 2*time.Millisecond)
+	if etcdKey != "" {
+		e.Attributes().PutStr("key", etcdKey)
+	}
+}
+
+func buildWorkload(replicas int) *workload {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var batches []ptrace.Traces
+	m := newSpanMaker()
+	flush := func() {
+		if m.td.SpanCount() >= 500 {
+			batches = append(batches, m.td)
+			m = newSpanMaker()
+		}
+	}
+	dep, rs := "dep-uid", "rs-uid"
+	fragmentSpan(m, "user", "Deployment", dep, "web", "", fragment.PhaseTrigger, fragment.LevelTrigger, t0, t0, 0)
+	apiRequest(m, randomTrace(1), "POST", "/apis/apps/v1/namespaces/{:namespace}/deployments", "/apis/apps/v1/namespaces/default/deployments", t0, "/deployments/default/web")
+	fragmentSpan(m, "kube-controller-manager", "ReplicaSet", rs, "web-1", dep, fragment.PhaseTrigger, fragment.LevelTrigger, t0.Add(time.Millisecond), t0.Add(time.Millisecond), 0)
+	m.td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().PutStr(fragment.KeyOwnerUID, "")
+	noise := uint64(1 << 32)
+	for i := range replicas {
+		uid := fmt.Sprintf("pod-%d", i)
+		name := fmt.Sprintf("web-1-%05d", i)
+		ts := t0.Add(time.Duration(i) * time.Millisecond)
+		fragmentSpan(m, "kube-controller-manager", "Pod", uid, name, rs, fragment.PhaseTrigger, fragment.LevelTrigger, ts, ts, time.Millisecond)
+		apiRequest(m, randomTrace(uint64(10*i+2)), "POST", "/api/v1/namespaces/{:namespace}/pods", "/api/v1/namespaces/default/pods", ts, "/pods/default/"+name)
+		fragmentSpan(m, "kube-scheduler", "Pod", uid, name, rs, fragment.PhasePodSchedule, fragment.LevelStep, ts, ts, 10*time.Millisecond)
+		apiRequest(m, randomTrace(uint64(10*i+3)), "POST", "/api/v1/namespaces/{:namespace}/pods/{:name}/binding", "/api/v1/namespaces/default/pods/"+name+"/binding", ts.Add(5*time.Millisecond), "")
+		kt := randomTrace(uint64(10*i + 4))
+		sync := m.span("kubelet", kt, pcommon.SpanID{}, "syncPod", ts.Add(11*time.Millisecond), 80*time.Millisecond)
+		sync.Attributes().PutStr(fragment.KeyPodUID, uid)
+		sync.Attributes().PutStr(fragment.KeyPodName, name)
+		for j, rpc := range []string{"RunPodSandbox", "PullImage", "CreateContainer", "StartContainer"} {
+			c := m.span("kubelet", kt, sync.SpanID(), "runtime.v1.RuntimeService/"+rpc, ts.Add(time.Duration(12+j*15)*time.Millisecond), 10*time.Millisecond)
+			m.span("cri-runtime", kt, c.SpanID(), "runtime.v1.RuntimeService/"+rpc, ts.Add(time.Duration(12+j*15)*time.Millisecond), 9*time.Millisecond)
+		}
+		fragmentSpan(m, "kubelet", "Pod", uid, name, rs, fragment.PhaseContainerStart, fragment.LevelStep, ts, ts.Add(10*time.Millisecond), 70*time.Millisecond)
+		apiRequest(m, randomTrace(uint64(10*i+5)), "PATCH", "/api/v1/namespaces/{:namespace}/pods/{:name}/status", "/api/v1/namespaces/default/pods/"+name+"/status", ts.Add(90*time.Millisecond), "")
+		fragmentSpan(m, "kubelet", "Pod", uid, name, rs, fragment.PhasePodReady, fragment.LevelStep, ts, ts.Add(80*time.Millisecond), 15*time.Millisecond)
+		fragmentSpan(m, "kubelet", "Pod", uid, name, rs, fragment.PhasePodStartup, fragment.LevelObject, ts, ts, 95*time.Millisecond)
+		// Idle noise, as many spans as the operation's: lease renewals.
+		for range 9 {
+			noise++
+			apiRequest(m, randomTrace(noise), "PUT", "/apis/coordination.k8s.io/v1/namespaces/{:namespace}/leases/{:name}", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-1", ts, "")
+		}
+		flush()
+	}
+	end := t0.Add(time.Duration(replicas)*time.Millisecond + time.Second)
+	fragmentSpan(m, "kube-controller-manager", "ReplicaSet", rs, "web-1", dep, fragment.PhaseReplicaSetScale, fragment.LevelObject, t0, t0, end.Sub(t0))
+	fragmentSpan(m, "kube-controller-manager", "Deployment", dep, "web", "", fragment.PhaseDeploymentRollout, fragment.LevelObject, t0, t0, end.Sub(t0))
+	batches = append(batches, m.td)
+	w := &workload{}
+	var pm ptrace.ProtoMarshaler
+	for _, b := range batches {
+		w.spans += b.SpanCount()
+		req, err := pm.MarshalTraces(b)
+		if err != nil {
+			panic(err)
+		}
+		w.requests = append(w.requests, req)
+	}
+	return w
+}
+
+// encodeSink is the next consumer: it encodes what comes out, as an OTLP
+// exporter would.
+type encodeSink struct {
+	spans atomic.Int64
+}
+
+func (s *encodeSink) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+func (s *encodeSink) ConsumeTraces(_ context.Context, td ptrace.Traces) error {
+	var pm ptrace.ProtoMarshaler
+	if _, err := pm.MarshalTraces(td); err != nil {
+		return err
+	}
+	s.spans.Add(int64(td.SpanCount()))
+	return nil
+}
+
+// runWorkload: one op = one OTLP request decoded, processed, encoded. The
+// processor is rebuilt (outside the timer) each time the workload restarts,
+// so every op sees fresh state, as in a real rollout.
+func runWorkload(b *testing.B, build func(next consumer.Traces) (processor.Traces, func())) {
+	w := benchWorkload()
+	var pu ptrace.ProtoUnmarshaler
+	sink := &encodeSink{}
+	var p processor.Traces
+	var drain func()
+	b.ReportAllocs()
+	b.ResetTimer()
+	spans := 0
+	for i := range b.N {
+		k := i % len(w.requests)
+		if k == 0 {
+			b.StopTimer()
+			if drain != nil {
+				drain()
+			}
+			p, drain = build(sink)
+			b.StartTimer()
+		}
+		td, err := pu.UnmarshalTraces(w.requests[k])
+		if err != nil {
+			b.Fatal(err)
+		}
+		spans += td.SpanCount()
+		if err := p.ConsumeTraces(context.Background(), td); err != nil {
+			b.Fatal(err)
+		}
+	}
+	drain()
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(spans), "ns/span")
+}
+
+func BenchmarkPassThrough(b *testing.B) {
+	runWorkload(b, func(next consumer.Traces) (processor.Traces, func()) {
+		return passThrough{next}, func() {}
+	})
+}
+
+type passThrough struct{ next consumer.Traces }
+
+func (p passThrough) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	return p.next.ConsumeTraces(ctx, td)
+}
+func (passThrough) Capabilities() consumer.Capabilities         { return consumer.Capabilities{} }
+func (passThrough) Start(context.Context, component.Host) error { return nil }
+func (passThrough) Shutdown(context.Context) error              { return nil }
+
+func BenchmarkStitch(b *testing.B) {
+	runWorkload(b, func(next consumer.Traces) (processor.Traces, func()) {
+		cfg := createDefaultConfig().(*Config)
+		p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, next)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p, func() {
+			// What still waits leaves when its wait is over.
+			p.now = func() time.Time { return time.Now().Add(time.Hour) }
+			if out := p.tick(); out.SpanCount() > 0 {
+				_ = next.ConsumeTraces(context.Background(), out)
+			}
+		}
+	})
+}
+
+func BenchmarkGroupByTrace(b *testing.B) {
+	runWorkload(b, func(next consumer.Traces) (processor.Traces, func()) {
+		f := groupbytraceprocessor.NewFactory()
+		cfg := f.CreateDefaultConfig().(*groupbytraceprocessor.Config)
+		cfg.WaitDuration = 100 * time.Millisecond
+		cfg.NumTraces = 1_000_000
+		p, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(f.Type()), cfg, next)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+			b.Fatal(err)
+		}
+		return p, func() {
+			// Released traces are part of the work: wait for them.
+			time.Sleep(300 * time.Millisecond)
+			_ = p.Shutdown(context.Background())
+		}
+	})
+}
+
+// BenchmarkGraphMemory reports the heap held per tracked object: a pod
+// with its owner and one operation, as the owner graph keeps it.
+func BenchmarkGraphMemory(b *testing.B) {
+	const n = 100_000
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		g := newOwnerGraph(n + 1)
+		t0 := time.Now()
+		for i := range n {
+			uid := fmt.Sprintf("3f8a2c1e-0b7d-4e59-9c61-%012d", i)
+			o := g.learn(uid, "Pod", "default", fmt.Sprintf("web-7c9cb467c4-%05d", i), "0b7d4e59-9c61-3f8a-2c1e-000000000001")
+			r := o.addOp("gen:1", t0)
+			r.Placed, r.Closed = true, true
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/object")
+		runtime.KeepAlive(g)
+	}
+}
