@@ -192,47 +192,43 @@ func parseEtcdKey(key string) (joinHint, bool) {
 	return h, true
 }
 
-// isFragment says whether a span came from the k8swatch receiver.
-func isFragment(s ptrace.Span) (string, bool) {
-	v, ok := s.Attributes().Get(fragment.KeyLevel)
-	if !ok {
-		return "", false
-	}
-	return v.Str(), true
-}
-
-// fragmentKey reads the object key of a fragment.
+// fragmentKey is the object key of a fragment.
 type fragmentKey struct {
 	level, uid, kind, namespace, name, owner, trigger, traceparent string
 	triggerTime                                                    time.Time
 }
 
-func readFragment(s ptrace.Span, level string) (fragmentKey, bool) {
-	a := s.Attributes()
-	str := func(k string) string {
-		if v, ok := a.Get(k); ok {
-			return v.Str()
+// readFragment reads a span's fragment key in one pass over its
+// attributes; ok is false for an app span.
+func readFragment(s ptrace.Span) (k fragmentKey, isFrag bool) {
+	s.Attributes().Range(func(key string, v pcommon.Value) bool {
+		switch key {
+		case fragment.KeyLevel:
+			k.level, isFrag = v.Str(), true
+		case fragment.KeyUID:
+			k.uid = v.Str()
+		case fragment.KeyKind:
+			k.kind = v.Str()
+		case fragment.KeyNamespace:
+			k.namespace = v.Str()
+		case fragment.KeyName:
+			k.name = v.Str()
+		case fragment.KeyOwnerUID:
+			k.owner = v.Str()
+		case fragment.KeyTrigger:
+			k.trigger = v.Str()
+		case fragment.KeyTraceparent:
+			k.traceparent = v.Str()
+		case fragment.KeyTriggerTime:
+			k.triggerTime = time.Unix(0, v.Int())
 		}
-		return ""
-	}
-	k := fragmentKey{
-		level:       level,
-		uid:         str(fragment.KeyUID),
-		kind:        str(fragment.KeyKind),
-		namespace:   str(fragment.KeyNamespace),
-		name:        str(fragment.KeyName),
-		owner:       str(fragment.KeyOwnerUID),
-		trigger:     str(fragment.KeyTrigger),
-		traceparent: str(fragment.KeyTraceparent),
-	}
-	if v, ok := a.Get(fragment.KeyTriggerTime); ok {
-		k.triggerTime = time.Unix(0, v.Int())
-	}
-	if k.uid == "" || k.trigger == "" || k.kind == "" {
-		return k, false
-	}
-	return k, true
+		return true
+	})
+	return k, isFrag
 }
+
+// valid says whether a fragment carries what a join needs.
+func (k fragmentKey) valid() bool { return k.uid != "" && k.trigger != "" && k.kind != "" }
 
 // parseTraceparent reads a W3C traceparent "00-<trace>-<span>-<flags>".
 func parseTraceparent(tp string) (pcommon.TraceID, pcommon.SpanID, bool) {

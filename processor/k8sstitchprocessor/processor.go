@@ -41,6 +41,8 @@ type stitchProcessor struct {
 	openRoots map[*opRecord]*object
 	dirty     map[string]*object
 	shed      []string
+	// infos is the first pass's result, reused from batch to batch.
+	infos []spanInfo
 	// pendingRelease are spans evicted from a full buffer, sent with the
 	// next batch.
 	pendingRelease []*waitingSpan
@@ -168,10 +170,18 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	return err
 }
 
+// spanInfo is what the first pass learned of one span, for the second.
+type spanInfo struct {
+	frag   fragmentKey
+	isFrag bool
+	trace  *traceState
+}
+
 // learn is the first pass over a batch: what fragments say about objects
 // and operations, and what app spans say about their traces. Learning first
 // makes the outcome independent of the order of spans within a batch.
 func (p *stitchProcessor) learn(td ptrace.Traces) {
+	p.infos = p.infos[:0]
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -181,13 +191,16 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				s := spans.At(k)
-				if level, ok := isFragment(s); ok {
-					if fk, ok := readFragment(s, level); ok {
+				fk, isFrag := readFragment(s)
+				if isFrag {
+					if fk.valid() {
 						p.learnFragment(s, fk)
 					}
+					p.infos = append(p.infos, spanInfo{frag: fk, isFrag: true})
 					continue
 				}
 				ts := p.traces.get(s.TraceID())
+				p.infos = append(p.infos, spanInfo{trace: ts})
 				if ts.decided {
 					continue
 				}
@@ -224,12 +237,15 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 // dropped as a duplicate, or moved to the waiting buffer.
 func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 	var joined, passed, waited, dups int64
+	n := 0
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
 			ss.Spans().RemoveIf(func(s ptrace.Span) bool {
-				if level, ok := isFragment(s); ok {
-					fk, ok := readFragment(s, level)
-					if !ok {
+				info := &p.infos[n]
+				n++
+				if info.isFrag {
+					fk := info.frag
+					if !fk.valid() {
 						p.badSpan("fragment without uid, kind or trigger")
 						passed++
 						return false
@@ -246,7 +262,7 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 					waited++
 					return true
 				}
-				ts := p.traces.get(s.TraceID())
+				ts := info.trace
 				if !ts.decided {
 					p.tryDecide(ts, now)
 				}

@@ -305,7 +305,7 @@ func TestDuplicateFragmentsAreDroppedOnce(t *testing.T) {
 	for _, b := range batches {
 		again := ptrace.NewTraces()
 		for _, s := range splitSpans(b) {
-			if _, ok := isFragment(s.span()); ok {
+			if _, ok := readFragment(s.span()); ok {
 				s.td.ResourceSpans().MoveAndAppendTo(again.ResourceSpans())
 			}
 		}
@@ -328,7 +328,7 @@ func causalShuffle(r *rand.Rand, spans []singleSpan) []singleSpan {
 	for i, s := range spans {
 		sp := s.span()
 		k := sp.TraceID().String()
-		if _, ok := isFragment(sp); ok {
+		if _, ok := readFragment(sp); ok {
 			k = fmt.Sprintf("fragment-%d", i)
 		}
 		if _, ok := queues[k]; !ok {
