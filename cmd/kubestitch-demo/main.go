@@ -105,7 +105,7 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	for _, tr := range traces {
 		if tr.Root != nil && tr.Root.Name == "deployment.rollout" && tr.Root.Object == "Deployment default/web" {
 			fmt.Printf("\nThe trace of the Deployment's rollout (%d spans, %d services):\n\n", len(tr.Spans), len(tr.Services()))
-			waterfall.Render(os.Stdout, tr, waterfall.Options{Width: 40})
+			waterfall.Render(os.Stdout, tr, waterfall.Options{Width: 40, Collapse: waterfall.CollapseAPIRequests})
 		}
 	}
 	return nil

@@ -1,7 +1,7 @@
 // Command kubestitch-waterfall prints the traces of a file exporter's OTLP
 // JSON output as text waterfalls.
 //
-//	kubestitch-waterfall [-root deployment.rollout] [-width 40] FILE
+//	kubestitch-waterfall [-root deployment.rollout] [-width 40] [-full] FILE
 package main
 
 import (
@@ -17,6 +17,7 @@ func main() {
 	root := flag.String("root", "", "only traces whose root span has this name")
 	width := flag.Int("width", 40, "width of the bars")
 	minSpans := flag.Int("min-spans", 2, "only traces with at least this many spans")
+	full := flag.Bool("full", false, "print the internals of kube-apiserver requests too")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: kubestitch-waterfall [-root NAME] [-width N] [-min-spans N] FILE")
@@ -31,7 +32,11 @@ func main() {
 		if len(t.Spans) < *minSpans || (*root != "" && (t.Root == nil || t.Root.Name != *root)) {
 			continue
 		}
-		waterfall.Render(os.Stdout, t, waterfall.Options{Width: *width})
+		o := waterfall.Options{Width: *width, Collapse: waterfall.CollapseAPIRequests}
+		if *full {
+			o.Collapse = nil
+		}
+		waterfall.Render(os.Stdout, t, o)
 		fmt.Println()
 	}
 }

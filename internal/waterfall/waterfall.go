@@ -220,6 +220,10 @@ func Render(w io.Writer, t *Trace, o Options) {
 	var walk func(n *Node, depth int, mark string)
 	walk = func(n *Node, depth int, mark string) {
 		label := strings.Repeat("  ", depth) + n.Name
+		if len(label) > labelWidth {
+			// Keep the bars aligned: long request routes are cut.
+			label = label[:labelWidth-3] + "..."
+		}
 		obj := n.Object
 		if o.MaskNames {
 			obj = maskName(obj)
@@ -263,6 +267,9 @@ func Render(w io.Writer, t *Trace, o Options) {
 		walk(r, 0, "(orphan)")
 	}
 }
+
+// labelWidth is the width of the indented name column.
+const labelWidth = 48
 
 func bar(n *Node, start time.Time, total time.Duration, width int) string {
 	b := []byte(strings.Repeat(" ", width))

@@ -320,10 +320,7 @@ func (t *tracker) podSteps(st *objectState, at time.Time, history bool) []fragme
 		}
 		return at, fragment.TimeSourceWatch
 	}
-	nodeAgent := st.view.manager
-	if nodeAgent == "" || nodeAgent == "kube-scheduler" {
-		nodeAgent = "kubelet"
-	}
+	nodeAgent := nodeAgentOf(&st.view)
 	if !p.scheduled {
 		return nil
 	}
@@ -408,12 +405,7 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 func objectService(v *objectView, trigger string) string {
 	switch v.kind {
 	case "Pod", "Node":
-		// The node agent that wrote the status last: kubelet, or kwok on a
-		// simulated node.
-		if v.manager != "" && v.manager != "kube-scheduler" {
-			return v.manager
-		}
-		return "kubelet"
+		return nodeAgentOf(v)
 	case "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob":
 		return "kube-controller-manager"
 	}
@@ -451,4 +443,13 @@ func (t *tracker) takeDroppedEvents() int64 {
 	n := t.droppedEvents
 	t.droppedEvents = 0
 	return n
+}
+
+// nodeAgentOf is the node agent that wrote a pod's or node's status last:
+// kubelet, or kwok on a simulated node.
+func nodeAgentOf(v *objectView) string {
+	if v.statusManager != "" && v.statusManager != "kube-scheduler" {
+		return v.statusManager
+	}
+	return "kubelet"
 }

@@ -43,7 +43,7 @@ func scheduled(p *corev1.Pod, at time.Time) *corev1.Pod {
 func running(p *corev1.Pod, at time.Time) *corev1.Pod {
 	p = p.DeepCopy()
 	p.ResourceVersion = "3"
-	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Time: ptr.To(metav1.NewTime(at))}}
+	p.ManagedFields = append(p.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kubelet", Subresource: "status", Time: ptr.To(metav1.NewTime(at))})
 	p.Status.Phase = corev1.PodRunning
 	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(at)})
 	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "web:1", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at)}}}}

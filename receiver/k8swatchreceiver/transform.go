@@ -75,17 +75,27 @@ func newTransform(allow map[string]bool) func(any) (any, error) {
 }
 
 func stripMeta(m *metav1.ObjectMeta, allow map[string]bool) {
-	if n := len(m.ManagedFields); n > 0 {
-		newest := 0
-		for i := range m.ManagedFields {
-			// Ties (whole seconds) go to the later entry: entries are appended
-			// as managers first write, so the later one is the newer writer.
-			if t := m.ManagedFields[i].Time; t != nil && (m.ManagedFields[newest].Time == nil || !t.Before(m.ManagedFields[newest].Time)) {
-				newest = i
+	if len(m.ManagedFields) > 0 {
+		// Keep the newest writer of the object and the newest writer of its
+		// status (ties, whole seconds, go to the later entry: entries are
+		// appended as managers first write), without their field sets.
+		var kept []metav1.ManagedFieldsEntry
+		for _, sub := range []string{"", "status"} {
+			newest := -1
+			for i, e := range m.ManagedFields {
+				if e.Subresource != sub {
+					continue
+				}
+				if newest < 0 || newer(e.Time, m.ManagedFields[newest].Time) {
+					newest = i
+				}
+			}
+			if newest >= 0 {
+				e := m.ManagedFields[newest]
+				kept = append(kept, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Time: e.Time, Subresource: e.Subresource})
 			}
 		}
-		e := m.ManagedFields[newest]
-		m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: e.Manager, Operation: e.Operation, Time: e.Time}}
+		m.ManagedFields = kept
 	}
 	m.Labels = nil
 	for k := range m.Annotations {
@@ -93,4 +103,8 @@ func stripMeta(m *metav1.ObjectMeta, allow map[string]bool) {
 			delete(m.Annotations, k)
 		}
 	}
+}
+
+func newer(t, than *metav1.Time) bool {
+	return t != nil && (than == nil || !t.Before(than))
 }

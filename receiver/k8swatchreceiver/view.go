@@ -25,12 +25,14 @@ type objectView struct {
 	// the deletion was requested (deletionTimestamp minus the grace period).
 	deleting    bool
 	deleteStart time.Time
-	// manager and managedAt come from the newest managedFields entry (the
-	// transform keeps only that one): who made the last change, and when.
-	manager     string
-	managedAt   time.Time
-	traceparent string
-	annotations map[string]string
+	// manager and managedAt come from the newest managedFields entry of the
+	// object itself: who made the last spec or metadata change, and when.
+	// statusManager wrote the status last (kubelet, kwok, a controller).
+	manager       string
+	managedAt     time.Time
+	statusManager string
+	traceparent   string
+	annotations   map[string]string
 	// converged is the kind's convergence rule; convergedAt is the object's
 	// own timestamp of it when one exists (zero otherwise).
 	converged   bool
@@ -84,12 +86,21 @@ func metaView(kind string, m *metav1.ObjectMeta, allow map[string]bool) objectVi
 			v.deleteStart = v.deleteStart.Add(-time.Duration(*m.DeletionGracePeriodSeconds) * time.Second)
 		}
 	}
-	if n := len(m.ManagedFields); n > 0 {
-		last := m.ManagedFields[n-1]
-		v.manager = last.Manager
-		if last.Time != nil {
-			v.managedAt = last.Time.Time
+	var mainAt, statusAt *metav1.Time
+	for _, e := range m.ManagedFields {
+		switch e.Subresource {
+		case "":
+			if v.manager == "" || newer(e.Time, mainAt) {
+				v.manager, mainAt = e.Manager, e.Time
+			}
+		case "status":
+			if v.statusManager == "" || newer(e.Time, statusAt) {
+				v.statusManager, statusAt = e.Manager, e.Time
+			}
 		}
+	}
+	if mainAt != nil {
+		v.managedAt = mainAt.Time
 	}
 	if tp, ok := m.Annotations[fragment.AnnotationTraceparent]; ok {
 		v.traceparent = tp

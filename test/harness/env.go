@@ -69,6 +69,9 @@ type EnvOptions struct {
 // (so the apiserver's first spans reach them), then starts the cluster.
 func StartEnv(t testing.TB, o EnvOptions) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local control plane; `make test` runs it")
+	}
 	root, err := localcluster.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

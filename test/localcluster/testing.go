@@ -11,6 +11,9 @@ import (
 // plane tests are part of `make test`, never skipped.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local control plane; `make test` runs it")
+	}
 	if opts.Log == nil {
 		opts.Log = testWriter{t}
 	}
