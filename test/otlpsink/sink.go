@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+	// The collector's OTLP exporter compresses with gzip by default.
+	_ "google.golang.org/grpc/encoding/gzip"
 )
 
 // Sink receives OTLP traces on 127.0.0.1.
@@ -74,6 +76,19 @@ func (s *Sink) Spans() []Span {
 				}
 			}
 		}
+	}
+	return out
+}
+
+// Traces returns a copy of everything received so far as one Traces.
+func (s *Sink) Traces() ptrace.Traces {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := ptrace.NewTraces()
+	for _, td := range s.traces {
+		c := ptrace.NewTraces()
+		td.CopyTo(c)
+		c.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 	}
 	return out
 }

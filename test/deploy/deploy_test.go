@@ -1,0 +1,264 @@
+// Package deploy checks the manifests in deploy/: their RBAC is read-only
+// on the configured kinds, the real apiserver accepts every object
+// (server-side dry-run), the collector configs they carry validate, and
+// the agent and gateway configs run and stitch a real rollout.
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
+	"github.com/kubestitch/kubestitch/test/tracecheck"
+)
+
+var overlays = []string{"single-gateway", "sharded"}
+
+func build(t *testing.T, overlay string) []*unstructured.Unstructured {
+	t.Helper()
+	root, err := localcluster.RepoRoot()
+	require.NoError(t, err)
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, "deploy", "overlays", overlay))
+	require.NoError(t, err, "kustomize build %s", overlay)
+	var out []*unstructured.Unstructured
+	for _, r := range res.Resources() {
+		// Through JSON: kustomize's maps hold Go ints, unstructured wants int64.
+		b, err := r.MarshalJSON()
+		require.NoError(t, err)
+		u := &unstructured.Unstructured{}
+		require.NoError(t, u.UnmarshalJSON(b))
+		out = append(out, u)
+	}
+	return out
+}
+
+// allowed is every rule the manifests may grant: read the watched kinds,
+// and the gateway's one Lease.
+var allowedRead = map[string][]string{
+	"":              {"pods", "nodes"},
+	"apps":          {"replicasets", "deployments", "statefulsets", "daemonsets"},
+	"batch":         {"jobs", "cronjobs"},
+	"events.k8s.io": {"events"},
+}
+
+func TestRBACIsReadOnlyOnWatchedKinds(t *testing.T) {
+	for _, o := range overlays {
+		for _, obj := range build(t, o) {
+			if obj.GetKind() != "ClusterRole" && obj.GetKind() != "Role" {
+				continue
+			}
+			var role rbacv1.ClusterRole
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &role))
+			for _, r := range role.Rules {
+				if slices.Equal(r.APIGroups, []string{"coordination.k8s.io"}) && slices.Equal(r.Resources, []string{"leases"}) {
+					// Leader election: create (not limitable by name), or
+					// get/update of the one Lease.
+					if slices.Equal(r.Verbs, []string{"create"}) && len(r.ResourceNames) == 0 {
+						continue
+					}
+					assert.Equal(t, []string{"kubestitch-k8swatch"}, r.ResourceNames, "%s %s", o, obj.GetName())
+					for _, v := range r.Verbs {
+						assert.Contains(t, []string{"get", "update"}, v, "%s %s: lease verb", o, obj.GetName())
+					}
+					continue
+				}
+				for _, v := range r.Verbs {
+					assert.Contains(t, []string{"get", "list", "watch"}, v, "%s %s: verb beyond read", o, obj.GetName())
+				}
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						assert.Contains(t, allowedRead[g], res, "%s %s: %s/%s is not a watched kind", o, obj.GetName(), g, res)
+					}
+				}
+				assert.Empty(t, r.NonResourceURLs)
+			}
+		}
+	}
+}
+
+func TestPodsRunRestricted(t *testing.T) {
+	for _, o := range overlays {
+		for _, obj := range build(t, o) {
+			spec, ok, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
+			if !ok {
+				continue
+			}
+			var ps corev1.PodSpec
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &ps))
+			require.NotNil(t, ps.SecurityContext)
+			assert.True(t, *ps.SecurityContext.RunAsNonRoot, obj.GetName())
+			assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, ps.SecurityContext.SeccompProfile.Type)
+			for _, c := range ps.Containers {
+				sc := c.SecurityContext
+				require.NotNil(t, sc, c.Name)
+				assert.True(t, *sc.ReadOnlyRootFilesystem, "%s: read-only root fs", obj.GetName())
+				assert.False(t, *sc.AllowPrivilegeEscalation)
+				assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
+				assert.NotNil(t, c.LivenessProbe)
+				assert.NotNil(t, c.Resources.Limits.Memory())
+			}
+		}
+	}
+}
+
+// configs returns the collector configs the ConfigMaps carry.
+func configs(t *testing.T, overlay string) map[string]string {
+	out := map[string]string{}
+	for _, obj := range build(t, overlay) {
+		if obj.GetKind() != "ConfigMap" {
+			continue
+		}
+		data, _, _ := unstructured.NestedStringMap(obj.Object, "data")
+		for k, v := range data {
+			out[k] = v
+		}
+	}
+	require.Contains(t, out, "agent.yaml")
+	return out
+}
+
+func writeConfig(t *testing.T, name, body string) string {
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
+}
+
+var podEnv = []string{"MY_POD_IP=127.0.0.1", "K8S_NODE_NAME=kwok-node-0", "POD_NAME=gw-0", "POD_NAMESPACE=kubestitch",
+	"KUBESTITCH_GATEWAY_ENDPOINT=127.0.0.1:1", "KUBESTITCH_BACKEND_ENDPOINT=127.0.0.1:1", "KUBESTITCH_BACKEND_INSECURE=true"}
+
+func TestConfigMapsValidate(t *testing.T) {
+	bin := harness.CollectorBinary(t)
+	for _, o := range overlays {
+		for name, body := range configs(t, o) {
+			// The state directory is a volume in the pod.
+			cmd := exec.Command(bin, "validate", "--config", writeConfig(t, name, body), "--config", "yaml:extensions::file_storage::directory: "+t.TempDir())
+			cmd.Env = append(os.Environ(), podEnv...)
+			out, err := cmd.CombinedOutput()
+			assert.NoError(t, err, "%s/%s: %s", o, name, out)
+		}
+	}
+}
+
+// TestManifestsOnRealAPIServer applies every object of both overlays with
+// server-side dry-run (the namespace for real), then runs the agent and
+// gateway configs of deploy/ as processes (endpoints rewritten to
+// loopback) against the control plane and checks the stitched rollout
+// reaches the backend.
+func TestManifestsOnRealAPIServer(t *testing.T) {
+	sink := otlpsink.Start(t)
+	bin := harness.CollectorBinary(t)
+	ctx := t.Context()
+	// The gateway of deploy/, on loopback, exporting to the sink.
+	dir := t.TempDir()
+	cfg := configs(t, "single-gateway")
+	overrides := func() []string {
+		return []string{
+			"yaml:receivers::k8swatch::auth_type: kubeConfig",
+			"yaml:receivers::k8swatch::kube_config: ${env:KUBECONFIG}",
+			"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
+			"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
+			"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",
+			"yaml:extensions::file_storage::directory: ${env:KUBESTITCH_STATE_DIR}",
+			// In a pod each collector has its own :8888; here they share a host.
+			"yaml:service::telemetry::metrics::level: none",
+		}
+	}
+	gw, err := harness.NewCollector(harness.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
+		Overrides: append(overrides(), "yaml:processors::k8sstitch::wait: 2s"),
+		Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
+	require.NoError(t, err)
+	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: gw.OTLPEndpoint, Log: testLog{t}})
+	require.NoError(t, err)
+	t.Cleanup(cluster.Down)
+	gw.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
+	require.NoError(t, gw.Start(ctx))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", harness.Tail(gw.Log, 400))
+			var b strings.Builder
+			for _, tr := range waterfall.Build(sink.Traces()) {
+				if tr.Root != nil && tr.Root.IsFragment() {
+					b.WriteString(tr.Root.Name + " " + tr.Root.Object + "; ")
+				}
+			}
+			t.Logf("fragment roots at the backend: %s", b.String())
+		}
+		_ = gw.Stop()
+	})
+	agent, err := harness.NewCollector(harness.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", cfg["agent.yaml"]), Dir: dir,
+		Overrides: overrides(), Env: append(slices.Clone(podEnv), "KUBECONFIG="+cluster.Kubeconfig, "KUBESTITCH_GATEWAY_ENDPOINT="+gw.OTLPEndpoint)})
+	require.NoError(t, err)
+	require.NoError(t, agent.Start(ctx))
+	t.Cleanup(func() { _ = agent.Stop() })
+	require.NoError(t, cluster.Start(ctx))
+
+	dyn, err := dynamic.NewForConfig(cluster.RESTConfig)
+	require.NoError(t, err)
+	dc, err := discovery.NewDiscoveryClientForConfig(cluster.RESTConfig)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubestitch"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	for _, o := range overlays {
+		for _, obj := range build(t, o) {
+			gvk := obj.GroupVersionKind()
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			require.NoError(t, err, "%s: %s", o, gvk)
+			body, err := obj.MarshalJSON()
+			require.NoError(t, err)
+			var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+			if obj.GetNamespace() != "" {
+				ri = dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+			}
+			_, err = ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-test", DryRun: []string{metav1.DryRunAll}})
+			assert.NoError(t, err, "%s: the apiserver rejects %s %s", o, gvk.Kind, obj.GetName())
+		}
+	}
+
+	// The gateway watches once it holds the Lease (the namespace exists only
+	// now); what it first lists is history, so wait for its watch.
+	require.Eventually(t, func() bool {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		return err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "gw-0"
+	}, 60*time.Second, 200*time.Millisecond, "the gateway takes the k8swatch Lease")
+	time.Sleep(2 * time.Second)
+	_, err = cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("web", 3), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		tr := tracecheck.Find(waterfall.Build(sink.Traces()), fragment.PhaseDeploymentRollout, "Deployment default/web", "gen:1")
+		return tr != nil && tracecheck.Count(tr, fragment.PhasePodReady) == 3 &&
+			len(tracecheck.Check(tr, tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler"}, ClockTolerance: time.Second})) == 0
+	}, 90*time.Second, time.Second, "the stitched rollout reaches the backend through deploy/'s agent and gateway")
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Logf("%s", strings.TrimSpace(string(b)))
+	return len(b), nil
+}
