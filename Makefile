@@ -37,7 +37,7 @@ waterfall:
 
 ## cluster-up: a local control plane in the foreground until Ctrl-C
 cluster-up:
-	$(GO) run ./cmd/localcluster up
+	$(GO) run ./cmd/localcluster up -dir .localcluster
 
 ## image: the container image (needs a container engine; none on the CI machines)
 image: build
