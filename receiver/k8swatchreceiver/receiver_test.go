@@ -67,11 +67,12 @@ func TestNodeModeWatchesItsNodesPods(t *testing.T) {
 	p.Spec.NodeName = "node-1"
 	_, err := client.CoreV1().Pods("default").Create(t.Context(), p, metav1.CreateOptions{})
 	require.NoError(t, err)
-	ready := running(p, time.Now())
-	require.Eventually(t, func() bool {
-		_, err := client.CoreV1().Pods("default").UpdateStatus(t.Context(), ready, metav1.UpdateOptions{})
-		return err == nil && spanNames(sink.AllTraces())[fragment.PhasePodStartup] == 1
-	}, 5*time.Second, 50*time.Millisecond)
+	// The informer sees the pod before it becomes ready (a pod first
+	// listed when already ready is history: nothing to emit).
+	require.Eventually(t, func() bool { return spanNames(sink.AllTraces())[fragment.PhaseTrigger] == 1 }, 30*time.Second, 20*time.Millisecond)
+	_, err = client.CoreV1().Pods("default").UpdateStatus(t.Context(), running(p, time.Now()), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return spanNames(sink.AllTraces())[fragment.PhasePodStartup] == 1 }, 30*time.Second, 20*time.Millisecond)
 
 	var selectors []string
 	for _, a := range client.Actions() {

@@ -68,6 +68,7 @@ type Cluster struct {
 	procs   map[string]*process
 	ports   map[string]int
 	apiArgs []string
+	runLock *os.File
 	log     io.Writer
 	stopped bool
 }
@@ -112,6 +113,12 @@ func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c = &Cluster{opts: opts, procs: map[string]*process{}, ports: map[string]int{}, log: opts.Log, Dir: opts.Dir}
 	if c.bins, err = Build(ctx, opts.CacheDir, false, opts.Log); err != nil {
+		return nil, err
+	}
+	// One control plane at a time on this machine: test packages run in
+	// parallel, and two control planes on two cores starve each other's
+	// timing. Down releases the lock.
+	if c.runLock, err = lockFile(filepath.Join(opts.CacheDir, "run.lock")); err != nil {
 		return nil, err
 	}
 	if c.Dir == "" {
@@ -586,6 +593,23 @@ func (c *Cluster) Down() {
 	if c.ownDir {
 		os.RemoveAll(c.Dir)
 	}
+	if c.runLock != nil {
+		_ = syscall.Flock(int(c.runLock.Fd()), syscall.LOCK_UN)
+		c.runLock.Close()
+	}
+}
+
+// lockFile takes an exclusive lock on path, waiting for it.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // stop sends SIGTERM to a component's process group, and SIGKILL after
