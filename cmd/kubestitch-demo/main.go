@@ -7,12 +7,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,6 +90,21 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	case <-time.After(10 * time.Second):
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if rss, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", col.PID())); err == nil {
+		for _, l := range strings.Split(string(rss), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") || strings.HasPrefix(l, "VmHWM:") {
+				fmt.Println("demo: collector", strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
+	// The pods as the API has them, to check the trace's phase times.
+	pods, err := cluster.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		return err
+	}
+	if b, err := json.Marshal(pods); err == nil {
+		_ = os.WriteFile(filepath.Join(out, "pods.json"), b, 0o644)
 	}
 	if err := col.Stop(); err != nil {
 		return err
