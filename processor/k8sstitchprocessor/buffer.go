@@ -110,33 +110,50 @@ func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 
 func (b *waitBuffer) len() int { return b.order.Len() }
 
-// idSet remembers the last n span IDs seen, to drop a fragment that comes
-// twice (a relist, a restart, two replicas). It grows to n, then forgets
-// the oldest first.
-type idSet struct {
-	ids  map[pcommon.SpanID]struct{}
-	ring []pcommon.SpanID
+// fifoMap is a map bounded to max entries: it grows to max, then the
+// oldest entry leaves first.
+type fifoMap[K comparable, V any] struct {
+	m    map[K]V
+	ring []K
 	next int
 	max  int
 }
 
-func newIDSet(n int) *idSet {
-	return &idSet{ids: map[pcommon.SpanID]struct{}{}, max: n}
+func newFIFOMap[K comparable, V any](max int) *fifoMap[K, V] {
+	return &fifoMap[K, V]{m: map[K]V{}, max: max}
 }
 
+func (f *fifoMap[K, V]) get(k K) (V, bool) {
+	v, ok := f.m[k]
+	return v, ok
+}
+
+// put adds a key that is not in the map.
+func (f *fifoMap[K, V]) put(k K, v V) {
+	if len(f.ring) < f.max {
+		f.ring = append(f.ring, k)
+	} else {
+		delete(f.m, f.ring[f.next])
+		f.ring[f.next] = k
+		f.next = (f.next + 1) % f.max
+	}
+	f.m[k] = v
+}
+
+// idSet remembers the last n span IDs seen, to drop a fragment that comes
+// twice (a relist, a restart, two replicas).
+type idSet struct {
+	*fifoMap[pcommon.SpanID, struct{}]
+}
+
+func newIDSet(n int) idSet { return idSet{newFIFOMap[pcommon.SpanID, struct{}](n)} }
+
 // add reports whether id was new.
-func (s *idSet) add(id pcommon.SpanID) bool {
-	if _, ok := s.ids[id]; ok {
+func (s idSet) add(id pcommon.SpanID) bool {
+	if _, ok := s.get(id); ok {
 		return false
 	}
-	if len(s.ring) < s.max {
-		s.ring = append(s.ring, id)
-	} else {
-		delete(s.ids, s.ring[s.next])
-		s.ring[s.next] = id
-		s.next = (s.next + 1) % s.max
-	}
-	s.ids[id] = struct{}{}
+	s.put(id, struct{}{})
 	return true
 }
 
@@ -156,33 +173,24 @@ type traceState struct {
 	parent   pcommon.SpanID
 }
 
-// traceTable is a bounded table of trace states, oldest out first: a
-// decision outlives the trace's root by as many traces as the table holds,
-// for late children.
+// traceTable holds the state of the last max app traces: a decision
+// outlives the trace's root by as many traces as the table holds, for late
+// children.
 type traceTable struct {
-	m    map[pcommon.TraceID]*traceState
-	ring []pcommon.TraceID
-	next int
-	max  int
+	*fifoMap[pcommon.TraceID, *traceState]
 }
 
-func newTraceTable(max int) *traceTable {
-	return &traceTable{m: map[pcommon.TraceID]*traceState{}, max: max}
+func newTraceTable(max int) traceTable {
+	return traceTable{newFIFOMap[pcommon.TraceID, *traceState](max)}
 }
 
-func (t *traceTable) get(id pcommon.TraceID) *traceState {
-	if ts, ok := t.m[id]; ok {
+// state is the trace's state, created on first sight.
+func (t traceTable) state(id pcommon.TraceID) *traceState {
+	if ts, ok := t.get(id); ok {
 		return ts
 	}
-	if len(t.ring) < t.max {
-		t.ring = append(t.ring, id)
-	} else {
-		delete(t.m, t.ring[t.next])
-		t.ring[t.next] = id
-		t.next = (t.next + 1) % t.max
-	}
 	ts := &traceState{id: id}
-	t.m[id] = ts
+	t.put(id, ts)
 	return ts
 }
 

@@ -34,8 +34,8 @@ type stitchProcessor struct {
 
 	mu      sync.Mutex
 	graph   *ownerGraph
-	seen    *idSet
-	traces  *traceTable
+	seen    idSet
+	traces  traceTable
 	waiting *waitBuffer
 	// openRoots are the root operations not yet closed, for the timeout.
 	openRoots map[*opRecord]*object
@@ -199,7 +199,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					p.infos = append(p.infos, spanInfo{frag: fk, isFrag: true})
 					continue
 				}
-				ts := p.traces.get(s.TraceID())
+				ts := p.traces.state(s.TraceID())
 				p.infos = append(p.infos, spanInfo{trace: ts})
 				if ts.decided {
 					continue
@@ -468,7 +468,7 @@ func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
 		}
 	}
 	for orig := range p.waiting.byTrace {
-		ts := p.traces.get(orig)
+		ts := p.traces.state(orig)
 		if !ts.decided {
 			p.tryDecide(ts, now)
 		}
@@ -489,7 +489,7 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
 		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 		return
 	}
-	ts := p.traces.get(w.orig)
+	ts := p.traces.state(w.orig)
 	if !ts.decided {
 		ts.decided = true
 		p.tel.K8sstitchSpansPassedThrough.Add(context.Background(), 1)

@@ -199,7 +199,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	require.NoError(t, gw.Start(ctx))
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("gateway log:\n%s", harness.Tail(gw.Log, 400))
+			t.Logf("gateway log:\n%s", localcluster.LogTail(gw.Log, 60))
 			var b strings.Builder
 			for _, tr := range waterfall.Build(sink.Traces()) {
 				if tr.Root != nil && tr.Root.IsFragment() {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
 // Collector is a running otelcol-kubestitch process.
@@ -55,22 +56,12 @@ type CollectorOptions struct {
 	Overrides []string
 }
 
-// FreePort picks a free loopback port.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // NewCollector prepares a collector; Start runs it.
 func NewCollector(o CollectorOptions) (*Collector, error) {
 	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config, overrides: o.Overrides}
 	ports := make([]int, 4)
 	for i := range ports {
-		p, err := FreePort()
+		p, err := localcluster.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +121,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-c.done:
-			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, c.err, Tail(c.Log, 30))
+			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, c.err, localcluster.LogTail(c.Log, 30))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -143,7 +134,7 @@ func (c *Collector) Start(ctx context.Context) error {
 			}
 		}
 	}
-	return fmt.Errorf("collector %s not healthy after 60s:\n%s", c.Name, Tail(c.Log, 30))
+	return fmt.Errorf("collector %s not healthy after 60s:\n%s", c.Name, localcluster.LogTail(c.Log, 30))
 }
 
 // PID of the running process, 0 if none.
@@ -178,19 +169,6 @@ func (c *Collector) signal(sig syscall.Signal, grace time.Duration) error {
 		return errors.New("collector did not stop in time; killed")
 	}
 	return nil
-}
-
-// Tail is the last n lines of a file.
-func Tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ReadTraces reads a file exporter's OTLP JSON output (one TracesData per

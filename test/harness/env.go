@@ -118,7 +118,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 
 func dumpOnFailure(t testing.TB, c *Collector) {
 	if t.Failed() {
-		t.Logf("--- %s log tail ---\n%s", c.Name, Tail(c.Log, 40))
+		t.Logf("--- %s log tail ---\n%s", c.Name, localcluster.LogTail(c.Log, 40))
 	}
 }
 

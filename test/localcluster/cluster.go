@@ -140,7 +140,7 @@ func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err = c.issueCerts(); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,8 @@ func retryPorts(start func() error) error {
 	return err
 }
 
-func freePort() (int, error) {
+// FreePort picks a free loopback port.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -210,11 +211,11 @@ func freePort() (int, error) {
 }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
-	client, err := freePort()
+	client, err := FreePort()
 	if err != nil {
 		return err
 	}
-	peer, err := freePort()
+	peer, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -309,7 +310,7 @@ func (c *Cluster) adminTLS() *tls.Config {
 }
 
 func (c *Cluster) startControllerManager(ctx context.Context) error {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -333,7 +334,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 }
 
 func (c *Cluster) startScheduler(ctx context.Context) error {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -380,7 +381,7 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 	if err := os.WriteFile(cfg, stages.Bytes(), 0o644); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -507,7 +508,7 @@ func (c *Cluster) run(name, bin string, args ...string) error {
 	// A port taken between picking and binding shows within a second.
 	select {
 	case <-p.done:
-		tail := logTail(logPath, 20)
+		tail := LogTail(logPath, 20)
 		c.mu.Lock()
 		delete(c.procs, name)
 		c.mu.Unlock()
@@ -527,7 +528,7 @@ func (c *Cluster) died() error {
 	for _, p := range c.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.err, logTail(p.log, 30))
+			return fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.err, LogTail(p.log, 30))
 		default:
 		}
 	}
@@ -539,12 +540,13 @@ func (c *Cluster) tails() string {
 	defer c.mu.Unlock()
 	var b strings.Builder
 	for _, p := range c.procs {
-		fmt.Fprintf(&b, "\n--- %s log tail ---\n%s", p.name, logTail(p.log, 10))
+		fmt.Fprintf(&b, "\n--- %s log tail ---\n%s", p.name, LogTail(p.log, 10))
 	}
 	return b.String()
 }
 
-func logTail(path string, n int) string {
+// LogTail is the last n lines of a log file.
+func LogTail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
