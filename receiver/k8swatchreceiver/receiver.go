@@ -33,6 +33,11 @@ import (
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
 
+// maxRetrySpans bounds the fragments kept for another try after the
+// pipeline refused them (memory_limiter under load); beyond it the oldest
+// are dropped, logged and counted.
+const maxRetrySpans = 20_000
+
 // maxContainers bounds the containers of one pod that get steps; a pod
 // beyond it is logged and counted, and its first maxContainers are used.
 const maxContainers = 256
@@ -82,6 +87,11 @@ type watchReceiver struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	watching sync.Mutex
+
+	// retry holds fragments the next consumer refused: the tracker already
+	// counts them as emitted, so they must not be lost.
+	retryMu sync.Mutex
+	retry   []fragmentSpan
 }
 
 var _ receiver.Traces = (*watchReceiver)(nil)
@@ -336,7 +346,9 @@ func (r *watchReceiver) emit(frags []fragmentSpan) {
 	err := r.next.ConsumeTraces(ctx, td)
 	r.obsrecv.EndTracesOp(ctx, "k8s", len(frags), err)
 	if err != nil {
-		r.set.Logger.Warn("k8swatch: next consumer refused fragments", zap.Int("spans", len(frags)), zap.Error(err))
+		r.set.Logger.Warn("k8swatch: next consumer refused fragments; retrying every second", zap.Int("spans", len(frags)), zap.Error(err))
+		r.keepForRetry(frags)
+		return
 	}
 	for i := range frags {
 		r.tel.K8swatchFragmentsEmitted.Add(ctx, 1, metric.WithAttributes(attribute.String("phase", frags[i].name)))
@@ -352,6 +364,11 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			r.retryMu.Lock()
+			again := r.retry
+			r.retry = nil
+			r.retryMu.Unlock()
+			r.emit(again)
 			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod))
 			if n := r.tracker.takeDroppedEvents(); n > 0 {
 				r.tel.K8swatchEventsDropped.Add(ctx, n)
@@ -392,4 +409,15 @@ func (r *watchReceiver) restore(uid string) {
 		return
 	}
 	r.tracker.restore(uid, st)
+}
+
+func (r *watchReceiver) keepForRetry(frags []fragmentSpan) {
+	r.retryMu.Lock()
+	defer r.retryMu.Unlock()
+	r.retry = append(r.retry, frags...)
+	if over := len(r.retry) - maxRetrySpans; over > 0 {
+		r.retry = append(r.retry[:0], r.retry[over:]...)
+		r.tel.K8swatchFragmentsDropped.Add(context.Background(), int64(over))
+		r.set.Logger.Error("k8swatch: fragments dropped: the pipeline refused them for too long; their operations' traces will miss these steps", zap.Int("dropped", over))
+	}
 }

@@ -1,7 +1,10 @@
 package k8swatchreceiver
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,4 +153,34 @@ func TestNothingSecretLeaves(t *testing.T) {
 		assert.NotContains(t, out, secret)
 	}
 	assert.Contains(t, out, "blue", "allow-listed annotations are kept")
+}
+
+// TestRefusedFragmentsAreRetried: a pipeline that refuses (memory_limiter
+// under load) loses no fragment; they go out once it accepts again.
+func TestRefusedFragmentsAreRetried(t *testing.T) {
+	sink := &refusingSink{}
+	r, err := newWatchReceiver(receivertest.NewNopSettings(metadata.Type), createDefaultConfig().(*Config), sink, nil)
+	require.NoError(t, err)
+	sink.refuse.Store(true)
+	r.onObject(running(scheduled(testPod("pod-1"), t0), t0), false, false)
+	assert.Zero(t, sink.TracesSink.SpanCount())
+	sink.refuse.Store(false)
+	r.retryMu.Lock()
+	again := r.retry
+	r.retry = nil
+	r.retryMu.Unlock()
+	r.emit(again)
+	assert.Equal(t, 5, sink.TracesSink.SpanCount(), "trigger, schedule, container start, ready, startup")
+}
+
+type refusingSink struct {
+	consumertest.TracesSink
+	refuse atomic.Bool
+}
+
+func (s *refusingSink) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	if s.refuse.Load() {
+		return errors.New("data refused due to high memory usage")
+	}
+	return s.TracesSink.ConsumeTraces(ctx, td)
 }

@@ -18,6 +18,7 @@ type TelemetryBuilder struct {
 	K8swatchWatchErrors      metric.Int64Counter
 	K8swatchEventsDropped    metric.Int64Counter
 	K8swatchObjectsTracked   metric.Int64Gauge
+	K8swatchFragmentsDropped metric.Int64Counter
 }
 
 // NewTelemetryBuilder builds the instruments on the component's meter.
@@ -36,6 +37,8 @@ func NewTelemetryBuilder(settings component.TelemetrySettings) (*TelemetryBuilde
 	b.K8swatchEventsDropped, e = m.Int64Counter("otelcol_k8swatch_events_dropped", metric.WithDescription("Kubernetes Events that found no open phase span to attach to."), metric.WithUnit("{events}"))
 	err = errors.Join(err, e)
 	b.K8swatchObjectsTracked, e = m.Int64Gauge("otelcol_k8swatch_objects_tracked", metric.WithDescription("Objects whose phase state the receiver holds."), metric.WithUnit("{objects}"))
+	err = errors.Join(err, e)
+	b.K8swatchFragmentsDropped, e = m.Int64Counter("otelcol_k8swatch_fragments_dropped", metric.WithDescription("Fragments dropped after the pipeline refused them longer than the retry buffer holds."), metric.WithUnit("{spans}"))
 	err = errors.Join(err, e)
 	return b, err
 }
