@@ -67,10 +67,15 @@ func noiseRequest(seq uint64) ptraceotlp.ExportRequest {
 // bounded, and the operation trace is still whole, because the receiver
 // retries refused fragments.
 func TestRolloutUnderLoad(t *testing.T) {
-	e := harness.StartEnv(t, harness.EnvOptions{GatewayOverrides: []string{
-		fmt.Sprintf("yaml:processors::memory_limiter::limit_mib: %d", loadLimitMiB),
-		"yaml:processors::memory_limiter::spike_limit_mib: 25",
-	}})
+	e := harness.StartEnv(t, harness.EnvOptions{
+		GatewayOverrides: []string{
+			fmt.Sprintf("yaml:processors::memory_limiter::limit_mib: %d", loadLimitMiB),
+			"yaml:processors::memory_limiter::spike_limit_mib: 25",
+		},
+		// As in deploy/: the Go runtime returns memory to keep the
+		// process, not only the heap memory_limiter watches, near the limit.
+		GatewayEnv: []string{fmt.Sprintf("GOMEMLIMIT=%dMiB", loadLimitMiB)},
+	})
 	ctx := t.Context()
 	conn, err := grpc.NewClient(e.Gateway.OTLPEndpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -83,9 +88,13 @@ func TestRolloutUnderLoad(t *testing.T) {
 	for g := range 2 {
 		wg.Go(func() {
 			for seq := uint64(g) << 40; loadCtx.Err() == nil; seq++ {
-				if _, err := client.Export(loadCtx, noiseRequest(seq)); err != nil {
+				_, err := client.Export(loadCtx, noiseRequest(seq))
+				switch {
+				case loadCtx.Err() != nil:
+					// Cancelled by the end of the load, not refused.
+				case err != nil:
 					refused.Add(1000)
-				} else {
+				default:
 					sent.Add(1000)
 				}
 			}
@@ -95,6 +104,8 @@ func TestRolloutUnderLoad(t *testing.T) {
 	_, err = e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("busy", 50), metav1.CreateOptions{})
 	require.NoError(t, err)
 	tr, _ := e.WaitTrace(t, 3*traceTimeout, byRoot(fragment.PhaseDeploymentRollout, "Deployment default/busy", "gen:1"), complete(50))
+	// Keep the pressure on for a while after the rollout too.
+	time.Sleep(time.Until(start.Add(10 * time.Second)))
 	stopLoad()
 	wg.Wait()
 	elapsed := time.Since(start)

@@ -63,6 +63,8 @@ type EnvOptions struct {
 	PodStages string
 	// GatewayOverrides are merged over the gateway config.
 	GatewayOverrides []string
+	// GatewayEnv adds environment variables to the gateway process.
+	GatewayEnv []string
 }
 
 // StartEnv prepares the cluster, starts the collectors on its kubeconfig
@@ -83,7 +85,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if o.Agent {
 		overrides = append([]string{"yaml:receivers::k8swatch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
 	}
-	e.Gateway, err = NewCollector(CollectorOptions{Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: dir, Overrides: overrides})
+	e.Gateway, err = NewCollector(CollectorOptions{Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: dir, Overrides: overrides, Env: o.GatewayEnv})
 	if err != nil {
 		t.Fatal(err)
 	}
