@@ -16,7 +16,7 @@ build:
 
 ## generate: regenerate distribution/ from builder-config.yaml with ocb
 generate:
-	$(GO) tool builder --config builder-config.yaml --skip-get-modules --skip-compilation
+	tmp=$$(mktemp -d) && TMPDIR=$$tmp $(GO) tool builder --config builder-config.yaml --skip-get-modules --skip-compilation; rc=$$?; rm -rf $$tmp; exit $$rc
 	gofmt -w distribution
 
 ## test: unit tests and the tests on the real local control plane

@@ -30,6 +30,9 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 
 	cmd := exec.Command("go", "tool", "builder", "--config", cfgPath, "--skip-get-modules", "--skip-compilation")
 	cmd.Dir = root
+	// The builder makes a default output directory under TMPDIR even when
+	// the manifest names another: keep it in the test's temp dir.
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", b)
 	fmtOut, err := exec.Command("gofmt", "-l", "-w", out).CombinedOutput()

@@ -58,12 +58,13 @@ func golden(t *testing.T, name string, tr *waterfall.Trace, maskCounts bool) {
 	if *update {
 		require.NoError(t, os.WriteFile(path, b.Bytes(), 0o644))
 	}
-	var full bytes.Buffer
-	waterfall.Render(&full, tr, waterfall.Options{Collapse: waterfall.CollapseAPIRequests})
-	_ = os.WriteFile(filepath.Join(os.TempDir(), "kubestitch-e2e-"+name+".txt"), full.Bytes(), 0o644)
 	want, err := os.ReadFile(path)
 	require.NoError(t, err)
-	assert.Equal(t, string(want), b.String(), "skeleton differs from the reviewed %s", path)
+	if !assert.Equal(t, string(want), b.String(), "skeleton differs from the reviewed %s", path) {
+		var full bytes.Buffer
+		waterfall.Render(&full, tr, waterfall.Options{Collapse: waterfall.CollapseAPIRequests})
+		t.Logf("the whole trace:\n%s", full.String())
+	}
 }
 
 func podsUnder(tr *waterfall.Trace) int { return tracecheck.Count(tr, fragment.PhasePodStartup) }
