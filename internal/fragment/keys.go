@@ -48,7 +48,6 @@ const (
 // Keys the processor writes when it rewrites an app span.
 const (
 	KeyOriginalTraceID  = "kubestitch.original.trace_id"
-	KeyOriginalParentID = "kubestitch.original.parent_span_id"
 	KeyJoin             = "kubestitch.join"
 )
 
