@@ -47,8 +47,8 @@ const (
 
 // Keys the processor writes when it rewrites an app span.
 const (
-	KeyOriginalTraceID  = "kubestitch.original.trace_id"
-	KeyJoin             = "kubestitch.join"
+	KeyOriginalTraceID = "kubestitch.original.trace_id"
+	KeyJoin            = "kubestitch.join"
 )
 
 // Fragment levels.
