@@ -35,6 +35,12 @@ func TestFaults(t *testing.T) {
 		require.NoError(t, err)
 		time.Sleep(1500 * time.Millisecond) // pods are being created and scheduled
 		fault(t)
+		// The control plane itself must finish the rollout first (after an
+		// apiserver restart its controllers and kwok relist and resume).
+		require.Eventually(t, func() bool {
+			d, err := deps.Get(t.Context(), name, metav1.GetOptions{})
+			return err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas
+		}, 4*time.Minute, time.Second, "the control plane completes the rollout")
 		tr, _ := e.WaitTrace(t, 2*traceTimeout, byRoot(fragment.PhaseDeploymentRollout, fmt.Sprintf("Deployment default/%s", name), "gen:1"),
 			whole(fragment.PhaseDeploymentRollout, expectPodServices, complete(replicas)))
 		check(t, tr, fragment.PhaseDeploymentRollout, expectPodServices)
