@@ -54,6 +54,16 @@ var uidKeys = []string{
 	"k8s.daemonset.uid", "k8s.job.uid", "k8s.cronjob.uid",
 }
 
+// uidKeyRank is the position of each uidKeys entry: one map lookup per
+// attribute on the hot path instead of a scan of the list.
+var uidKeyRank = func() map[string]int {
+	m := make(map[string]int, len(uidKeys))
+	for i, k := range uidKeys {
+		m[k] = i
+	}
+	return m
+}()
+
 // resourceKinds maps API resources to the kinds the graph knows by name.
 var resourceKinds = map[string]string{
 	"pods": "Pod", "replicasets": "ReplicaSet", "deployments": "Deployment",
@@ -75,10 +85,8 @@ func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
 		case "key":
 			key = v.Str()
 		default:
-			for i, uk := range uidKeys {
-				if k == uk && i < uidRank && v.Str() != "" {
-					uid, uidRank = v.Str(), i
-				}
+			if i, ok := uidKeyRank[k]; ok && i < uidRank && v.Str() != "" {
+				uid, uidRank = v.Str(), i
 			}
 		}
 		return true

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,16 +153,12 @@ func (e *Env) WaitTrace(t testing.TB, timeout time.Duration, find func([]*waterf
 		}
 		if time.Now().After(deadline) {
 			if last != nil {
-				var b stringWriter
+				var b strings.Builder
 				waterfall.Render(&b, last, waterfall.Options{Collapse: waterfall.CollapseAPIRequests})
-				t.Fatalf("trace not complete after %s; last seen:\n%s", timeout, b.s)
+				t.Fatalf("trace not complete after %s; last seen:\n%s", timeout, b.String())
 			}
 			t.Fatalf("no such trace after %s", timeout)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
-
-type stringWriter struct{ s string }
-
-func (w *stringWriter) Write(b []byte) (int, error) { w.s += string(b); return len(b), nil }
