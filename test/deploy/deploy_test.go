@@ -170,6 +170,9 @@ func TestConfigMapsValidate(t *testing.T) {
 // loopback) against the control plane and checks the stitched rollout
 // reaches the backend.
 func TestManifestsOnRealAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local control plane; `make test` runs it")
+	}
 	sink := otlpsink.Start(t)
 	bin := harness.CollectorBinary(t)
 	ctx := t.Context()
