@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
 )
 
 // Options of a local control plane.
@@ -43,6 +45,8 @@ type Options struct {
 	Dir string
 	// Log receives progress lines. Default: os.Stderr.
 	Log io.Writer
+	// Kubelet adds a node run by a real kubelet; nil: kwok nodes only.
+	Kubelet *KubeletOptions
 }
 
 // Cluster is a running local control plane.
@@ -55,6 +59,8 @@ type Cluster struct {
 	Dir string
 	// Nodes are the names of the kwok nodes.
 	Nodes []string
+	// KubeletNode is the real kubelet's Node, if Options.Kubelet was set.
+	KubeletNode string
 	// Client is an admin clientset.
 	Client *kubernetes.Clientset
 	// RESTConfig is the admin rest.Config.
@@ -71,6 +77,8 @@ type Cluster struct {
 	runLock *os.File
 	log     io.Writer
 	stopped bool
+	runtime *criruntime.Runtime
+	sysctls *sysctlGuard
 }
 
 type process struct {
@@ -112,7 +120,7 @@ func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 		opts.Log = os.Stderr
 	}
 	c = &Cluster{opts: opts, procs: map[string]*process{}, ports: map[string]int{}, log: opts.Log, Dir: opts.Dir}
-	if c.bins, err = Build(ctx, opts.CacheDir, false, opts.Log); err != nil {
+	if c.bins, err = Build(ctx, opts.CacheDir, opts.Kubelet != nil, opts.Log); err != nil {
 		return nil, err
 	}
 	// One control plane at a time on this machine: test packages run in
@@ -178,6 +186,11 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	}
 	if err = c.createNodes(ctx); err != nil {
 		return err
+	}
+	if c.opts.Kubelet != nil {
+		if err = c.startKubelet(ctx); err != nil {
+			return err
+		}
 	}
 	if err = c.waitDefaultServiceAccount(ctx); err != nil {
 		return err
@@ -386,7 +399,9 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 		return err
 	}
 	return c.run("kwok", c.bins.Kwok,
-		"--kubeconfig="+kc, "--config="+cfg, "--manage-all-nodes=true",
+		"--kubeconfig="+kc, "--config="+cfg,
+		// Only the nodes created for kwok: a real kubelet's node is its own.
+		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--cidr=10.244.0.0/24", "--node-ip=10.244.0.1",
 		fmt.Sprintf("--server-address=127.0.0.1:%d", port),
 	)
@@ -589,6 +604,7 @@ func (c *Cluster) Down() {
 	}
 	c.stopped = true
 	c.mu.Unlock()
+	c.stopKubelet()
 	for _, name := range []string{"kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		c.stop(name, 20*time.Second)
 	}

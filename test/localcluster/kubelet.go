@@ -1,0 +1,291 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
+)
+
+// KubeletOptions add one node run by a real kubelet, next to the kwok
+// nodes, with an in-process CRI runtime (no container engine here).
+type KubeletOptions struct {
+	// NodeName of the kubelet's Node. Default: kubelet-node-0.
+	NodeName string
+	// TracingEndpoint is the OTLP gRPC host:port the kubelet and the
+	// runtime export spans to (a node agent, as in a real cluster).
+	// Default: Options.TracingEndpoint.
+	TracingEndpoint string
+	// Delays of the runtime's slow calls. Default: criruntime.DefaultDelays.
+	Delays *criruntime.Delays
+}
+
+// CanaryFile is written into the kubelet's working directory
+// (KubeletWorkDir) before it starts.
+const CanaryFile = "CANARY"
+
+// KubeletWorkDir is the kubelet's working directory.
+func (c *Cluster) KubeletWorkDir() string { return filepath.Join(c.Dir, "kubelet", "work") }
+
+// The kernel settings the kubelet changes at start-up (they are not
+// namespaced): saved before it starts, restored once it has set them and
+// again at teardown.
+var kubeletSysctls = []string{"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory"}
+
+// sysctlGuard keeps host sysctls at their saved values while a kubelet
+// runs.
+type sysctlGuard struct {
+	saved    map[string]string
+	stop     chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex
+	restored []string
+}
+
+// ReadSysctls reads the sysctls the kubelet changes, by /proc/sys path.
+func ReadSysctls() (map[string]string, error) {
+	out := map[string]string{}
+	for _, k := range kubeletSysctls {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			return nil, err
+		}
+		out[k] = strings.TrimSpace(string(b))
+	}
+	return out, nil
+}
+
+func newSysctlGuard() (*sysctlGuard, error) {
+	saved, err := ReadSysctls()
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: saving sysctls before the kubelet changes them: %w", err)
+	}
+	g := &sysctlGuard{saved: saved, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-g.stop:
+				return
+			case <-t.C:
+				g.restore()
+			}
+		}
+	}()
+	return g, nil
+}
+
+// restore writes back every saved value that differs now.
+func (g *sysctlGuard) restore() error {
+	var errs []error
+	for k, want := range g.saved {
+		p := filepath.Join("/proc/sys", k)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if strings.TrimSpace(string(b)) == want {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(want+"\n"), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restoring %s to %s: %w", k, want, err))
+			continue
+		}
+		g.mu.Lock()
+		g.restored = append(g.restored, fmt.Sprintf("%s=%s (was %s)", k, want, strings.TrimSpace(string(b))))
+		g.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// close stops watching and restores for the last time.
+func (g *sysctlGuard) close() error {
+	close(g.stop)
+	<-g.done
+	return g.restore()
+}
+
+// hostAddress is the machine's own non-loopback IPv4 address. The kubelet
+// refuses a loopback node IP; nothing here ever dials this address (the
+// kubelet listens on 127.0.0.1 only, and no test uses logs, exec or
+// port-forward).
+func hostAddress() (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := i.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.String(), nil
+			}
+		}
+	}
+	return "", errors.New("localcluster: the kubelet needs a non-loopback IPv4 node address and this machine has none")
+}
+
+// startKubelet starts the CRI runtime and a real kubelet in a private
+// mount namespace, with temp dirs over /var/lib and /var/log (it writes
+// hard-coded paths there) and an empty working directory (it deletes
+// files there when a runtime reports no log path), and waits for its
+// Node to be Ready.
+func (c *Cluster) startKubelet(ctx context.Context) error {
+	ko := *c.opts.Kubelet
+	if ko.NodeName == "" {
+		ko.NodeName = "kubelet-node-0"
+	}
+	if ko.TracingEndpoint == "" {
+		ko.TracingEndpoint = c.opts.TracingEndpoint
+	}
+	delays := criruntime.DefaultDelays
+	if ko.Delays != nil {
+		delays = *ko.Delays
+	}
+	nodeIP, err := hostAddress()
+	if err != nil {
+		return err
+	}
+	base := filepath.Join(c.Dir, "kubelet")
+	dirs := map[string]string{}
+	for _, d := range []string{"root", "certs", "pod-logs", "var-lib", "var-log", "work"} {
+		dirs[d] = filepath.Join(base, d)
+		if err := os.MkdirAll(dirs[d], 0o755); err != nil {
+			return err
+		}
+	}
+	// A file the kubelet must leave alone: it is gone if the kubelet ever
+	// globs and deletes its working directory (see criruntime).
+	if err := os.WriteFile(filepath.Join(dirs["work"], CanaryFile), []byte("the kubelet's working directory\n"), 0o644); err != nil {
+		return err
+	}
+	socket := filepath.Join(base, "cri.sock")
+	c.runtime, err = criruntime.Start(criruntime.Options{Socket: socket, TracingEndpoint: ko.TracingEndpoint, Delays: delays})
+	if err != nil {
+		return err
+	}
+	if err := c.pki.issue("kubelet", "system:node:"+ko.NodeName, []string{"system:nodes"}, false); err != nil {
+		return err
+	}
+	kc, err := c.pki.kubeconfig("kubelet", c.Server)
+	if err != nil {
+		return err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	healthz, err := FreePort()
+	if err != nil {
+		return err
+	}
+	tracing := ""
+	if ko.TracingEndpoint != "" {
+		tracing = fmt.Sprintf("tracing:\n  endpoint: %s\n  samplingRatePerMillion: 1000000\n", ko.TracingEndpoint)
+	}
+	cfg := filepath.Join(base, "config.yaml")
+	body := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+containerRuntimeEndpoint: unix://%s
+cgroupDriver: cgroupfs
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+failSwapOn: false
+failCgroupV1: false
+localStorageCapacityIsolation: true
+makeIPTablesUtilChains: false
+resolvConf: ""
+podLogsDir: %s
+registerNode: true
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: %s}
+authorization:
+  mode: Webhook
+%s`, port, healthz, socket, dirs["pod-logs"], c.pki.path("ca.crt"), tracing)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		return err
+	}
+	if c.sysctls, err = newSysctlGuard(); err != nil {
+		return err
+	}
+	// unshare execs sh, sh execs the kubelet: one PID, so stop() and
+	// Pdeathsig reach the kubelet itself.
+	script := `set -e; mount --bind "$1" /var/lib; mount --bind "$2" /var/log; cd "$3"; shift 3; exec "$@"`
+	args := []string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "kubelet",
+		dirs["var-lib"], dirs["var-log"], c.KubeletWorkDir(), c.bins.Kubelet,
+		"--config=" + cfg, "--kubeconfig=" + kc,
+		"--hostname-override=" + ko.NodeName, "--node-ip=" + nodeIP,
+		"--root-dir=" + dirs["root"], "--cert-dir=" + dirs["certs"],
+		"--node-labels=type=kubelet",
+	}
+	if err := c.run("kubelet", "unshare", args...); err != nil {
+		return err
+	}
+	c.ports["kubelet"] = port
+	if err := c.waitHTTP(ctx, "kubelet", fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), nil, 60*time.Second); err != nil {
+		return err
+	}
+	if err := c.poll(ctx, "kubelet node Ready", 60*time.Second, func() (bool, error) {
+		node, err := c.Client.CoreV1().Nodes().Get(ctx, ko.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return err
+	}
+	c.KubeletNode = ko.NodeName
+	return nil
+}
+
+// stopKubelet stops the kubelet, then its runtime, then puts the sysctls
+// back.
+func (c *Cluster) stopKubelet() {
+	c.stop("kubelet", 20*time.Second)
+	if c.runtime != nil {
+		c.runtime.Stop()
+		c.runtime = nil
+	}
+	if c.sysctls != nil {
+		if err := c.sysctls.close(); err != nil {
+			fmt.Fprintf(c.log, "localcluster: %v\n", err)
+		}
+		c.sysctls.mu.Lock()
+		if len(c.sysctls.restored) > 0 {
+			fmt.Fprintf(c.log, "localcluster: sysctls the kubelet changed, restored: %s\n", strings.Join(c.sysctls.restored, ", "))
+		}
+		c.sysctls.mu.Unlock()
+		c.sysctls = nil
+	}
+}

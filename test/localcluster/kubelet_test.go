@@ -1,0 +1,125 @@
+package localcluster
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
+)
+
+// TestRealKubelet: a real kubelet joins the control plane as a node next
+// to kwok's, runs and deletes pods through the in-process runtime, exports
+// syncPod spans with the runtime's server spans under its CRI client
+// spans, and leaves the host as it found it: sysctls back, no mount or
+// path outside the temp dir, its working directory untouched.
+func TestRealKubelet(t *testing.T) {
+	before, err := ReadSysctls()
+	require.NoError(t, err)
+	hostPaths := map[string]bool{} // the kubelet's hard-coded paths: did they exist?
+	for _, p := range []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers"} {
+		_, err := os.Stat(p)
+		hostPaths[p] = err == nil
+	}
+	sink := otlpsink.Start(t)
+	c := Start(t, Options{TracingEndpoint: sink.Endpoint, Kubelet: &KubeletOptions{}})
+	ctx := t.Context()
+	pids := c.PIDs()
+	require.Contains(t, pids, "kubelet")
+	require.Equal(t, "kubelet-node-0", c.KubeletNode)
+
+	d := DemoDeployment("real", 2)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": c.KubeletNode}
+	_, err = c.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
+	require.NoError(t, err)
+	var pods *corev1.PodList
+	require.Eventually(t, func() bool {
+		pods, err = c.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=real"})
+		if err != nil || len(pods.Items) != 2 {
+			return false
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName != c.KubeletNode {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 200*time.Millisecond, "2 pods Running on the kubelet's node")
+
+	// The kubelet changes these at start-up; the guard puts them back.
+	require.Eventually(t, func() bool {
+		now, err := ReadSysctls()
+		return err == nil && assert.ObjectsAreEqual(before, now)
+	}, 5*time.Second, 100*time.Millisecond, "sysctls restored while the kubelet runs")
+
+	uid := string(pods.Items[0].UID)
+	require.Eventually(t, func() bool {
+		spans := sink.Spans()
+		syncPod := map[string]bool{} // trace IDs of the pod's syncPod
+		for _, s := range spans {
+			if s.Service == "kubelet" && s.Name() == "syncPod" {
+				if v, ok := s.Attributes().Get("k8s.pod.uid"); ok && v.Str() == uid {
+					syncPod[s.TraceID().String()] = true
+				}
+			}
+		}
+		// The runtime's RunPodSandbox server span is the child of the
+		// kubelet's client span of the same name, in the syncPod trace.
+		clients := map[string]bool{}
+		for _, s := range spans {
+			if s.Service == "kubelet" && s.Name() == "runtime.v1.RuntimeService/RunPodSandbox" && syncPod[s.TraceID().String()] {
+				clients[s.SpanID().String()] = true
+			}
+		}
+		for _, s := range spans {
+			if s.Service == criruntime.ServiceName && s.Name() == "runtime.v1.RuntimeService/RunPodSandbox" && clients[s.ParentSpanID().String()] {
+				return s.EndTimestamp().AsTime().Sub(s.StartTimestamp().AsTime()) >= criruntime.DefaultDelays.RunPodSandbox
+			}
+		}
+		return false
+	}, 30*time.Second, 250*time.Millisecond, "syncPod of pod %s with RunPodSandbox client and runtime server spans", uid)
+
+	// Deleting runs the kubelet's container removal, where a runtime
+	// without log paths makes it delete files in its working directory.
+	require.NoError(t, c.Client.AppsV1().Deployments("default").Delete(ctx, "real", metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationForeground)}))
+	require.Eventually(t, func() bool {
+		_, err := c.Client.AppsV1().Deployments("default").Get(ctx, "real", metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return false
+		}
+		l, err := c.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=real"})
+		return err == nil && len(l.Items) == 0
+	}, 90*time.Second, 250*time.Millisecond, "the kubelet's pods deleted")
+	_, err = os.Stat(filepath.Join(c.KubeletWorkDir(), CanaryFile))
+	require.NoError(t, err, "the kubelet's working directory was emptied")
+
+	dir := c.Dir
+	c.Down()
+	for name, pid := range pids {
+		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+		assert.True(t, os.IsNotExist(err), "%s (pid %d) still running after Down", name, pid)
+	}
+	after, err := ReadSysctls()
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "sysctls after teardown")
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	assert.NotContains(t, string(mounts), dir, "a mount of the test bed leaked into the host namespace")
+	for p, existed := range hostPaths {
+		_, err := os.Stat(p)
+		assert.Equal(t, existed, err == nil, "%s: the kubelet wrote a host path", p)
+	}
+	_, err = os.Stat(dir)
+	assert.True(t, os.IsNotExist(err), "test bed dir left behind")
+}
+
+func ptrTo[T any](v T) *T { return &v }
