@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
@@ -32,16 +33,17 @@ func main() {
 	replicas := flag.Int("replicas", 3, "replicas of the demo Deployment")
 	config := flag.String("config", "test/harness/testdata/gateway.yaml", "the collector configuration")
 	keep := flag.Bool("keep", false, "keep the collector's work directory (log, state) and print where it is")
+	kubelet := flag.Bool("kubelet", true, "run the pods on a real kubelet node (kubelet and runtime spans in the trace) instead of kwok")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep); err != nil {
+	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep, *kubelet); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep bool) error {
+func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep, kubelet bool) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -61,7 +63,15 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 		return err
 	}
 	fmt.Println("demo: starting the local control plane (kube-apiserver traces to the gateway at", col.OTLPEndpoint+")")
-	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: col.OTLPEndpoint, PodStages: stages, Log: os.Stdout})
+	opts := localcluster.Options{TracingEndpoint: col.OTLPEndpoint, PodStages: stages, Log: os.Stdout}
+	if kubelet {
+		// The kubelet and its runtime export to the gateway too (no agent
+		// in the demo). Their CRI spans leave before their syncPod root
+		// ends: the wait covers the kubelet's 5 s export delay.
+		opts.Kubelet = &localcluster.KubeletOptions{}
+		col.SetEnv("KUBESTITCH_WAIT=10s")
+	}
+	cluster, err := localcluster.Prepare(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -79,6 +89,10 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	fmt.Printf("demo: collector running (pid %d); applying Deployment web with %d replicas\n", col.PID(), replicas)
 	begin := time.Now()
 	d := localcluster.DemoDeployment("web", replicas)
+	if kubelet {
+		d.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": cluster.KubeletNode}
+		d.Spec.Template.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+	}
 	if _, err := cluster.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		return err
 	}
@@ -87,7 +101,7 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	}
 	fmt.Printf("demo: rollout complete in %s; waiting for the last spans (apiserver exports every 5s)\n", time.Since(begin).Round(10*time.Millisecond))
 	select {
-	case <-time.After(10 * time.Second):
+	case <-time.After(12 * time.Second):
 	case <-ctx.Done():
 		return ctx.Err()
 	}

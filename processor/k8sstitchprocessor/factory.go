@@ -12,7 +12,7 @@ import (
 )
 
 const (
-	defaultWait             = 5 * time.Second
+	defaultWait             = 10 * time.Second
 	defaultOperationTimeout = 10 * time.Minute
 	defaultMaxObjects       = 100_000
 	defaultMaxWaitingSpans  = 50_000

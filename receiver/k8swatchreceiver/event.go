@@ -86,6 +86,19 @@ func finishEvent(v eventView) eventView {
 	return v
 }
 
+// seenAt sharpens a timestamp of whole seconds (the kubelet still writes
+// core/v1 Events with lastTimestamp only) with the moment the watch
+// delivered the Event: the true time lies in [at, at+1s) and the Event is
+// seen after it, so a delivery within that second is the better clock
+// (off by the watch latency, not by up to a second). A later delivery (a
+// relist, a restart) keeps the second.
+func seenAt(v eventView, seen time.Time) eventView {
+	if v.timeSource == fragment.TimeSourceObject && !seen.Before(v.at) && seen.Sub(v.at) < time.Second {
+		v.at, v.timeSource = seen, fragment.TimeSourceWatch
+	}
+	return v
+}
+
 // containerFromFieldPath reads "spec.containers{name}".
 func containerFromFieldPath(p string) string {
 	i := strings.IndexByte(p, '{')

@@ -268,9 +268,9 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	var frags []fragmentSpan
 	switch o := obj.(type) {
 	case *eventsv1.Event:
-		frags = r.tracker.event(viewEventsV1(o))
+		frags = r.tracker.event(seenAt(viewEventsV1(o), now))
 	case *corev1.Event:
-		frags = r.tracker.event(viewCoreEvent(o))
+		frags = r.tracker.event(seenAt(viewCoreEvent(o), now))
 	default:
 		v, quiet, err := r.view(obj)
 		if err != nil {

@@ -212,6 +212,23 @@ func TestPulledEventBecomesImagePullSpan(t *testing.T) {
 	assert.Equal(t, "Started", done[len(done)-1].events[0].name)
 }
 
+func TestSecondTimestampsSharpenedByDelivery(t *testing.T) {
+	second := eventView{at: t0, timeSource: fragment.TimeSourceObject}
+	got := seenAt(second, t0.Add(730*time.Millisecond))
+	assert.Equal(t, t0.Add(730*time.Millisecond), got.at, "delivered within the second: the delivery time")
+	assert.Equal(t, fragment.TimeSourceWatch, got.timeSource)
+
+	late := seenAt(second, t0.Add(5*time.Second))
+	assert.Equal(t, t0, late.at, "a relisted Event keeps its own second")
+	assert.Equal(t, fragment.TimeSourceObject, late.timeSource)
+
+	precise := eventView{at: t0, timeSource: fragment.TimeSourceEvent}
+	assert.Equal(t, t0, seenAt(precise, t0.Add(200*time.Millisecond)).at, "a microsecond eventTime is kept")
+
+	skewed := seenAt(second, t0.Add(-time.Second))
+	assert.Equal(t, t0, skewed.at, "an Event from the future (clock skew) keeps its time")
+}
+
 func TestSpanIDsAreStableAcrossTrackers(t *testing.T) {
 	run := func() []fragmentSpan {
 		tr := newTracker()

@@ -66,6 +66,10 @@ type EnvOptions struct {
 	GatewayOverrides []string
 	// GatewayEnv adds environment variables to the gateway process.
 	GatewayEnv []string
+	// Kubelet adds a real kubelet node; the agent then serves that node
+	// (its pods, and the kubelet's and runtime's spans), as the DaemonSet
+	// pod on that node would. Implies Agent.
+	Kubelet bool
 }
 
 // StartEnv prepares the cluster, starts the collectors on its kubeconfig
@@ -90,9 +94,24 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.Kubelet {
+		o.Agent = true
+	}
+	if o.Agent {
+		e.Agent, err = NewCollector(CollectorOptions{Name: "agent", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"), Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
-	e.Cluster, err = localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: e.Gateway.OTLPEndpoint, PodStages: o.PodStages, Log: tlog{t}})
+	opts := localcluster.Options{TracingEndpoint: e.Gateway.OTLPEndpoint, PodStages: o.PodStages, Log: tlog{t}}
+	node := "kwok-node-0"
+	if o.Kubelet {
+		node = "kubelet-node-0"
+		opts.Kubelet = &localcluster.KubeletOptions{NodeName: node, TracingEndpoint: e.Agent.OTLPEndpoint}
+	}
+	e.Cluster, err = localcluster.Prepare(ctx, opts)
 	if err != nil {
 		t.Fatalf("local control plane: %v", err)
 	}
@@ -103,11 +122,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	}
 	t.Cleanup(func() { dumpOnFailure(t, e.Gateway); _ = e.Gateway.Stop() })
 	if o.Agent {
-		e.Agent, err = NewCollector(CollectorOptions{Name: "agent", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"), Dir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Agent.SetEnv("KUBECONFIG="+e.Cluster.Kubeconfig, "K8S_NODE_NAME=kwok-node-0", "KUBESTITCH_GATEWAY_ENDPOINT="+e.Gateway.OTLPEndpoint)
+		e.Agent.SetEnv("KUBECONFIG="+e.Cluster.Kubeconfig, "K8S_NODE_NAME="+node, "KUBESTITCH_GATEWAY_ENDPOINT="+e.Gateway.OTLPEndpoint)
 		if err := e.Agent.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -116,6 +131,9 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if err := e.Cluster.Start(ctx); err != nil {
 		t.Fatalf("local control plane: %v", err)
 	}
+	// Cleanups run last-registered first: the control plane (and the
+	// kubelet exporting to the agent) stops before the collectors do.
+	t.Cleanup(e.Cluster.Down)
 	return e
 }
 
