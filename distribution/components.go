@@ -4,6 +4,7 @@ package main
 
 import (
 	k8sstitchprocessor "github.com/kubestitch/kubestitch/processor/k8sstitchprocessor"
+	k8sadmissionreceiver "github.com/kubestitch/kubestitch/receiver/k8sadmissionreceiver"
 	k8swatchreceiver "github.com/kubestitch/kubestitch/receiver/k8swatchreceiver"
 	fileexporter "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
 	loadbalancingexporter "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter"
@@ -63,13 +64,15 @@ func components() (otelcol.Factories, error) {
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
 		otlpreceiver.NewFactory(),
 		k8swatchreceiver.NewFactory(),
+		k8sadmissionreceiver.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
 	factories.ReceiverModules = makeModulesMap(factories.Receivers, map[component.Type]string{
-		otlpreceiver.NewFactory().Type():     "go.opentelemetry.io/collector/receiver/otlpreceiver v0.165.0",
-		k8swatchreceiver.NewFactory().Type(): "github.com/kubestitch/kubestitch v0.0.0",
+		otlpreceiver.NewFactory().Type():         "go.opentelemetry.io/collector/receiver/otlpreceiver v0.165.0",
+		k8swatchreceiver.NewFactory().Type():     "github.com/kubestitch/kubestitch v0.0.0",
+		k8sadmissionreceiver.NewFactory().Type(): "github.com/kubestitch/kubestitch v0.0.0",
 	})
 
 	factories.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](

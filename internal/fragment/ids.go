@@ -56,3 +56,25 @@ func hash(parts ...string) [32]byte {
 	h.Sum(sum[:0])
 	return sum
 }
+
+// AdmissionSpanID is the span ID of the k8sadmission receiver's span for
+// one admission request: the first 8 bytes of
+// SHA-256("kubestitch/v1\x00admission\x00" requestUID). The apiserver
+// retries a webhook call with the same request UID; the same ID lets the
+// processor drop the repeat.
+func AdmissionSpanID(requestUID string) pcommon.SpanID {
+	sum := hash("admission", requestUID)
+	var id pcommon.SpanID
+	copy(id[:], sum[:8])
+	return id
+}
+
+// AdmissionTraceID is the trace ID of an admission span that came without
+// a traceparent (an apiserver without tracing): the first 16 bytes of
+// SHA-256("kubestitch/v1\x00admission-trace\x00" requestUID).
+func AdmissionTraceID(requestUID string) pcommon.TraceID {
+	sum := hash("admission-trace", requestUID)
+	var id pcommon.TraceID
+	copy(id[:], sum[:16])
+	return id
+}

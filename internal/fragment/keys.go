@@ -25,6 +25,9 @@ const (
 	// KeyOwnerKind and KeyOwnerUID name the controller ownerReference.
 	KeyOwnerKind = "kubestitch.owner.kind"
 	KeyOwnerUID  = "kubestitch.owner.uid"
+	// KeyOwnerName is the controller owner's name, for people reading a
+	// span; joins use KeyOwnerUID.
+	KeyOwnerName = "kubestitch.owner.name"
 	// KeyTrigger names the trigger the fragment belongs to: "gen:N" or "delete".
 	KeyTrigger = "kubestitch.trigger"
 	// KeyTriggerTime is the trigger's time in Unix nanoseconds.
@@ -49,6 +52,36 @@ const (
 const (
 	KeyOriginalTraceID = "kubestitch.original.trace_id"
 	KeyJoin            = "kubestitch.join"
+	// KeyJoinBy, on the root of a joined app trace, says what placed it:
+	// JoinByUID (an object UID carried by a span of the trace: admission,
+	// kubelet, workload), JoinByPath (an apiserver request path and time)
+	// or JoinByCreateKey (the etcd key a create stored).
+	KeyJoinBy = "kubestitch.join.by"
+)
+
+// Ways an app trace is joined (KeyJoinBy values).
+const (
+	JoinByUID       = "uid"
+	JoinByPath      = "path"
+	JoinByCreateKey = "create_key"
+)
+
+// Keys of the k8sadmission receiver's span: what one admission review says
+// of a write request, besides the object keys (KeyUID, KeyKind, KeyName,
+// KeyNamespace, KeyOwnerKind, KeyOwnerUID).
+const (
+	// KeyAdmissionOperation is CREATE, UPDATE, DELETE or CONNECT.
+	KeyAdmissionOperation   = "kubestitch.admission.operation"
+	KeyAdmissionGroup       = "kubestitch.admission.group"
+	KeyAdmissionVersion     = "kubestitch.admission.version"
+	KeyAdmissionResource    = "kubestitch.admission.resource"
+	KeyAdmissionSubresource = "kubestitch.admission.subresource"
+	KeyAdmissionDryRun      = "kubestitch.admission.dry_run"
+	// KeyAdmissionUser is the requesting user's name, never their groups,
+	// extra or credentials.
+	KeyAdmissionUser = "kubestitch.admission.user"
+	// KeyAdmissionRequestUID is the AdmissionReview request's UID.
+	KeyAdmissionRequestUID = "kubestitch.admission.request_uid"
 )
 
 // Fragment levels.

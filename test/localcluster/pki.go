@@ -133,3 +133,15 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	}
 	return writePEM(path, "EC PRIVATE KEY", der)
 }
+
+// ServingCert issues a serving certificate for 127.0.0.1 from the
+// cluster's CA, for a webhook the apiserver calls: it returns the
+// certificate and key files and the CA bundle (PEM) that the webhook
+// configuration's caBundle takes. Available after Prepare.
+func (c *Cluster) ServingCert(name string) (certFile, keyFile string, caBundle []byte, err error) {
+	if err := c.pki.issue(name, name, nil, true); err != nil {
+		return "", "", nil, err
+	}
+	caBundle, err = os.ReadFile(c.pki.path("ca.crt"))
+	return c.pki.path(name + ".crt"), c.pki.path(name + ".key"), caBundle, err
+}

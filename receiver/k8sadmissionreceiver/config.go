@@ -1,0 +1,47 @@
+package k8sadmissionreceiver
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/collector/config/confighttp"
+)
+
+// Config of the k8sadmission receiver.
+type Config struct {
+	// ServerConfig is the HTTPS server kube-apiserver calls: endpoint, tls
+	// (cert_file and key_file are required; reload_interval re-reads them,
+	// so a rotated certificate is served without a restart) and
+	// max_request_body_size (a larger review is answered 400).
+	ServerConfig confighttp.ServerConfig `mapstructure:",squash"`
+	// Path the ValidatingWebhookConfiguration names.
+	Path string `mapstructure:"path"`
+	// QueueSize bounds the spans waiting for the pipeline; when it is full
+	// a review is still answered at once and its span dropped and counted,
+	// so a backed-up pipeline never slows the apiserver down.
+	QueueSize int `mapstructure:"queue_size"`
+}
+
+// Validate checks the configuration at start-up.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.ServerConfig.NetAddr.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint must be set"))
+	}
+	if !cfg.ServerConfig.TLS.HasValue() {
+		errs = append(errs, errors.New("tls must be set: kube-apiserver calls admission webhooks over HTTPS only"))
+	} else if t := cfg.ServerConfig.TLS.Get(); t.CertFile == "" && t.CertPem == "" || t.KeyFile == "" && t.KeyPem == "" {
+		errs = append(errs, errors.New("tls needs a serving certificate and key (cert_file and key_file)"))
+	}
+	if !strings.HasPrefix(cfg.Path, "/") {
+		errs = append(errs, fmt.Errorf("path %q must start with /", cfg.Path))
+	}
+	if cfg.QueueSize <= 0 {
+		errs = append(errs, errors.New("queue_size must be positive"))
+	}
+	if cfg.ServerConfig.MaxRequestBodySize < 0 {
+		errs = append(errs, errors.New("max_request_body_size must not be negative"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,310 @@
+package k8sadmissionreceiver
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configtls"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/receiver/k8sadmissionreceiver/internal/metadata"
+)
+
+const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func newTestReceiver(t *testing.T, mutate func(*Config)) (*admissionReceiver, *componenttest.Telemetry) {
+	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	set := receivertest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	cfg := createDefaultConfig().(*Config)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	r, err := newAdmissionReceiver(set, cfg, consumertest.NewNop())
+	require.NoError(t, err)
+	return r, tel
+}
+
+func post(r *admissionReceiver, body []byte, header http.Header) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/validate", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	r.handle(w, req)
+	return w
+}
+
+// recorded reads a review kube-apiserver sent (testdata, recorded on the
+// local control plane) and what a reader of it sees: the request UID and
+// the object's UID (oldObject's on DELETE), read here with a plain map.
+func recorded(t *testing.T, name string) (body []byte, requestUID, objectUID string) {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	var m struct {
+		Request struct {
+			UID       string         `json:"uid"`
+			Operation string         `json:"operation"`
+			Object    map[string]any `json:"object"`
+			OldObject map[string]any `json:"oldObject"`
+		} `json:"request"`
+	}
+	require.NoError(t, json.Unmarshal(body, &m))
+	obj := m.Request.Object
+	if m.Request.Operation == "DELETE" {
+		obj = m.Request.OldObject
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	uid, _ := meta["uid"].(string)
+	return body, m.Request.UID, uid
+}
+
+func spanOf(t *testing.T, r *admissionReceiver) ptrace.Span {
+	t.Helper()
+	select {
+	case rs := <-r.queue:
+		td := ptrace.NewTraces()
+		appendSpans(td, []reviewSpan{rs})
+		require.Equal(t, 1, td.SpanCount())
+		return td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	default:
+		t.Fatal("no review span queued")
+		return ptrace.Span{}
+	}
+}
+
+func str(s ptrace.Span, k string) string {
+	v, _ := s.Attributes().Get(k)
+	return v.Str()
+}
+
+func TestRecordedReviews(t *testing.T) {
+	for _, tc := range []struct {
+		file                          string
+		op, resource, sub, kind, user string
+		ownerKind                     string
+		dryRun                        bool
+	}{
+		{"create_deployment.json", "CREATE", "deployments", "", "Deployment", "kubestitch-admin", "", false},
+		{"create_pod_by_replicaset.json", "CREATE", "pods", "", "Pod", "system:serviceaccount:kube-system:replicaset-controller", "ReplicaSet", false},
+		// The scheduler's Binding carries the pod's UID.
+		{"binding.json", "CREATE", "pods", "binding", "Binding", "system:kube-scheduler", "", false},
+		{"update_pod_status.json", "UPDATE", "pods", "status", "Pod", "kwok", "ReplicaSet", false},
+		{"update_deployment.json", "UPDATE", "deployments", "", "Deployment", "kubestitch-admin", "", false},
+		{"delete_deployment.json", "DELETE", "deployments", "", "Deployment", "kubestitch-admin", "", false},
+		{"delete_pod_by_gc.json", "DELETE", "pods", "", "Pod", "system:serviceaccount:kube-system:generic-garbage-collector", "ReplicaSet", false},
+		{"dry_run_create.json", "CREATE", "deployments", "", "Deployment", "kubestitch-admin", "", true},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			r, tel := newTestReceiver(t, nil)
+			body, reqUID, objUID := recorded(t, tc.file)
+			require.NotEmpty(t, objUID)
+			w := post(r, body, http.Header{"Traceparent": {traceparent}})
+
+			require.Equal(t, http.StatusOK, w.Code)
+			var resp struct {
+				APIVersion, Kind string
+				Response         struct {
+					UID     string `json:"uid"`
+					Allowed bool   `json:"allowed"`
+					Patch   []byte `json:"patch"`
+				} `json:"response"`
+			}
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &resp))
+			assert.Equal(t, "admission.k8s.io/v1", resp.APIVersion)
+			assert.Equal(t, "AdmissionReview", resp.Kind)
+			assert.Equal(t, reqUID, resp.Response.UID, "the answer names the request")
+			assert.True(t, resp.Response.Allowed, "always allowed")
+			assert.Empty(t, resp.Response.Patch, "never mutates")
+
+			s := spanOf(t, r)
+			assert.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", s.TraceID().String(), "in the request's own trace")
+			assert.Equal(t, "00f067aa0ba902b7", s.ParentSpanID().String(), "under the apiserver's webhook call")
+			assert.Equal(t, fragment.AdmissionSpanID(reqUID), s.SpanID())
+			assert.Equal(t, ptrace.SpanKindServer, s.Kind())
+			assert.Equal(t, objUID, str(s, fragment.KeyUID))
+			assert.Equal(t, tc.op, str(s, fragment.KeyAdmissionOperation))
+			assert.Equal(t, tc.resource, str(s, fragment.KeyAdmissionResource))
+			assert.Equal(t, tc.sub, str(s, fragment.KeyAdmissionSubresource))
+			assert.Equal(t, tc.kind, str(s, fragment.KeyKind))
+			assert.Equal(t, tc.user, str(s, fragment.KeyAdmissionUser))
+			assert.Equal(t, "default", str(s, fragment.KeyNamespace))
+			assert.NotEmpty(t, str(s, fragment.KeyName))
+			assert.Equal(t, tc.ownerKind, str(s, fragment.KeyOwnerKind))
+			if tc.ownerKind != "" {
+				assert.NotEmpty(t, str(s, fragment.KeyOwnerUID))
+			}
+			dry, _ := s.Attributes().Get(fragment.KeyAdmissionDryRun)
+			assert.Equal(t, tc.dryRun, dry.Bool())
+			assert.LessOrEqual(t, s.Attributes().Len(), 16, "a handful of keys, no object content")
+			_, err := tel.GetMetric("otelcol_k8sadmission_reviews")
+			require.NoError(t, err)
+		})
+	}
+}
+
+// TestNoObjectContentInSpans: the recorded Deployment create carries a
+// container env value and the admin's groups; none reach the span.
+func TestNoObjectContentInSpans(t *testing.T) {
+	r, _ := newTestReceiver(t, nil)
+	body, _, _ := recorded(t, "create_deployment.json")
+	require.Contains(t, string(body), "s3cr3t", "the recorded body has the env value")
+	require.Contains(t, string(body), "system:masters", "and the user's groups")
+	post(r, body, nil)
+	s := spanOf(t, r)
+	var all strings.Builder
+	s.Attributes().Range(func(k string, v pcommon.Value) bool {
+		all.WriteString(k + "=" + v.AsString() + "\n")
+		return true
+	})
+	for _, secret := range []string{"s3cr3t", "SECRET_TOKEN", "system:masters", "registry.example", "managedFields"} {
+		assert.NotContains(t, all.String(), secret)
+	}
+	assert.True(t, s.ParentSpanID().IsEmpty(), "no traceparent: a root")
+	assert.Equal(t, fragment.AdmissionTraceID(str(s, fragment.KeyAdmissionRequestUID)), s.TraceID())
+}
+
+func TestBadRequestsAre400AndCounted(t *testing.T) {
+	big, _, _ := recorded(t, "create_deployment.json")
+	r, tel := newTestReceiver(t, func(c *Config) { c.ServerConfig.MaxRequestBodySize = 1024 })
+	require.Greater(t, len(big), 1024)
+	for _, tc := range []struct {
+		name, file string
+		body       []byte
+		method     string
+		want       string
+	}{
+		{name: "not json", file: "garbage_not_json.txt", want: "not an AdmissionReview in JSON"},
+		{name: "wrong version", file: "garbage_wrong_version.json", want: "want admission.k8s.io/v1 AdmissionReview"},
+		{name: "no request", file: "garbage_no_request.json", want: "without a request"},
+		{name: "too large", body: big, want: "larger than max_request_body_size (1024 bytes)"},
+		{name: "GET", body: []byte("{}"), method: http.MethodGet, want: "an admission review is a POST"},
+		{name: "empty", body: []byte{}, want: "not an AdmissionReview"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := tc.body
+			if tc.file != "" {
+				var err error
+				body, err = os.ReadFile(filepath.Join("testdata", tc.file))
+				require.NoError(t, err)
+			}
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req := httptest.NewRequest(method, "/validate", bytes.NewReader(body))
+			w := httptest.NewRecorder()
+			assert.NotPanics(t, func() { r.handle(w, req) })
+			assert.Equal(t, http.StatusBadRequest, w.Code)
+			assert.Contains(t, w.Body.String(), tc.want)
+		})
+	}
+	assert.Empty(t, r.queue, "no span for a bad request")
+	_, err := tel.GetMetric("otelcol_k8sadmission_reviews_bad")
+	require.NoError(t, err, "bad requests are counted")
+}
+
+// TestFullQueueDropsNotBlocks: with the pipeline backed up (nothing
+// drains the queue), reviews are still answered at once.
+func TestFullQueueDropsNotBlocks(t *testing.T) {
+	r, tel := newTestReceiver(t, func(c *Config) { c.QueueSize = 1 })
+	body, _, _ := recorded(t, "update_pod_status.json")
+	for range 5 {
+		done := make(chan int)
+		go func() { done <- post(r, body, nil).Code }()
+		select {
+		case code := <-done:
+			assert.Equal(t, http.StatusOK, code)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a review waited for the pipeline")
+		}
+	}
+	assert.Len(t, r.queue, 1)
+	_, err := tel.GetMetric("otelcol_k8sadmission_spans_dropped")
+	require.NoError(t, err, "the dropped spans are counted")
+}
+
+// TestServesTLSAndReloadsCertificate runs the receiver as the collector
+// would: HTTPS on a port, spans to the next consumer; a rotated
+// certificate is served without a restart.
+func TestServesTLSAndReloadsCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	first := writeCert(t, certFile, keyFile, 1)
+	cfg := createDefaultConfig().(*Config)
+	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 100 * time.Millisecond}})
+	require.NoError(t, cfg.Validate())
+	sink := &consumertest.TracesSink{}
+	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	served := func() int64 {
+		conn, err := tls.Dial("tcp", r.addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test reads the served certificate
+		require.NoError(t, err)
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	assert.Equal(t, first, served())
+
+	body, _, _ := recorded(t, "create_deployment.json")
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed test certificate
+	resp, err := hc.Post("https://"+r.addr+"/validate", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, 5*time.Second, 10*time.Millisecond, "the span reaches the pipeline")
+	hc.CloseIdleConnections()
+
+	second := writeCert(t, certFile, keyFile, 2)
+	require.Eventually(t, func() bool { return served() == second }, 5*time.Second, 50*time.Millisecond, "the rotated certificate is served")
+}
+
+func writeCert(t *testing.T, certFile, keyFile string, serial int64) int64 {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "k8sadmission-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	return serial
+}

@@ -1,0 +1,154 @@
+package k8sadmissionreceiver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// review is what one AdmissionReview says of a write request: who wrote
+// which object, how. It holds no object content: the request is decoded
+// into these few fields only, so a Secret's data or a container's env is
+// never even read into memory as values.
+type review struct {
+	requestUID  string
+	operation   string
+	group       string
+	version     string
+	resource    string
+	subresource string
+	kind        string
+	namespace   string
+	name        string
+	// uid is the object's metadata.uid (oldObject's on DELETE): set before
+	// validating admission on a create; empty for CONNECT options.
+	uid       string
+	ownerKind string
+	ownerName string
+	ownerUID  string
+	dryRun    bool
+	user      string
+}
+
+// The parts of admission.k8s.io/v1 AdmissionReview that a review reads.
+type wireReview struct {
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Request    *wireRequest `json:"request"`
+}
+
+type wireRequest struct {
+	UID         string                      `json:"uid"`
+	Kind        metav1.GroupVersionKind     `json:"kind"`
+	Resource    metav1.GroupVersionResource `json:"resource"`
+	SubResource string                      `json:"subResource"`
+	Name        string                      `json:"name"`
+	Namespace   string                      `json:"namespace"`
+	Operation   string                      `json:"operation"`
+	UserInfo    struct {
+		Username string `json:"username"`
+	} `json:"userInfo"`
+	Object    *wireObject `json:"object"`
+	OldObject *wireObject `json:"oldObject"`
+	DryRun    *bool       `json:"dryRun"`
+}
+
+type wireObject struct {
+	Metadata struct {
+		UID             string                  `json:"uid"`
+		Name            string                  `json:"name"`
+		Namespace       string                  `json:"namespace"`
+		OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
+	} `json:"metadata"`
+}
+
+// badReview is a request answered 400; reason is the counter's label.
+type badReview struct {
+	reason string
+	msg    string
+}
+
+func (e *badReview) Error() string { return e.msg }
+
+const (
+	reasonMethod    = "method"
+	reasonTooLarge  = "too_large"
+	reasonNotJSON   = "not_json"
+	reasonWrongKind = "wrong_kind"
+	reasonNoRequest = "no_request"
+)
+
+// readReview decodes one AdmissionReview request body.
+func readReview(r *http.Request) (review, error) {
+	if r.Method != http.MethodPost {
+		return review{}, &badReview{reasonMethod, fmt.Sprintf("method %s: an admission review is a POST", r.Method)}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return review{}, &badReview{reasonTooLarge, fmt.Sprintf("request body larger than max_request_body_size (%d bytes)", tooLarge.Limit)}
+		}
+		return review{}, &badReview{reasonNotJSON, "reading the request body: " + err.Error()}
+	}
+	var w wireReview
+	if err := json.Unmarshal(body, &w); err != nil {
+		return review{}, &badReview{reasonNotJSON, "request body is not an AdmissionReview in JSON: " + err.Error()}
+	}
+	if w.APIVersion != admissionv1.SchemeGroupVersion.String() || w.Kind != "AdmissionReview" {
+		return review{}, &badReview{reasonWrongKind, fmt.Sprintf("apiVersion %q kind %q: want admission.k8s.io/v1 AdmissionReview", w.APIVersion, w.Kind)}
+	}
+	q := w.Request
+	if q == nil || q.UID == "" {
+		return review{}, &badReview{reasonNoRequest, "AdmissionReview without a request or a request uid"}
+	}
+	rv := review{
+		requestUID:  q.UID,
+		operation:   q.Operation,
+		group:       q.Resource.Group,
+		version:     q.Resource.Version,
+		resource:    q.Resource.Resource,
+		subresource: q.SubResource,
+		kind:        q.Kind.Kind,
+		namespace:   q.Namespace,
+		name:        q.Name,
+		dryRun:      q.DryRun != nil && *q.DryRun,
+		user:        q.UserInfo.Username,
+	}
+	obj := q.Object
+	if q.Operation == string(admissionv1.Delete) || obj == nil {
+		obj = q.OldObject
+	}
+	if obj != nil {
+		m := obj.Metadata
+		rv.uid = m.UID
+		if rv.name == "" {
+			rv.name = m.Name
+		}
+		if rv.namespace == "" {
+			rv.namespace = m.Namespace
+		}
+		for _, o := range m.OwnerReferences {
+			if o.Controller != nil && *o.Controller {
+				rv.ownerKind, rv.ownerName, rv.ownerUID = o.Kind, o.Name, string(o.UID)
+				break
+			}
+		}
+	}
+	return rv, nil
+}
+
+// allowed is the answer to every review: allowed, unchanged.
+func allowed(requestUID string) []byte {
+	b, _ := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Response: &admissionv1.AdmissionResponse{UID: types.UID(requestUID), Allowed: true},
+	})
+	return b
+}
