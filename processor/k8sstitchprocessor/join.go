@@ -74,7 +74,8 @@ var resourceKinds = map[string]string{
 // hintOf reads the best join hint of one app span in one pass over its
 // attributes (this runs for every app span); res is its resource.
 func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
-	var uid, target, method, key string
+	var uid, target, method, key, admissionOp, subresource string
+	dryRun := false
 	uidRank := len(uidKeys)
 	s.Attributes().Range(func(k string, v pcommon.Value) bool {
 		switch k {
@@ -84,6 +85,12 @@ func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
 			method = v.Str()
 		case "key":
 			key = v.Str()
+		case fragment.KeyAdmissionOperation:
+			admissionOp = v.Str()
+		case fragment.KeyAdmissionSubresource:
+			subresource = v.Str()
+		case fragment.KeyAdmissionDryRun:
+			dryRun = v.Bool()
 		default:
 			if i, ok := uidKeyRank[k]; ok && i < uidRank && v.Str() != "" {
 				uid, uidRank = v.Str(), i
@@ -92,6 +99,16 @@ func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
 		return true
 	})
 	at := s.StartTimestamp().AsTime()
+	if dryRun {
+		// A dry run stores nothing: its object never appears, so its
+		// request belongs to no operation.
+		return joinHint{}
+	}
+	if admissionOp != "" && uid != "" {
+		// The k8sadmission receiver's span: the object's UID, and what
+		// the request did to it, inside the request's own trace.
+		return joinHint{kind: hintUID, uid: uid, verb: admissionVerb(admissionOp, subresource), at: at}
+	}
 	if uid == "" {
 		if v, ok := res.Get(fragment.KeyPodUID); ok {
 			uid = v.Str()
@@ -114,6 +131,24 @@ func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
 		}
 	}
 	return joinHint{}
+}
+
+// admissionVerb maps an admission review's operation and subresource to
+// the verbs of path hints.
+func admissionVerb(op, subresource string) string {
+	switch {
+	case op == "CREATE" && subresource == "":
+		return verbCreate
+	case op == "CREATE" && subresource == "binding":
+		return verbBinding
+	case op == "UPDATE" && subresource == "status":
+		return verbStatus
+	case op == "UPDATE" && subresource == "":
+		return verbUpdate
+	case op == "DELETE" && subresource == "":
+		return verbDelete
+	}
+	return verbOther
 }
 
 // parseRequest reads an apiserver RequestURI: only writes that name an

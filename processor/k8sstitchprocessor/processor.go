@@ -447,11 +447,20 @@ func rewriteApp(s ptrace.Span, ts *traceState) {
 	if s.ParentSpanID().IsEmpty() {
 		s.SetParentSpanID(ts.parent)
 		s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
+		s.Attributes().PutStr(fragment.KeyJoinBy, joinBy[ts.hint.kind])
 		l := s.Links().AppendEmpty()
 		l.SetTraceID(orig)
 		l.SetSpanID(s.SpanID())
 		l.Attributes().PutStr(fragment.KeyJoin, "original")
 	}
+}
+
+// joinBy names each hint kind on the rewritten root (fragment.KeyJoinBy).
+var joinBy = [...]string{
+	hintNone:      "",
+	hintCreateKey: fragment.JoinByCreateKey,
+	hintPath:      fragment.JoinByPath,
+	hintUID:       fragment.JoinByUID,
 }
 
 // retryWaiting re-tries what waits, after a batch taught something new.
