@@ -36,7 +36,7 @@ import (
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
-var overlays = []string{"single-gateway", "sharded"}
+var overlays = []string{"single-gateway", "sharded", "single-gateway-admission"}
 
 func build(t *testing.T, overlay string) []*unstructured.Unstructured {
 	t.Helper()
@@ -151,16 +151,54 @@ func writeConfig(t *testing.T, name, body string) string {
 var podEnv = []string{"MY_POD_IP=127.0.0.1", "K8S_NODE_NAME=kwok-node-0", "POD_NAME=gw-0", "POD_NAMESPACE=kubestitch",
 	"KUBESTITCH_GATEWAY_ENDPOINT=127.0.0.1:1", "KUBESTITCH_BACKEND_ENDPOINT=127.0.0.1:1", "KUBESTITCH_BACKEND_INSECURE=true"}
 
+// TestConfigMapsValidate validates what each collector pod runs: the
+// --config files of its container args, from the ConfigMap mounted at
+// /conf, merged in that order.
 func TestConfigMapsValidate(t *testing.T) {
 	bin := harness.CollectorBinary(t)
 	for _, o := range overlays {
-		for name, body := range configs(t, o) {
+		objs := build(t, o)
+		maps := map[string]map[string]string{}
+		for _, obj := range objs {
+			if obj.GetKind() == "ConfigMap" {
+				data, _, _ := unstructured.NestedStringMap(obj.Object, "data")
+				maps[obj.GetName()] = data
+			}
+		}
+		pods := 0
+		for _, obj := range objs {
+			if obj.GetKind() != "Deployment" && obj.GetKind() != "DaemonSet" {
+				continue
+			}
+			pods++
+			vols, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "volumes")
+			conf := ""
+			for _, v := range vols {
+				if m := v.(map[string]any); m["name"] == "conf" {
+					conf, _, _ = unstructured.NestedString(m, "configMap", "name")
+				}
+			}
+			require.Contains(t, maps, conf, "%s/%s mounts its config", o, obj.GetName())
+			containers, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
+			args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+			dir := t.TempDir()
+			cmdArgs := []string{"validate"}
+			for _, a := range args {
+				name, ok := strings.CutPrefix(a, "--config=/conf/")
+				require.True(t, ok, "%s/%s: arg %q", o, obj.GetName(), a)
+				body, ok := maps[conf][name]
+				require.True(t, ok, "%s/%s: %s is not in ConfigMap %s", o, obj.GetName(), name, conf)
+				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+				cmdArgs = append(cmdArgs, "--config", filepath.Join(dir, name))
+			}
 			// The state directory is a volume in the pod.
-			cmd := exec.Command(bin, "validate", "--config", writeConfig(t, name, body), "--config", "yaml:extensions::file_storage::directory: "+t.TempDir())
+			cmdArgs = append(cmdArgs, "--config", "yaml:extensions::file_storage::directory: "+t.TempDir())
+			cmd := exec.Command(bin, cmdArgs...)
 			cmd.Env = append(os.Environ(), podEnv...)
 			out, err := cmd.CombinedOutput()
-			assert.NoError(t, err, "%s/%s: %s", o, name, out)
+			assert.NoError(t, err, "%s/%s %v: %s", o, obj.GetName(), args, out)
 		}
+		assert.GreaterOrEqual(t, pods, 2, "%s: an agent and a gateway", o)
 	}
 }
 
@@ -227,8 +265,12 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubestitch"}}, metav1.CreateOptions{})
 	require.NoError(t, err)
+	sets := map[string][]*unstructured.Unstructured{"self-signed.sh": selfSigned(t)}
 	for _, o := range overlays {
-		for _, obj := range build(t, o) {
+		sets[o] = build(t, o)
+	}
+	for o, objs := range sets {
+		for _, obj := range objs {
 			gvk := obj.GroupVersionKind()
 			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 			require.NoError(t, err, "%s: %s", o, gvk)
