@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/localcluster"
@@ -53,6 +58,10 @@ type Env struct {
 	Gateway *Collector
 	Agent   *Collector
 	Dir     string
+	// WebhookURL and WebhookCA are where the gateway's k8sadmission
+	// receiver serves, with EnvOptions.Admission.
+	WebhookURL string
+	WebhookCA  []byte
 }
 
 // EnvOptions of an Env.
@@ -66,6 +75,10 @@ type EnvOptions struct {
 	GatewayOverrides []string
 	// GatewayEnv adds environment variables to the gateway process.
 	GatewayEnv []string
+	// Admission runs the gateway with deploy/'s admission config (the
+	// k8sadmission receiver) on a loopback port with a certificate from
+	// the cluster's CA; RegisterWebhook then points kube-apiserver at it.
+	Admission bool
 	// Kubelet adds a real kubelet node; the agent then serves that node
 	// (its pods, and the kubelet's and runtime's spans), as the DaemonSet
 	// pod on that node would. Implies Agent.
@@ -87,6 +100,14 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	dir := t.TempDir()
 	e := &Env{Dir: dir}
 	overrides := o.GatewayOverrides
+	if o.Admission {
+		overrides = append([]string{
+			filepath.Join(root, "deploy", "components", "admission", "admission.yaml"),
+			"yaml:receivers::k8sadmission::endpoint: ${env:KUBESTITCH_WEBHOOK_ENDPOINT}",
+			"yaml:receivers::k8sadmission::tls::cert_file: ${env:KUBESTITCH_WEBHOOK_CERT}",
+			"yaml:receivers::k8sadmission::tls::key_file: ${env:KUBESTITCH_WEBHOOK_KEY}",
+		}, overrides...)
+	}
 	if o.Agent {
 		overrides = append([]string{"yaml:receivers::k8swatch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
 	}
@@ -117,6 +138,18 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	}
 	t.Cleanup(e.Cluster.Down)
 	e.Gateway.SetEnv("KUBECONFIG=" + e.Cluster.Kubeconfig)
+	if o.Admission {
+		cert, key, ca, err := e.Cluster.ServingCert("webhook")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, err := localcluster.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.WebhookURL, e.WebhookCA = fmt.Sprintf("https://127.0.0.1:%d/validate", port), ca
+		e.Gateway.SetEnv(fmt.Sprintf("KUBESTITCH_WEBHOOK_ENDPOINT=127.0.0.1:%d", port), "KUBESTITCH_WEBHOOK_CERT="+cert, "KUBESTITCH_WEBHOOK_KEY="+key)
+	}
 	if err := e.Gateway.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +181,54 @@ type tlog struct{ t testing.TB }
 func (w tlog) Write(b []byte) (int, error) {
 	w.t.Logf("%s", b)
 	return len(b), nil
+}
+
+// RegisterWebhook creates deploy/'s ValidatingWebhookConfiguration with
+// its clientConfig pointed at url (the gateway's receiver, or anything
+// else), and waits until kube-apiserver calls it: a dry-run create is
+// reviewed, as reviewed() reports.
+func (e *Env) RegisterWebhook(t testing.TB, url string, ca []byte, reviewed func() bool) *admissionregv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "components", "admission", "webhook.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &admissionregv1.ValidatingWebhookConfiguration{}
+	if err := yaml.Unmarshal(b, hook); err != nil {
+		t.Fatal(err)
+	}
+	for i := range hook.Webhooks {
+		hook.Webhooks[i].ClientConfig = admissionregv1.WebhookClientConfig{URL: &url, CABundle: ca}
+	}
+	ctx := t.Context()
+	hooks := e.Cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	if old, err := hooks.Get(ctx, hook.Name, metav1.GetOptions{}); err == nil {
+		hook.ResourceVersion = old.ResourceVersion
+		hook, err = hooks.Update(ctx, hook, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else if hook, err = hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if reviewed == nil {
+		return hook
+	}
+	// The apiserver picks the configuration up from its informer.
+	probe := localcluster.DemoDeployment("webhook-probe", 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for !reviewed() {
+		if time.Now().After(deadline) {
+			t.Fatal("kube-apiserver never called the webhook")
+		}
+		_, _ = e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		time.Sleep(200 * time.Millisecond)
+	}
+	return hook
 }
 
 // WaitTrace polls the gateway's output until find returns a trace that
