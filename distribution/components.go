@@ -3,6 +3,7 @@
 package main
 
 import (
+	k8snamespaceprocessor "github.com/kubestitch/kubestitch/processor/k8snamespaceprocessor"
 	k8sstitchprocessor "github.com/kubestitch/kubestitch/processor/k8sstitchprocessor"
 	k8sadmissionreceiver "github.com/kubestitch/kubestitch/receiver/k8sadmissionreceiver"
 	k8swatchreceiver "github.com/kubestitch/kubestitch/receiver/k8swatchreceiver"
@@ -11,6 +12,7 @@ import (
 	healthcheckextension "github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
 	pprofextension "github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension"
 	filestorage "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	groupbytraceprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/groupbytraceprocessor"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/exporter"
@@ -97,6 +99,8 @@ func components() (otelcol.Factories, error) {
 		batchprocessor.NewFactory(),
 		memorylimiterprocessor.NewFactory(),
 		k8sstitchprocessor.NewFactory(),
+		k8snamespaceprocessor.NewFactory(),
+		groupbytraceprocessor.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -105,6 +109,8 @@ func components() (otelcol.Factories, error) {
 		batchprocessor.NewFactory().Type():         "go.opentelemetry.io/collector/processor/batchprocessor v0.165.0",
 		memorylimiterprocessor.NewFactory().Type(): "go.opentelemetry.io/collector/processor/memorylimiterprocessor v0.165.0",
 		k8sstitchprocessor.NewFactory().Type():     "github.com/kubestitch/kubestitch v0.0.0",
+		k8snamespaceprocessor.NewFactory().Type():  "github.com/kubestitch/kubestitch v0.0.0",
+		groupbytraceprocessor.NewFactory().Type():  "github.com/open-telemetry/opentelemetry-collector-contrib/processor/groupbytraceprocessor v0.165.1",
 	})
 
 	factories.Connectors, err = otelcol.MakeFactoryMap[connector.Factory]()
