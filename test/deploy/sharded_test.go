@@ -1,0 +1,162 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
+	"github.com/kubestitch/kubestitch/test/tracecheck"
+)
+
+// withStaticGateways rewrites a config of deploy/'s sharded overlay: the
+// load-balancing exporter's DNS resolver (the headless Service) becomes a
+// static list of the gateways on loopback.
+func withStaticGateways(t *testing.T, body string, gateways []string) string {
+	t.Helper()
+	var cfg map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(body), &cfg))
+	lb, ok := cfg["exporters"].(map[string]any)["loadbalancing"].(map[string]any)
+	require.True(t, ok, "the config has a loadbalancing exporter")
+	lb["resolver"] = map[string]any{"static": map[string]any{"hostnames": gateways}}
+	out, err := yaml.Marshal(cfg)
+	require.NoError(t, err)
+	return string(out)
+}
+
+// TestShardedGatewaysOnRealAPIServer runs deploy/'s sharded overlay as
+// processes: two gateways (gateway.yaml + sharding.yaml) and an agent, the
+// agent receiving kube-apiserver's spans as on a control-plane node. A
+// Deployment in each of four namespaces must arrive whole, with its
+// apiserver requests, at exactly one gateway's backend: the one its
+// namespace routes to.
+func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local control plane; `make test` runs it")
+	}
+	bin := harness.CollectorBinary(t)
+	ctx := t.Context()
+	cfg := configs(t, "sharded")
+	require.Contains(t, cfg, "sharding.yaml")
+	dir := t.TempDir()
+	overrides := []string{
+		"yaml:receivers::k8swatch::auth_type: kubeConfig",
+		"yaml:receivers::k8swatch::kube_config: ${env:KUBECONFIG}",
+		"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
+		"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
+		"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",
+		"yaml:extensions::file_storage::directory: ${env:KUBESTITCH_STATE_DIR}",
+		"yaml:service::telemetry::metrics::level: none",
+	}
+	shardingFile := filepath.Join(t.TempDir(), "sharding.yaml")
+	type shard struct {
+		gw   *harness.Collector
+		sink *otlpsink.Sink
+	}
+	var shards []shard
+	var endpoints []string
+	for _, name := range []string{"gw-a", "gw-b"} {
+		sink := otlpsink.Start(t)
+		gw, err := harness.NewCollector(harness.CollectorOptions{Name: name, Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: filepath.Join(dir, name),
+			Overrides: append([]string{shardingFile}, append(slices.Clone(overrides), "yaml:processors::k8sstitch::wait: 3s")...),
+			Env:       append(slices.Clone(podEnv), "POD_NAME="+name, "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
+		require.NoError(t, err)
+		shards = append(shards, shard{gw, sink})
+		endpoints = append(endpoints, gw.OTLPEndpoint)
+	}
+	require.NoError(t, os.WriteFile(shardingFile, []byte(withStaticGateways(t, cfg["sharding.yaml"], endpoints)), 0o644))
+	agent, err := harness.NewCollector(harness.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", withStaticGateways(t, cfg["agent.yaml"], endpoints)), Dir: filepath.Join(dir, "agent"),
+		Overrides: overrides, Env: slices.Clone(podEnv)})
+	require.NoError(t, err)
+
+	// kube-apiserver exports to the agent of its node.
+	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: agent.OTLPEndpoint, Log: testLog{t}})
+	require.NoError(t, err)
+	t.Cleanup(cluster.Down)
+	for _, c := range append([]*harness.Collector{agent}, shards[0].gw, shards[1].gw) {
+		c.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
+		require.NoError(t, c.Start(ctx))
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s log:\n%s", c.Name, localcluster.LogTail(c.Log, 30))
+			}
+			_ = c.Stop()
+		})
+	}
+	require.NoError(t, cluster.Start(ctx))
+	t.Cleanup(cluster.Down)
+
+	namespaces := []string{"team-1", "team-2", "team-3", "team-4", "team-5", "team-6"}
+	for _, ns := range append([]string{"kubestitch"}, namespaces...) {
+		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		return err == nil && l.Spec.HolderIdentity != nil
+	}, 60*time.Second, 200*time.Millisecond, "a gateway takes the k8swatch Lease")
+	time.Sleep(2 * time.Second)
+	for _, ns := range namespaces {
+		require.Eventually(t, func() bool {
+			_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil
+		}, 30*time.Second, 100*time.Millisecond)
+		d := localcluster.DemoDeployment("web", 3)
+		d.Namespace = ns
+		_, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
+	where := map[string]string{}
+	for _, ns := range namespaces {
+		object := fmt.Sprintf("Deployment %s/web", ns)
+		var found []string
+		ok := assert.Eventually(t, func() bool {
+			found = found[:0]
+			whole := false
+			for i, s := range shards {
+				tr := tracecheck.Find(waterfall.Build(s.sink.Traces()), fragment.PhaseDeploymentRollout, object, "gen:1")
+				if tr == nil {
+					continue
+				}
+				found = append(found, s.gw.Name)
+				if tracecheck.Count(tr, fragment.PhasePodReady) == 3 && hasRequest(tr, "POST /apis/apps/v1/namespaces/{:namespace}/deployments") && len(tracecheck.Check(tr, expect)) == 0 {
+					whole = true
+					where[ns] = shards[i].gw.Name
+				}
+			}
+			return whole && len(found) == 1
+		}, 90*time.Second, time.Second, "%s: one whole trace, with its apiserver requests, at one gateway (found at %v)", object, found)
+		if !ok {
+			for _, s := range shards {
+				if tr := tracecheck.Find(waterfall.Build(s.sink.Traces()), fragment.PhaseDeploymentRollout, object, "gen:1"); tr != nil {
+					t.Logf("%s at %s: %v", object, s.gw.Name, tracecheck.Check(tr, expect))
+				}
+			}
+		}
+	}
+	t.Logf("namespace -> gateway: %v", where)
+}
+
+func hasRequest(tr *waterfall.Trace, name string) bool {
+	for _, s := range tr.Spans {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
