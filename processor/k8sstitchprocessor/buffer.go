@@ -164,9 +164,12 @@ type traceState struct {
 	hint     joinHint
 	rootSeen bool
 	rootID   pcommon.SpanID
-	// parents are the distinct parent IDs seen in the trace (a few): a
-	// root whose child has not arrived is not a whole trace yet.
-	parents  []pcommon.SpanID
+	// parents are the distinct parent IDs seen in the trace (the first
+	// nParents, at most maxTrackedParents): a root whose child has not
+	// arrived is not a whole trace yet. An array, not a slice: no
+	// allocation per trace on the hot path.
+	parents  [maxTrackedParents]pcommon.SpanID
+	nParents uint8
 	decided  bool
 	join     bool
 	newTrace pcommon.TraceID
@@ -178,18 +181,29 @@ type traceState struct {
 // children.
 type traceTable struct {
 	*fifoMap[pcommon.TraceID, *traceState]
+	// slab hands out traceStates from chunks, one allocation per
+	// slabSize traces instead of one per trace. The table evicts in
+	// arrival order, so a chunk is freed once its last trace is evicted.
+	slab []traceState
 }
 
-func newTraceTable(max int) traceTable {
-	return traceTable{newFIFOMap[pcommon.TraceID, *traceState](max)}
+const slabSize = 256
+
+func newTraceTable(max int) *traceTable {
+	return &traceTable{fifoMap: newFIFOMap[pcommon.TraceID, *traceState](max)}
 }
 
 // state is the trace's state, created on first sight.
-func (t traceTable) state(id pcommon.TraceID) *traceState {
+func (t *traceTable) state(id pcommon.TraceID) *traceState {
 	if ts, ok := t.get(id); ok {
 		return ts
 	}
-	ts := &traceState{id: id}
+	if len(t.slab) == 0 {
+		t.slab = make([]traceState, slabSize)
+	}
+	ts := &t.slab[0]
+	t.slab = t.slab[1:]
+	ts.id = id
 	t.put(id, ts)
 	return ts
 }
@@ -199,23 +213,24 @@ func (t traceTable) state(id pcommon.TraceID) *traceState {
 const maxTrackedParents = 8
 
 func (ts *traceState) sawParent(id pcommon.SpanID) {
-	if len(ts.parents) >= maxTrackedParents {
+	if ts.nParents >= maxTrackedParents {
 		return
 	}
-	for _, p := range ts.parents {
+	for _, p := range ts.parents[:ts.nParents] {
 		if p == id {
 			return
 		}
 	}
-	ts.parents = append(ts.parents, id)
+	ts.parents[ts.nParents] = id
+	ts.nParents++
 }
 
 // rootHasChild says whether a child of the trace's root has arrived.
 func (ts *traceState) rootHasChild() bool {
-	if len(ts.parents) >= maxTrackedParents {
+	if ts.nParents >= maxTrackedParents {
 		return true
 	}
-	for _, p := range ts.parents {
+	for _, p := range ts.parents[:ts.nParents] {
 		if p == ts.rootID {
 			return true
 		}

@@ -155,10 +155,16 @@ func admissionVerb(op, subresource string) string {
 // object of a kind the graph knows are hints; reads, lists and watches
 // belong to no operation.
 func parseRequest(method, target string) (joinHint, bool) {
+	switch method {
+	case "POST", "PUT", "PATCH", "DELETE":
+	default:
+		return joinHint{}, false
+	}
 	if i := strings.IndexByte(target, '?'); i >= 0 {
 		target = target[:i]
 	}
-	parts := strings.Split(strings.Trim(target, "/"), "/")
+	var buf [maxPathParts]string
+	parts := splitPath(target, buf[:0])
 	switch {
 	case len(parts) >= 2 && parts[0] == "api":
 		parts = parts[2:]
@@ -206,6 +212,22 @@ func parseRequest(method, target string) (joinHint, bool) {
 		return joinHint{}, false
 	}
 	return h, true
+}
+
+// maxPathParts is more segments than any object path has
+// (/apis/G/V/namespaces/NS/R/NAME/SUB is 8).
+const maxPathParts = 9
+
+// splitPath splits a URL path into its segments, into buf (no allocation
+// on the hot path); a path with more segments than buf holds is cut.
+func splitPath(path string, buf []string) []string {
+	path = strings.Trim(path, "/")
+	for path != "" && len(buf) < cap(buf) {
+		seg, rest, _ := strings.Cut(path, "/")
+		buf = append(buf, seg)
+		path = rest
+	}
+	return buf
 }
 
 // parseEtcdKey reads "/pods/NS/NAME" (or "/registry/pods/NS/NAME") of a

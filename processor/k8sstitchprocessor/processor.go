@@ -35,7 +35,7 @@ type stitchProcessor struct {
 	mu      sync.Mutex
 	graph   *ownerGraph
 	seen    idSet
-	traces  traceTable
+	traces  *traceTable
 	waiting *waitBuffer
 	// openRoots are the root operations not yet closed, for the timeout.
 	openRoots map[*opRecord]*object
@@ -182,6 +182,7 @@ type spanInfo struct {
 // makes the outcome independent of the order of spans within a batch.
 func (p *stitchProcessor) learn(td ptrace.Traces) {
 	p.infos = p.infos[:0]
+	var last *traceState
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -199,7 +200,12 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					p.infos = append(p.infos, spanInfo{frag: fk, isFrag: true})
 					continue
 				}
-				ts := p.traces.state(s.TraceID())
+				// Spans of one trace mostly come together: the last trace's
+				// state saves a map lookup.
+				if last == nil || last.id != s.TraceID() {
+					last = p.traces.state(s.TraceID())
+				}
+				ts := last
 				p.infos = append(p.infos, spanInfo{trace: ts})
 				if ts.decided {
 					continue
