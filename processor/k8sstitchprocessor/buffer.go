@@ -28,6 +28,9 @@ type waitBuffer struct {
 	order   *list.List
 	byTrace map[pcommon.TraceID][]*waitingSpan
 	max     int
+	// onFragment, when set, hears every fragment entering (in) or leaving
+	// the buffer: the processor persists waiting fragments with them.
+	onFragment func(w *waitingSpan, in bool)
 }
 
 func newWaitBuffer(max int) *waitBuffer {
@@ -51,6 +54,8 @@ func (b *waitBuffer) put(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace
 	w.elem = b.order.PushBack(w)
 	if frag == nil {
 		b.byTrace[orig] = append(b.byTrace[orig], w)
+	} else if b.onFragment != nil {
+		b.onFragment(w, true)
 	}
 	return evicted
 }
@@ -58,6 +63,9 @@ func (b *waitBuffer) put(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace
 func (b *waitBuffer) remove(w *waitingSpan) {
 	b.order.Remove(w.elem)
 	if w.frag != nil {
+		if b.onFragment != nil {
+			b.onFragment(w, false)
+		}
 		return
 	}
 	ws := b.byTrace[w.orig]

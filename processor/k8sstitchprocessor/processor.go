@@ -48,6 +48,10 @@ type stitchProcessor struct {
 	pendingRelease []*waitingSpan
 
 	storage storage.Client
+	// waitIn and waitOut are the waiting fragments to store and to delete
+	// at the next flush (with storage only).
+	waitIn  map[pcommon.SpanID]*waitingSpan
+	waitOut map[pcommon.SpanID]struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 )
 
@@ -26,13 +29,34 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 		return fmt.Errorf("k8sstitch: storage client: %w", err)
 	}
 	p.storage = c
+	p.waitIn, p.waitOut = map[pcommon.SpanID]*waitingSpan{}, map[pcommon.SpanID]struct{}{}
+	defer func() { p.waiting.onFragment = p.fragmentWaits }()
 	w, ok := c.(storage.Walker)
 	if !ok {
 		p.set.Logger.Warn("k8sstitch: the storage cannot list its keys; the graph starts empty after a restart")
 		return nil
 	}
-	loaded := 0
-	err = w.Walk(ctx, func(_ string, value []byte) ([]*storage.Operation, error) {
+	loaded, waiting := 0, 0
+	var pu ptrace.ProtoUnmarshaler
+	now := p.now()
+	err = w.Walk(ctx, func(key string, value []byte) ([]*storage.Operation, error) {
+		if strings.HasPrefix(key, waitingKeyPrefix) {
+			// A fragment that waited when the last run ended (or was
+			// killed): acknowledged upstream, so only this copy is left.
+			td, err := pu.UnmarshalTraces(value)
+			if err != nil || td.SpanCount() != 1 {
+				p.set.Logger.Warn("k8sstitch: ignoring an unreadable stored waiting fragment", zap.String("key", key))
+				return []*storage.Operation{storage.DeleteOperation(key)}, nil
+			}
+			rs := td.ResourceSpans().At(0)
+			ss := rs.ScopeSpans().At(0)
+			s := ss.Spans().At(0)
+			if fk, ok := readFragment(s); ok && fk.valid() {
+				p.waiting.put(rs, ss, s, s.TraceID(), &fk, now)
+				waiting++
+			}
+			return nil, nil
+		}
 		o := &object{}
 		if err := json.Unmarshal(value, o); err != nil {
 			p.set.Logger.Warn("k8sstitch: ignoring unreadable stored object", zap.Error(err))
@@ -47,8 +71,29 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 		loaded++
 		return nil, nil
 	})
-	p.set.Logger.Info("k8sstitch: owner graph restored", zap.Int("objects", loaded))
+	p.set.Logger.Info("k8sstitch: owner graph restored", zap.Int("objects", loaded), zap.Int("waiting_fragments", waiting))
 	return err
+}
+
+// waitingKeyPrefix keys the stored copies of waiting fragments, by span
+// ID; object records are keyed by UID.
+const waitingKeyPrefix = "w/"
+
+// fragmentWaits records a fragment entering or leaving the wait buffer,
+// for the next flush: a fragment that waits has been acknowledged to its
+// sender, so a crash before it leaves must not lose it.
+func (p *stitchProcessor) fragmentWaits(w *waitingSpan, in bool) {
+	id := w.span().SpanID()
+	if in {
+		delete(p.waitOut, id)
+		p.waitIn[id] = w
+		return
+	}
+	if _, pending := p.waitIn[id]; pending {
+		delete(p.waitIn, id) // never stored
+		return
+	}
+	p.waitOut[id] = struct{}{}
 }
 
 // flushStorage writes the objects changed since the last flush in one batch.
@@ -68,6 +113,19 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	for _, uid := range p.shed {
 		ops = append(ops, storage.DeleteOperation(uid))
 	}
+	var pm ptrace.ProtoMarshaler
+	for id, w := range p.waitIn {
+		b, err := pm.MarshalTraces(w.td)
+		if err != nil {
+			continue
+		}
+		ops = append(ops, storage.SetOperation(waitingKeyPrefix+id.String(), b))
+	}
+	for id := range p.waitOut {
+		ops = append(ops, storage.DeleteOperation(waitingKeyPrefix+id.String()))
+	}
+	clear(p.waitIn)
+	clear(p.waitOut)
 	clear(p.dirty)
 	p.shed = p.shed[:0]
 	p.mu.Unlock()

@@ -1,0 +1,148 @@
+package k8sstitchprocessor
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// memStorage is a storage extension with one in-memory client that
+// outlives the processors using it, as file_storage's file outlives a
+// killed collector.
+type memStorage struct {
+	mu sync.Mutex
+	kv map[string][]byte
+}
+
+func (m *memStorage) Start(context.Context, component.Host) error { return nil }
+func (m *memStorage) Shutdown(context.Context) error              { return nil }
+func (m *memStorage) GetClient(context.Context, component.Kind, component.ID, string) (storage.Client, error) {
+	return memClient{m}, nil
+}
+
+type memClient struct{ m *memStorage }
+
+func (c memClient) Get(_ context.Context, k string) ([]byte, error) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	return c.m.kv[k], nil
+}
+func (c memClient) Set(ctx context.Context, k string, v []byte) error {
+	return c.Batch(ctx, storage.SetOperation(k, v))
+}
+func (c memClient) Delete(ctx context.Context, k string) error {
+	return c.Batch(ctx, storage.DeleteOperation(k))
+}
+func (c memClient) Close(context.Context) error { return nil }
+func (c memClient) Batch(_ context.Context, ops ...*storage.Operation) error {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for _, op := range ops {
+		switch op.Type {
+		case storage.Set:
+			c.m.kv[op.Key] = op.Value
+		case storage.Delete:
+			delete(c.m.kv, op.Key)
+		}
+	}
+	return nil
+}
+func (c memClient) Walk(_ context.Context, fn storage.WalkFunc) error {
+	c.m.mu.Lock()
+	keys := make([]string, 0, len(c.m.kv))
+	for k := range c.m.kv {
+		keys = append(keys, k)
+	}
+	c.m.mu.Unlock()
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := fn(k, c.m.kv[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memStorage) keys(prefix string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k := range m.kv {
+		if strings.HasPrefix(k, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+type storageHost struct {
+	id  component.ID
+	ext component.Component
+}
+
+func (h storageHost) GetExtensions() map[component.ID]component.Component {
+	return map[component.ID]component.Component{h.id: h.ext}
+}
+
+// TestWaitingFragmentSurvivesAKill: a pod's fragment waits for its
+// ReplicaSet's operation when the gateway is killed; it was acknowledged
+// upstream, so the next run must have it and place it when the owner
+// shows up.
+func TestWaitingFragmentSurvivesAKill(t *testing.T) {
+	store := &memStorage{kv: map[string][]byte{}}
+	id := component.MustNewID("file_storage")
+	host := storageHost{id, store}
+	newProc := func(sink *consumertest.TracesSink) *stitchProcessor {
+		cfg := createDefaultConfig().(*Config)
+		cfg.Storage = &id
+		p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, sink)
+		require.NoError(t, err)
+		require.NoError(t, p.Start(context.Background(), host))
+		return p
+	}
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	pod := newSpanMaker()
+	fragmentSpan(pod, "kube-scheduler", "Pod", "pod-1", "web-1-a", "rs-1", fragment.PhasePodSchedule, fragment.LevelStep, t0, t0, time.Millisecond)
+
+	first := newProc(&consumertest.TracesSink{})
+	require.NoError(t, first.ConsumeTraces(context.Background(), pod.td))
+	assert.Equal(t, 1, first.waiting.len(), "the pod's owner is not known: it waits")
+	assert.Equal(t, 1, store.keys(waitingKeyPrefix), "and its copy is stored")
+	first.cancel() // killed: no Shutdown, nothing released
+	first.wg.Wait()
+
+	sink := &consumertest.TracesSink{}
+	second := newProc(sink)
+	t.Cleanup(func() { _ = second.Shutdown(context.Background()) })
+	assert.Equal(t, 1, second.waiting.len(), "restored into the wait buffer")
+	owner := newSpanMaker()
+	fragmentSpan(owner, "kube-controller-manager", "ReplicaSet", "rs-1", "web-1", "", fragment.PhaseTrigger, fragment.LevelTrigger, t0, t0, 0)
+	require.NoError(t, second.ConsumeTraces(context.Background(), owner.td))
+
+	var placed ptrace.Span
+	for _, td := range sink.AllTraces() {
+		forEachSpan(td, func(_ pcommon.Map, s ptrace.Span) {
+			if s.Name() == fragment.PhasePodSchedule {
+				placed = s
+			}
+		})
+	}
+	require.NotEqual(t, ptrace.Span{}, placed, "the restored fragment left")
+	assert.Equal(t, fragment.TraceID("rs-1", "gen:1"), placed.TraceID(), "placed in its owner's operation")
+	assert.Equal(t, 0, second.waiting.len())
+	assert.Equal(t, 0, store.keys(waitingKeyPrefix), "its stored copy is deleted once it left")
+}
