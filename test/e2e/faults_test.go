@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/harness"
 	"github.com/kubestitch/kubestitch/test/localcluster"
 )
@@ -44,6 +46,28 @@ func TestFaults(t *testing.T) {
 		check(t, tr, fragment.PhaseDeploymentRollout, expectPodServices)
 	}
 
+	// On failure: where every pod's first steps went.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		if err != nil {
+			return
+		}
+		for _, tr := range waterfall.Build(td) {
+			for _, s := range tr.Spans {
+				if s.Name == fragment.PhasePodSchedule || (s.Name == fragment.PhaseTrigger && strings.HasPrefix(s.Object, "Pod ")) {
+					root := "-"
+					if tr.Root != nil {
+						root = tr.Root.Name + " " + tr.Root.Object
+					}
+					t.Logf("pod step %s %s: trace %s, root %s, %d orphans", s.Name, s.Object, tr.ID, root, len(tr.Orphans))
+				}
+			}
+		}
+		t.Logf("gateway log: %s", localcluster.LogTail(e.Gateway.Log, 60))
+	})
 	t.Run("gateway SIGKILL and restart", func(t *testing.T) {
 		rollout(t, "crash", func(t *testing.T) {
 			require.NoError(t, e.Gateway.Kill())

@@ -609,13 +609,22 @@ func (c *Cluster) PIDs() map[string]int {
 }
 
 // RestartAPIServer stops kube-apiserver and starts it again on the same
-// port: every watch breaks and clients relist.
+// port: every watch breaks and clients relist. kwok is restarted after it:
+// kwok drops a pod's stage on an error it does not retry (the restarted
+// apiserver answers some requests before it is fully up) and, unlike a
+// kubelet, never resyncs its pods, so a rollout would stall there; a
+// restart makes it replay every pod's pending stage, as a kubelet's
+// periodic sync would.
 func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 	c.stop("kube-apiserver", 30*time.Second)
 	if err := c.run("kube-apiserver", c.bins.APIServer, c.apiArgs...); err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, "kube-apiserver", c.Server+"/readyz", c.adminTLS(), 90*time.Second)
+	if err := c.waitHTTP(ctx, "kube-apiserver", c.Server+"/readyz", c.adminTLS(), 90*time.Second); err != nil {
+		return err
+	}
+	c.stop("kwok", 20*time.Second)
+	return c.startKwok(ctx)
 }
 
 // Down stops every component (apiserver before etcd: the other order makes
