@@ -71,33 +71,75 @@ var resourceKinds = map[string]string{
 	"cronjobs": "CronJob", "nodes": "Node",
 }
 
-// hintOf reads the best join hint of one app span in one pass over its
-// attributes (this runs for every app span); res is its resource.
-func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
-	var uid, target, method, key, admissionOp, subresource string
-	dryRun := false
-	uidRank := len(uidKeys)
+// spanAttrs is what the processor reads of one span, in one pass over its
+// attributes (this runs for every span): a fragment's key, or what an app
+// span says about its object.
+type spanAttrs struct {
+	fk     fragmentKey
+	isFrag bool
+	// uid is the best object UID of uidKeys (uidRank its position).
+	uid                                           string
+	uidRank                                       int
+	target, method, key, admissionOp, subresource string
+	dryRun                                        bool
+}
+
+func scanSpan(s ptrace.Span) spanAttrs {
+	a := spanAttrs{uidRank: len(uidKeys)}
 	s.Attributes().Range(func(k string, v pcommon.Value) bool {
 		switch k {
+		case fragment.KeyLevel:
+			a.fk.level, a.isFrag = v.Str(), true
+		case fragment.KeyUID:
+			a.fk.uid = v.Str()
+			if a.fk.uid != "" {
+				a.uid, a.uidRank = a.fk.uid, 0
+			}
+		case fragment.KeyKind:
+			a.fk.kind = v.Str()
+		case fragment.KeyNamespace:
+			a.fk.namespace = v.Str()
+		case fragment.KeyName:
+			a.fk.name = v.Str()
+		case fragment.KeyOwnerUID:
+			a.fk.owner = v.Str()
+		case fragment.KeyTrigger:
+			a.fk.trigger = v.Str()
+		case fragment.KeyTraceparent:
+			a.fk.traceparent = v.Str()
+		case fragment.KeyTriggerTime:
+			a.fk.triggerTime = time.Unix(0, v.Int())
 		case "http.target":
-			target = v.Str()
+			a.target = v.Str()
 		case "http.request.method", "http.method":
-			method = v.Str()
+			a.method = v.Str()
 		case "key":
-			key = v.Str()
+			a.key = v.Str()
 		case fragment.KeyAdmissionOperation:
-			admissionOp = v.Str()
+			a.admissionOp = v.Str()
 		case fragment.KeyAdmissionSubresource:
-			subresource = v.Str()
+			a.subresource = v.Str()
 		case fragment.KeyAdmissionDryRun:
-			dryRun = v.Bool()
+			a.dryRun = v.Bool()
 		default:
-			if i, ok := uidKeyRank[k]; ok && i < uidRank && v.Str() != "" {
-				uid, uidRank = v.Str(), i
+			if i, ok := uidKeyRank[k]; ok && i < a.uidRank && v.Str() != "" {
+				a.uid, a.uidRank = v.Str(), i
 			}
 		}
 		return true
 	})
+	return a
+}
+
+// hintOf reads the best join hint of one app span; res is its resource.
+func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
+	a := scanSpan(s)
+	return a.hint(s, res)
+}
+
+// hint is the best join hint of an app span scanned into a.
+func (a *spanAttrs) hint(s ptrace.Span, res pcommon.Map) joinHint {
+	uid, target, method, key, admissionOp, subresource, dryRun := a.uid, a.target, a.method, a.key, a.admissionOp, a.subresource, a.dryRun
 	at := s.StartTimestamp().AsTime()
 	if dryRun {
 		// A dry run stores nothing: its object never appears, so its
@@ -263,33 +305,11 @@ type fragmentKey struct {
 	triggerTime                                                    time.Time
 }
 
-// readFragment reads a span's fragment key in one pass over its
-// attributes; ok is false for an app span.
+// readFragment reads a span's fragment key; isFrag is false for an app
+// span.
 func readFragment(s ptrace.Span) (k fragmentKey, isFrag bool) {
-	s.Attributes().Range(func(key string, v pcommon.Value) bool {
-		switch key {
-		case fragment.KeyLevel:
-			k.level, isFrag = v.Str(), true
-		case fragment.KeyUID:
-			k.uid = v.Str()
-		case fragment.KeyKind:
-			k.kind = v.Str()
-		case fragment.KeyNamespace:
-			k.namespace = v.Str()
-		case fragment.KeyName:
-			k.name = v.Str()
-		case fragment.KeyOwnerUID:
-			k.owner = v.Str()
-		case fragment.KeyTrigger:
-			k.trigger = v.Str()
-		case fragment.KeyTraceparent:
-			k.traceparent = v.Str()
-		case fragment.KeyTriggerTime:
-			k.triggerTime = time.Unix(0, v.Int())
-		}
-		return true
-	})
-	return k, isFrag
+	a := scanSpan(s)
+	return a.fk, a.isFrag
 }
 
 // valid says whether a fragment carries what a join needs.

@@ -196,7 +196,8 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				s := spans.At(k)
-				fk, isFrag := readFragment(s)
+				a := scanSpan(s)
+				fk, isFrag := a.fk, a.isFrag
 				if isFrag {
 					if fk.valid() {
 						p.learnFragment(s, fk)
@@ -219,7 +220,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 				} else {
 					ts.sawParent(s.ParentSpanID())
 				}
-				if h := hintOf(s, res); h.kind > ts.hint.kind {
+				if h := a.hint(s, res); h.kind > ts.hint.kind {
 					ts.hint = h
 				}
 			}
