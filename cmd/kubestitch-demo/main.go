@@ -120,6 +120,9 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	if b, err := json.Marshal(pods); err == nil {
 		_ = os.WriteFile(filepath.Join(out, "pods.json"), b, 0o644)
 	}
+	// The control plane first: the kubelet and its runtime flush their
+	// last spans to a collector that is still there.
+	cluster.Down()
 	if err := col.Stop(); err != nil {
 		return err
 	}
