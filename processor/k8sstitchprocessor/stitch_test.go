@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
 
@@ -103,18 +104,11 @@ func (h *stitchHarness) output() ptrace.Traces {
 
 func latestEnd(td ptrace.Traces) time.Time {
 	var end time.Time
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				if e := spans.At(k).EndTimestamp().AsTime(); e.After(end) {
-					end = e
-				}
-			}
+	forEachSpan(td, func(_ pcommon.Map, s ptrace.Span) {
+		if e := s.EndTimestamp().AsTime(); e.After(end) {
+			end = e
 		}
-	}
+	})
 	return end
 }
 

@@ -217,18 +217,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	// The gateway of deploy/, on loopback, exporting to the sink.
 	dir := t.TempDir()
 	cfg := configs(t, "single-gateway")
-	overrides := func() []string {
-		return []string{
-			"yaml:receivers::k8swatch::auth_type: kubeConfig",
-			"yaml:receivers::k8swatch::kube_config: ${env:KUBECONFIG}",
-			"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
-			"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
-			"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",
-			"yaml:extensions::file_storage::directory: ${env:KUBESTITCH_STATE_DIR}",
-			// In a pod each collector has its own :8888; here they share a host.
-			"yaml:service::telemetry::metrics::level: none",
-		}
-	}
+	overrides := loopbackOverrides
 	gw, err := harness.NewCollector(harness.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
 		Overrides: append(overrides(), "yaml:processors::k8sstitch::wait: 2s"),
 		Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
@@ -299,6 +288,21 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 		return tr != nil && tracecheck.Count(tr, fragment.PhasePodReady) == 3 &&
 			len(tracecheck.Check(tr, tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler"}, ClockTolerance: time.Second})) == 0
 	}, 90*time.Second, time.Second, "the stitched rollout reaches the backend through deploy/'s agent and gateway")
+}
+
+// loopbackOverrides rewrite what a pod gets from its cluster (service
+// account, pod IP, its own :8888) for a collector process on this host.
+func loopbackOverrides() []string {
+	return []string{
+		"yaml:receivers::k8swatch::auth_type: kubeConfig",
+		"yaml:receivers::k8swatch::kube_config: ${env:KUBECONFIG}",
+		"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
+		"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
+		"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",
+		"yaml:extensions::file_storage::directory: ${env:KUBESTITCH_STATE_DIR}",
+		// In a pod each collector has its own :8888; here they share a host.
+		"yaml:service::telemetry::metrics::level: none",
+	}
 }
 
 type testLog struct{ t *testing.T }

@@ -52,15 +52,7 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 	cfg := configs(t, "sharded")
 	require.Contains(t, cfg, "sharding.yaml")
 	dir := t.TempDir()
-	overrides := []string{
-		"yaml:receivers::k8swatch::auth_type: kubeConfig",
-		"yaml:receivers::k8swatch::kube_config: ${env:KUBECONFIG}",
-		"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
-		"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
-		"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",
-		"yaml:extensions::file_storage::directory: ${env:KUBESTITCH_STATE_DIR}",
-		"yaml:service::telemetry::metrics::level: none",
-	}
+	overrides := loopbackOverrides()
 	shardingFile := filepath.Join(t.TempDir(), "sharding.yaml")
 	type shard struct {
 		gw   *harness.Collector

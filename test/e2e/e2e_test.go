@@ -67,6 +67,36 @@ func golden(t *testing.T, name string, tr *waterfall.Trace, maskCounts bool) {
 	}
 }
 
+// onFailureListSpans logs, when t fails, where every span that match
+// accepts went in the gateway's output: its trace, root and parent.
+func onFailureListSpans(t *testing.T, e *harness.Env, match func(*waterfall.Node) bool) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		if err != nil {
+			return
+		}
+		for _, tr := range waterfall.Build(td) {
+			for _, s := range tr.Spans {
+				if !match(s) {
+					continue
+				}
+				root, parent := "-", "-"
+				if tr.Root != nil {
+					root = tr.Root.Name + " " + tr.Root.Object
+				}
+				if s.Parent != nil {
+					parent = s.Parent.Name
+				}
+				t.Logf("%s %s (%s, %d children): trace %s, root %s, parent %s, %d orphans", s.Name, s.Object, s.End.Sub(s.Start), len(s.Children), tr.ID, root, parent, len(tr.Orphans))
+			}
+		}
+		t.Logf("gateway log tail:\n%s", localcluster.LogTail(e.Gateway.Log, 40))
+	})
+}
+
 func podsUnder(tr *waterfall.Trace) int { return tracecheck.Count(tr, fragment.PhasePodStartup) }
 
 // complete: every pod.startup has its three steps and the root ended.

@@ -47,26 +47,8 @@ func TestFaults(t *testing.T) {
 	}
 
 	// On failure: where every pod's first steps went.
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		td, err := harness.ReadTraces(e.Gateway.TracesFile)
-		if err != nil {
-			return
-		}
-		for _, tr := range waterfall.Build(td) {
-			for _, s := range tr.Spans {
-				if s.Name == fragment.PhasePodSchedule || (s.Name == fragment.PhaseTrigger && strings.HasPrefix(s.Object, "Pod ")) {
-					root := "-"
-					if tr.Root != nil {
-						root = tr.Root.Name + " " + tr.Root.Object
-					}
-					t.Logf("pod step %s %s: trace %s, root %s, %d orphans", s.Name, s.Object, tr.ID, root, len(tr.Orphans))
-				}
-			}
-		}
-		t.Logf("gateway log: %s", localcluster.LogTail(e.Gateway.Log, 60))
+	onFailureListSpans(t, e, func(s *waterfall.Node) bool {
+		return s.Name == fragment.PhasePodSchedule || (s.Name == fragment.PhaseTrigger && strings.HasPrefix(s.Object, "Pod "))
 	})
 	t.Run("gateway SIGKILL and restart", func(t *testing.T) {
 		rollout(t, "crash", func(t *testing.T) {

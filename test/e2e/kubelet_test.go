@@ -93,26 +93,7 @@ func TestRealKubelet(t *testing.T) {
 	ctx := t.Context()
 	// On failure: where every syncPod went (joined, or left as its own
 	// trace).
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		td, err := harness.ReadTraces(e.Gateway.TracesFile)
-		if err != nil {
-			return
-		}
-		for _, tr := range waterfall.Build(td) {
-			for _, s := range tr.Spans {
-				if s.Name == "syncPod" {
-					parent := "-"
-					if s.Parent != nil {
-						parent = s.Parent.Name
-					}
-					t.Logf("syncPod trace=%s start=%s dur=%s children=%d parent=%s root=%s", tr.ID, s.Start.Format("15:04:05.000"), s.End.Sub(s.Start), len(s.Children), parent, tr.Root.Name)
-				}
-			}
-		}
-	})
+	onFailureListSpans(t, e, func(s *waterfall.Node) bool { return s.Name == "syncPod" })
 	d := localcluster.DemoDeployment("onkubelet", 3)
 	d.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": e.Cluster.KubeletNode}
 	// Always: every pod pulls, so every pod has a PullImage bar.
