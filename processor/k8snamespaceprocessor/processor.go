@@ -2,12 +2,12 @@ package k8snamespaceprocessor
 
 import (
 	"context"
-	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 
+	"github.com/kubestitch/kubestitch/internal/apipath"
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/processor/k8snamespaceprocessor/internal/metadata"
 )
@@ -146,17 +146,6 @@ func namespaceOf(s ptrace.Span) string {
 }
 
 func namespaceOfTarget(target string) string {
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		target = target[:i]
-	}
-	_, rest, ok := strings.Cut(target, "/namespaces/")
-	if !ok {
-		return ""
-	}
-	// /api/v1/namespaces/NS is the Namespace object itself: cluster-scoped.
-	ns, _, more := strings.Cut(rest, "/")
-	if !more || ns == "" {
-		return ""
-	}
-	return ns
+	p, _ := apipath.Parse(target)
+	return p.Namespace
 }

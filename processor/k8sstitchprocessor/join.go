@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/kubestitch/kubestitch/internal/apipath"
 	"github.com/kubestitch/kubestitch/internal/fragment"
 )
 
@@ -131,25 +132,19 @@ func scanSpan(s ptrace.Span) spanAttrs {
 	return a
 }
 
-// hintOf reads the best join hint of one app span; res is its resource.
-func hintOf(s ptrace.Span, res pcommon.Map) joinHint {
-	a := scanSpan(s)
-	return a.hint(s, res)
-}
-
 // hint is the best join hint of an app span scanned into a.
 func (a *spanAttrs) hint(s ptrace.Span, res pcommon.Map) joinHint {
-	uid, target, method, key, admissionOp, subresource, dryRun := a.uid, a.target, a.method, a.key, a.admissionOp, a.subresource, a.dryRun
 	at := s.StartTimestamp().AsTime()
-	if dryRun {
+	if a.dryRun {
 		// A dry run stores nothing: its object never appears, so its
 		// request belongs to no operation.
 		return joinHint{}
 	}
-	if admissionOp != "" && uid != "" {
+	uid := a.uid
+	if a.admissionOp != "" && uid != "" {
 		// The k8sadmission receiver's span: the object's UID, and what
 		// the request did to it, inside the request's own trace.
-		return joinHint{kind: hintUID, uid: uid, verb: admissionVerb(admissionOp, subresource), at: at}
+		return joinHint{kind: hintUID, uid: uid, verb: admissionVerb(a.admissionOp, a.subresource), at: at}
 	}
 	if uid == "" {
 		if v, ok := res.Get(fragment.KeyPodUID); ok {
@@ -159,15 +154,15 @@ func (a *spanAttrs) hint(s ptrace.Span, res pcommon.Map) joinHint {
 	if uid != "" {
 		return joinHint{kind: hintUID, uid: uid, at: at}
 	}
-	if target != "" {
-		if h, ok := parseRequest(method, target); ok {
+	if a.target != "" {
+		if h, ok := parseRequest(a.method, a.target); ok {
 			h.at = at
 			return h
 		}
 		return joinHint{}
 	}
-	if key != "" && strings.HasPrefix(s.Name(), "Create etcd3") {
-		if h, ok := parseEtcdKey(key); ok {
+	if a.key != "" && strings.HasPrefix(s.Name(), "Create etcd3") {
+		if h, ok := parseEtcdKey(a.key); ok {
 			h.at = at
 			return h
 		}
@@ -202,38 +197,16 @@ func parseRequest(method, target string) (joinHint, bool) {
 	default:
 		return joinHint{}, false
 	}
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		target = target[:i]
-	}
-	var buf [maxPathParts]string
-	parts := splitPath(target, buf[:0])
-	switch {
-	case len(parts) >= 2 && parts[0] == "api":
-		parts = parts[2:]
-	case len(parts) >= 3 && parts[0] == "apis":
-		parts = parts[3:]
-	default:
-		return joinHint{}, false
-	}
-	ns := ""
-	if len(parts) >= 2 && parts[0] == "namespaces" {
-		ns, parts = parts[1], parts[2:]
-	}
-	if len(parts) == 0 {
-		return joinHint{}, false
-	}
-	kind, ok := resourceKinds[parts[0]]
+	path, ok := apipath.Parse(target)
 	if !ok {
 		return joinHint{}, false
 	}
-	h := joinHint{kind: hintPath, objKind: kind, namespace: ns}
-	if len(parts) >= 2 {
-		h.name = parts[1]
+	kind, ok := resourceKinds[path.Resource]
+	if !ok {
+		return joinHint{}, false
 	}
-	sub := ""
-	if len(parts) >= 3 {
-		sub = parts[2]
-	}
+	h := joinHint{kind: hintPath, objKind: kind, namespace: path.Namespace, name: path.Name}
+	sub := path.Subresource
 	switch {
 	case method == "POST" && h.name == "":
 		// A create posts to the collection: the name is in the etcd key.
@@ -254,22 +227,6 @@ func parseRequest(method, target string) (joinHint, bool) {
 		return joinHint{}, false
 	}
 	return h, true
-}
-
-// maxPathParts is more segments than any object path has
-// (/apis/G/V/namespaces/NS/R/NAME/SUB is 8).
-const maxPathParts = 9
-
-// splitPath splits a URL path into its segments, into buf (no allocation
-// on the hot path); a path with more segments than buf holds is cut.
-func splitPath(path string, buf []string) []string {
-	path = strings.Trim(path, "/")
-	for path != "" && len(buf) < cap(buf) {
-		seg, rest, _ := strings.Cut(path, "/")
-		buf = append(buf, seg)
-		path = rest
-	}
-	return buf
 }
 
 // parseEtcdKey reads "/pods/NS/NAME" (or "/registry/pods/NS/NAME") of a

@@ -197,12 +197,11 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 			for k := 0; k < spans.Len(); k++ {
 				s := spans.At(k)
 				a := scanSpan(s)
-				fk, isFrag := a.fk, a.isFrag
-				if isFrag {
-					if fk.valid() {
-						p.learnFragment(s, fk)
+				if a.isFrag {
+					if a.fk.valid() {
+						p.learnFragment(s, a.fk)
 					}
-					p.infos = append(p.infos, spanInfo{frag: fk, isFrag: true})
+					p.infos = append(p.infos, spanInfo{frag: a.fk, isFrag: true})
 					continue
 				}
 				// Spans of one trace mostly come together: the last trace's

@@ -141,34 +141,28 @@ func (r *admissionReceiver) sendLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			for {
-				select {
-				case s := <-r.queue:
-					batch = append(batch, s)
-					if len(batch) == maxBatch {
-						r.send(batch)
-						batch = batch[:0]
-					}
-				default:
-					r.send(batch)
-					return
-				}
+			for batch = r.fill(batch[:0]); len(batch) > 0; batch = r.fill(batch[:0]) {
+				r.send(batch)
 			}
+			return
 		case s := <-r.queue:
-			batch = append(batch, s)
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case s := <-r.queue:
-					batch = append(batch, s)
-				default:
-					break drain
-				}
-			}
+			batch = r.fill(append(batch[:0], s))
 			r.send(batch)
-			batch = batch[:0]
 		}
 	}
+}
+
+// fill adds what is queued to batch without waiting, up to maxBatch.
+func (r *admissionReceiver) fill(batch []reviewSpan) []reviewSpan {
+	for len(batch) < maxBatch {
+		select {
+		case s := <-r.queue:
+			batch = append(batch, s)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (r *admissionReceiver) send(batch []reviewSpan) {

@@ -84,7 +84,7 @@ func TestAdmissionJoins(t *testing.T) {
 	before := rollout(t, "before", replicas)
 	// The receiver's own counter; the brace keeps _bad samples out.
 	reviews := func() float64 {
-		return metricValue(scrape(t, e.Gateway.MetricsEndpoint), "otelcol_k8sadmission_reviews{")
+		return metricSum(scrape(t, e.Gateway.MetricsEndpoint), "otelcol_k8sadmission_reviews{")
 	}
 	e.RegisterWebhook(t, e.WebhookURL, e.WebhookCA, func() bool { return reviews() > 0 })
 
@@ -164,11 +164,4 @@ func TestAdmissionJoins(t *testing.T) {
 			}
 		}
 	})
-}
-
-// metricValue sums the samples of one Prometheus metric name.
-func metricValue(body, name string) float64 {
-	var f float64
-	fmt.Sscan(metric(body, name), &f)
-	return f
 }

@@ -144,8 +144,13 @@ func scrape(t *testing.T, endpoint string) string {
 	return string(b)
 }
 
-// metric sums the samples of a Prometheus metric.
+// metric sums the samples of a Prometheus metric, formatted.
 func metric(body, name string) string {
+	return strconv.FormatFloat(metricSum(body, name), 'f', 0, 64)
+}
+
+// metricSum sums the samples of a Prometheus metric.
+func metricSum(body, name string) float64 {
 	var sum float64
 	for _, l := range strings.Split(body, "\n") {
 		if strings.HasPrefix(l, name) {
@@ -154,5 +159,5 @@ func metric(body, name string) string {
 			sum += v
 		}
 	}
-	return strconv.FormatFloat(sum, 'f', 0, 64)
+	return sum
 }

@@ -187,7 +187,7 @@ func (w tlog) Write(b []byte) (int, error) {
 // its clientConfig pointed at url (the gateway's receiver, or anything
 // else), and waits until kube-apiserver calls it: a dry-run create is
 // reviewed, as reviewed() reports.
-func (e *Env) RegisterWebhook(t testing.TB, url string, ca []byte, reviewed func() bool) *admissionregv1.ValidatingWebhookConfiguration {
+func (e *Env) RegisterWebhook(t testing.TB, url string, ca []byte, reviewed func() bool) {
 	t.Helper()
 	root, err := localcluster.RepoRoot()
 	if err != nil {
@@ -208,15 +208,15 @@ func (e *Env) RegisterWebhook(t testing.TB, url string, ca []byte, reviewed func
 	hooks := e.Cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
 	if old, err := hooks.Get(ctx, hook.Name, metav1.GetOptions{}); err == nil {
 		hook.ResourceVersion = old.ResourceVersion
-		hook, err = hooks.Update(ctx, hook, metav1.UpdateOptions{})
+		_, err = hooks.Update(ctx, hook, metav1.UpdateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-	} else if hook, err = hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
+	} else if _, err = hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if reviewed == nil {
-		return hook
+		return
 	}
 	// The apiserver picks the configuration up from its informer.
 	probe := localcluster.DemoDeployment("webhook-probe", 1)
@@ -228,7 +228,6 @@ func (e *Env) RegisterWebhook(t testing.TB, url string, ca []byte, reviewed func
 		_, _ = e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		time.Sleep(200 * time.Millisecond)
 	}
-	return hook
 }
 
 // WaitTrace polls the gateway's output until find returns a trace that

@@ -247,7 +247,6 @@ authorization:
 	if err := c.run("kubelet", "unshare", args...); err != nil {
 		return err
 	}
-	c.ports["kubelet"] = port
 	if err := c.waitHTTP(ctx, "kubelet", fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), nil, 60*time.Second); err != nil {
 		return err
 	}
