@@ -13,6 +13,11 @@ import (
 // spec change that supersedes another while a deletion starts.
 const maxOpsPerObject = 4
 
+// maxSeenPerObject bounds the fragment span IDs remembered per object for
+// dropping repeats: a pod's operation has about eight fragments, and an
+// object keeps up to maxOpsPerObject operations.
+const maxSeenPerObject = 32
+
 // maxOwnerDepth bounds a walk up the owner chain; deeper is treated as a
 // cycle (ownerReferences are not validated by the API server).
 const maxOwnerDepth = 16
@@ -25,8 +30,32 @@ type object struct {
 	Name      string      `json:"m"`
 	OwnerUID  string      `json:"o,omitempty"`
 	Ops       []*opRecord `json:"p,omitempty"`
+	// Seen are the span IDs of this object's fragments already passed on,
+	// oldest first: a repeat (a relist, a restart, two agents) is dropped.
+	// Kept with the object rather than in a set of its own: its lookups
+	// are a short scan, it leaves with the object, and it is stored with
+	// it, so a restart does not let a relist through twice.
+	Seen []pcommon.SpanID `json:"sn,omitempty"`
 
+	// lru is nil once the object left the graph.
 	lru *list.Element
+}
+
+// markSeen records a fragment's span ID and reports whether it was new.
+func (o *object) markSeen(id pcommon.SpanID) bool {
+	for _, s := range o.Seen {
+		if s == id {
+			return false
+		}
+	}
+	if o.Seen == nil {
+		o.Seen = make([]pcommon.SpanID, 0, 8)
+	}
+	if len(o.Seen) >= maxSeenPerObject {
+		o.Seen = append(o.Seen[:0], o.Seen[1:]...)
+	}
+	o.Seen = append(o.Seen, id)
+	return true
 }
 
 // opRecord is one trigger of an object and, once known, where it sits:
@@ -49,6 +78,10 @@ type opRecord struct {
 	Traceparent string `json:"tp,omitempty"`
 	// TimedOut marks an operation closed by operation_timeout.
 	TimedOut bool `json:"to,omitempty"`
+
+	// objectSpan caches the object span's ID (a SHA-256 of the object and
+	// trigger): it is the parent of every joined request of the operation.
+	objectSpan pcommon.SpanID
 }
 
 func (o *object) op(trigger string) *opRecord {
@@ -95,8 +128,12 @@ func (o *object) addOp(trigger string, start time.Time) *opRecord {
 	return r
 }
 
-func (o *object) objectSpanID(trigger string) pcommon.SpanID {
-	return fragment.ObjectSpanID(o.UID, o.Kind, trigger)
+// objectSpanID is the span ID of o's object span for the operation r.
+func (o *object) objectSpanID(r *opRecord) pcommon.SpanID {
+	if r.objectSpan.IsEmpty() {
+		r.objectSpan = fragment.ObjectSpanID(o.UID, o.Kind, r.Trigger)
+	}
+	return r.objectSpan
 }
 
 type nameKey struct{ kind, namespace, name string }
@@ -136,6 +173,11 @@ func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object 
 	}
 	if o.Name != name || o.Namespace != namespace || o.Kind != kind {
 		g.unindex(o)
+		if o.Kind != kind {
+			for _, r := range o.Ops {
+				r.objectSpan = pcommon.SpanID{}
+			}
+		}
 		o.Kind, o.Namespace, o.Name = kind, namespace, name
 		k := nameKey{kind, namespace, name}
 		g.byName[k] = append(g.byName[k], uid)
@@ -173,6 +215,7 @@ func (g *ownerGraph) shedOldest() {
 
 func (g *ownerGraph) remove(o *object) {
 	g.lru.Remove(o.lru)
+	o.lru = nil
 	delete(g.objects, o.UID)
 	g.unindex(o)
 }

@@ -46,30 +46,56 @@ type joinHint struct {
 	at        time.Time
 }
 
-// uidKeys are the span or resource attributes that carry an object UID,
-// best first.
-var uidKeys = []string{
-	fragment.KeyUID,
-	fragment.KeyPodUID,
-	"k8s.replicaset.uid", "k8s.deployment.uid", "k8s.statefulset.uid",
-	"k8s.daemonset.uid", "k8s.job.uid", "k8s.cronjob.uid",
+// uidKeyRank ranks the span attributes that carry an object UID, best
+// (lowest) first; ok is false for any other key. A switch, not a map: it
+// runs for every attribute of every span.
+func uidKeyRank(k string) (rank int, ok bool) {
+	switch k {
+	case fragment.KeyUID:
+		return 0, true
+	case fragment.KeyPodUID:
+		return 1, true
+	case "k8s.replicaset.uid":
+		return 2, true
+	case "k8s.deployment.uid":
+		return 3, true
+	case "k8s.statefulset.uid":
+		return 4, true
+	case "k8s.daemonset.uid":
+		return 5, true
+	case "k8s.job.uid":
+		return 6, true
+	case "k8s.cronjob.uid":
+		return 7, true
+	}
+	return 0, false
 }
 
-// uidKeyRank is the position of each uidKeys entry: one map lookup per
-// attribute on the hot path instead of a scan of the list.
-var uidKeyRank = func() map[string]int {
-	m := make(map[string]int, len(uidKeys))
-	for i, k := range uidKeys {
-		m[k] = i
-	}
-	return m
-}()
+// noUID is the rank of "no UID seen".
+const noUID = 8
 
-// resourceKinds maps API resources to the kinds the graph knows by name.
-var resourceKinds = map[string]string{
-	"pods": "Pod", "replicasets": "ReplicaSet", "deployments": "Deployment",
-	"statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "jobs": "Job",
-	"cronjobs": "CronJob", "nodes": "Node",
+// resourceKind maps an API resource to the kind the graph knows it by: a
+// switch, not a map, as it runs for every apiserver write.
+func resourceKind(resource string) (string, bool) {
+	switch resource {
+	case "pods":
+		return "Pod", true
+	case "replicasets":
+		return "ReplicaSet", true
+	case "deployments":
+		return "Deployment", true
+	case "statefulsets":
+		return "StatefulSet", true
+	case "daemonsets":
+		return "DaemonSet", true
+	case "jobs":
+		return "Job", true
+	case "cronjobs":
+		return "CronJob", true
+	case "nodes":
+		return "Node", true
+	}
+	return "", false
 }
 
 // spanAttrs is what the processor reads of one span, in one pass over its
@@ -78,15 +104,16 @@ var resourceKinds = map[string]string{
 type spanAttrs struct {
 	fk     fragmentKey
 	isFrag bool
-	// uid is the best object UID of uidKeys (uidRank its position).
+	// uid is the best object UID seen (uidRank its rank, uidKeyRank).
 	uid                                           string
 	uidRank                                       int
 	target, method, key, admissionOp, subresource string
 	dryRun                                        bool
 }
 
-func scanSpan(s ptrace.Span) spanAttrs {
-	a := spanAttrs{uidRank: len(uidKeys)}
+// scan fills a from one span, reusing it from span to span.
+func (a *spanAttrs) scan(s ptrace.Span) {
+	*a = spanAttrs{uidRank: noUID}
 	s.Attributes().Range(func(k string, v pcommon.Value) bool {
 		switch k {
 		case fragment.KeyLevel:
@@ -123,17 +150,20 @@ func scanSpan(s ptrace.Span) spanAttrs {
 		case fragment.KeyAdmissionDryRun:
 			a.dryRun = v.Bool()
 		default:
-			if i, ok := uidKeyRank[k]; ok && i < a.uidRank && v.Str() != "" {
+			if i, ok := uidKeyRank(k); ok && i < a.uidRank && v.Str() != "" {
 				a.uid, a.uidRank = v.Str(), i
 			}
 		}
 		return true
 	})
-	return a
 }
 
-// hint is the best join hint of an app span scanned into a.
-func (a *spanAttrs) hint(s ptrace.Span, res pcommon.Map) joinHint {
+// hint is the best join hint of an app span scanned into a; resUID is
+// the pod UID of the span's resource, if any.
+func (a *spanAttrs) hint(s ptrace.Span, resUID string) joinHint {
+	if a.uid == "" && resUID == "" && a.target == "" && a.key == "" {
+		return joinHint{}
+	}
 	at := s.StartTimestamp().AsTime()
 	if a.dryRun {
 		// A dry run stores nothing: its object never appears, so its
@@ -147,9 +177,7 @@ func (a *spanAttrs) hint(s ptrace.Span, res pcommon.Map) joinHint {
 		return joinHint{kind: hintUID, uid: uid, verb: admissionVerb(a.admissionOp, a.subresource), at: at}
 	}
 	if uid == "" {
-		if v, ok := res.Get(fragment.KeyPodUID); ok {
-			uid = v.Str()
-		}
+		uid = resUID
 	}
 	if uid != "" {
 		return joinHint{kind: hintUID, uid: uid, at: at}
@@ -201,7 +229,7 @@ func parseRequest(method, target string) (joinHint, bool) {
 	if !ok {
 		return joinHint{}, false
 	}
-	kind, ok := resourceKinds[path.Resource]
+	kind, ok := resourceKind(path.Resource)
 	if !ok {
 		return joinHint{}, false
 	}
@@ -241,7 +269,7 @@ func parseEtcdKey(key string) (joinHint, bool) {
 	if len(parts) < 2 {
 		return joinHint{}, false
 	}
-	kind, ok := resourceKinds[parts[0]]
+	kind, ok := resourceKind(parts[0])
 	if !ok {
 		return joinHint{}, false
 	}
@@ -265,7 +293,8 @@ type fragmentKey struct {
 // readFragment reads a span's fragment key; isFrag is false for an app
 // span.
 func readFragment(s ptrace.Span) (k fragmentKey, isFrag bool) {
-	a := scanSpan(s)
+	var a spanAttrs
+	a.scan(s)
 	return a.fk, a.isFrag
 }
 

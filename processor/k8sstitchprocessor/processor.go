@@ -34,15 +34,19 @@ type stitchProcessor struct {
 
 	mu      sync.Mutex
 	graph   *ownerGraph
-	seen    idSet
 	traces  *traceTable
 	waiting *waitBuffer
 	// openRoots are the root operations not yet closed, for the timeout.
 	openRoots map[*opRecord]*object
-	dirty     map[string]*object
-	shed      []string
-	// infos is the first pass's result, reused from batch to batch.
+	// dirty and shed are the objects to store and to delete at the next
+	// flush (with storage only).
+	dirty map[string]*object
+	shed  []string
+	// infos and frags are the first pass's result, reused from batch to
+	// batch; scan is the attribute scan of one span.
 	infos []spanInfo
+	frags []fragInfo
+	scan  spanAttrs
 	// pendingRelease are spans evicted from a full buffer, sent with the
 	// next batch.
 	pendingRelease []*waitingSpan
@@ -58,6 +62,11 @@ type stitchProcessor struct {
 
 var _ processor.Traces = (*stitchProcessor)(nil)
 
+// keepJoinedFor is how many waits a joined trace's decision stays known
+// after its last spans came: its late spans (another process's part,
+// exported on its own schedule) come within about one wait.
+const keepJoinedFor = 3
+
 func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Traces) (*stitchProcessor, error) {
 	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
@@ -66,8 +75,7 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 	p := &stitchProcessor{
 		cfg: cfg, set: set, next: next, tel: tel, now: time.Now,
 		graph:     newOwnerGraph(cfg.MaxObjects),
-		seen:      newIDSet(cfg.MaxObjects * 8),
-		traces:    newTraceTable(cfg.MaxObjects * 4),
+		traces:    newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
 		waiting:   newWaitBuffer(cfg.MaxWaitingSpans),
 		openRoots: map[*opRecord]*object{},
 		dirty:     map[string]*object{},
@@ -76,8 +84,10 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 		for _, r := range o.Ops {
 			delete(p.openRoots, r)
 		}
-		delete(p.dirty, o.UID)
-		p.shed = append(p.shed, o.UID)
+		if p.storage != nil {
+			delete(p.dirty, o.UID)
+			p.shed = append(p.shed, o.UID)
+		}
 		p.tel.K8sstitchObjectsShed.Add(context.Background(), 1)
 		p.set.Logger.Warn("object evicted from the owner graph: its later spans may start traces of their own; raise max_objects to avoid this", zap.String("uid", o.UID), zap.String("kind", o.Kind))
 	}
@@ -161,6 +171,7 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	released := ptrace.NewTraces()
 	p.learn(td)
 	p.decide(td, now)
+	p.traces.settle(now)
 	p.retryWaiting(now, released)
 	p.mu.Unlock()
 	released.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
@@ -174,40 +185,52 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	return err
 }
 
-// spanInfo is what the first pass learned of one span, for the second.
+// spanInfo is what the first pass learned of one span, for the second:
+// an app span's trace, or a fragment (trace nil) as p.frags[frag].
 type spanInfo struct {
-	frag   fragmentKey
-	isFrag bool
-	trace  *traceState
+	trace *traceState
+	frag  int
+}
+
+// fragInfo is a fragment's key and, if it is valid, its object.
+type fragInfo struct {
+	key fragmentKey
+	obj *object
 }
 
 // learn is the first pass over a batch: what fragments say about objects
 // and operations, and what app spans say about their traces. Learning first
 // makes the outcome independent of the order of spans within a batch.
 func (p *stitchProcessor) learn(td ptrace.Traces) {
-	p.infos = p.infos[:0]
+	p.infos, p.frags = p.infos[:0], p.frags[:0]
+	a := &p.scan
 	var last *traceState
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
-		res := rs.Resource().Attributes()
+		var resUID string
+		if v, ok := rs.Resource().Attributes().Get(fragment.KeyPodUID); ok {
+			resUID = v.Str()
+		}
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				s := spans.At(k)
-				a := scanSpan(s)
+				a.scan(s)
 				if a.isFrag {
+					f := fragInfo{key: a.fk}
 					if a.fk.valid() {
-						p.learnFragment(s, a.fk)
+						f.obj = p.learnFragment(s, a.fk)
 					}
-					p.infos = append(p.infos, spanInfo{frag: a.fk, isFrag: true})
+					p.infos = append(p.infos, spanInfo{frag: len(p.frags)})
+					p.frags = append(p.frags, f)
 					continue
 				}
 				// Spans of one trace mostly come together: the last trace's
 				// state saves a map lookup.
 				if last == nil || last.id != s.TraceID() {
-					last = p.traces.state(s.TraceID())
+					last = p.traces.inBatch(s.TraceID())
 				}
 				ts := last
 				p.infos = append(p.infos, spanInfo{trace: ts})
@@ -219,7 +242,10 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 				} else {
 					ts.sawParent(s.ParentSpanID())
 				}
-				if h := a.hint(s, res); h.kind > ts.hint.kind {
+				if ts.hint.kind == hintUID {
+					continue // the best there is
+				}
+				if h := a.hint(s, resUID); h.kind > ts.hint.kind {
 					ts.hint = h
 				}
 			}
@@ -227,7 +253,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 	}
 }
 
-func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
+func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
 	o := p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
 	r := o.addOp(fk.trigger, fk.triggerTime)
 	if fk.traceparent != "" && !r.Placed {
@@ -240,7 +266,15 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
 		}
 	}
-	p.dirty[o.UID] = o
+	p.markDirty(o)
+	return o
+}
+
+// markDirty queues o for the next flush to storage.
+func (p *stitchProcessor) markDirty(o *object) {
+	if p.storage != nil {
+		p.dirty[o.UID] = o
+	}
 }
 
 // decide is the second pass: each span is rewritten, kept as it is,
@@ -251,28 +285,34 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
 			ss.Spans().RemoveIf(func(s ptrace.Span) bool {
-				info := &p.infos[n]
+				info := p.infos[n]
 				n++
-				if info.isFrag {
-					fk := info.frag
-					if !fk.valid() {
+				ts := info.trace
+				if ts == nil {
+					f := &p.frags[info.frag]
+					if f.obj == nil {
 						p.badSpan("fragment without uid, kind or trigger")
 						passed++
 						return false
 					}
-					if !p.seen.add(s.SpanID()) {
+					o := f.obj
+					if o.lru == nil {
+						// Shed since the first pass: learn it again.
+						o = p.graph.learn(f.key.uid, f.key.kind, f.key.namespace, f.key.name, f.key.owner)
+					}
+					if !o.markSeen(s.SpanID()) {
 						dups++
 						return true
 					}
-					if p.placeFragment(s, fk, now, false) {
+					if p.placeFragment(s, o, f.key, now, false) {
 						joined++
 						return false
 					}
+					fk := f.key
 					p.wait(rs, ss, s, &fk, now)
 					waited++
 					return true
 				}
-				ts := info.trace
 				if !ts.decided {
 					p.tryDecide(ts, now)
 				}
@@ -315,12 +355,7 @@ func (p *stitchProcessor) wait(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s 
 // placeFragment rewrites a fragment into its operation, if the operation
 // can be placed. waitedOut forces a decision: an object whose owner never
 // showed up opens its own operation.
-func (p *stitchProcessor) placeFragment(s ptrace.Span, fk fragmentKey, now time.Time, waitedOut bool) bool {
-	o := p.graph.objects[fk.uid]
-	if o == nil {
-		// Shed between learning and now: learn again.
-		o = p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
-	}
+func (p *stitchProcessor) placeFragment(s ptrace.Span, o *object, fk fragmentKey, now time.Time, waitedOut bool) bool {
 	r := o.addOp(fk.trigger, fk.triggerTime)
 	if !p.place(o, r, waitedOut, 0) {
 		return false
@@ -368,8 +403,8 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 	if !p.place(owner, oop, waitedOut, depth+1) {
 		return false
 	}
-	r.Placed, r.TraceID, r.Parent = true, oop.TraceID, owner.objectSpanID(oop.Trigger)
-	p.dirty[o.UID] = o
+	r.Placed, r.TraceID, r.Parent = true, oop.TraceID, owner.objectSpanID(oop)
+	p.markDirty(o)
 	return true
 }
 
@@ -383,7 +418,7 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 	if !r.Closed {
 		p.openRoots[r] = o
 	}
-	p.dirty[o.UID] = o
+	p.markDirty(o)
 	p.tel.K8sstitchOperationsOpened.Add(context.Background(), 1, metric.WithAttributes(attribute.String("kind", o.Kind)))
 }
 
@@ -394,10 +429,22 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 // instrumentation scopes can deliver the root (kube-apiserver's
 // "authentication") before the request span that names the object.
 func (p *stitchProcessor) tryDecide(ts *traceState, now time.Time) {
-	if ts.hint.kind == hintNone {
-		if ts.rootSeen && ts.rootHasChild() {
+	if ts.hint.kind == hintNone && ts.rootSeen && ts.rootHasChild() {
+		ts.decided = true
+		return
+	}
+	if !ts.checkedPassed && !ts.rootSeen {
+		// Before a trace joins or waits: if its earlier spans passed, so
+		// do these (joining them would orphan them in the operation). A
+		// trace whose root is here did not pass before: a trace passes
+		// only once its root came, and the root comes once.
+		ts.checkedPassed = true
+		if p.traces.passed.has(ts.id) {
 			ts.decided = true
+			return
 		}
+	}
+	if ts.hint.kind == hintNone {
 		return
 	}
 	o, r, parent := p.resolveHint(ts.hint)
@@ -405,7 +452,7 @@ func (p *stitchProcessor) tryDecide(ts *traceState, now time.Time) {
 		return
 	}
 	if parent.IsEmpty() {
-		parent = o.objectSpanID(r.Trigger)
+		parent = o.objectSpanID(r)
 		if ts.hint.verb == verbCreate && !r.Root {
 			// A controller created this object: its create request hangs
 			// under the controller's work (pod creates under replicaset.scale).
@@ -456,8 +503,10 @@ func rewriteApp(s ptrace.Span, ts *traceState) {
 	s.SetTraceID(ts.newTrace)
 	if s.ParentSpanID().IsEmpty() {
 		s.SetParentSpanID(ts.parent)
-		s.Attributes().PutStr(fragment.KeyOriginalTraceID, orig.String())
-		s.Attributes().PutStr(fragment.KeyJoinBy, joinBy[ts.hint.kind])
+		a := s.Attributes()
+		a.EnsureCapacity(a.Len() + 2)
+		a.PutStr(fragment.KeyOriginalTraceID, orig.String())
+		a.PutStr(fragment.KeyJoinBy, joinBy[ts.hint.kind])
 		l := s.Links().AppendEmpty()
 		l.SetTraceID(orig)
 		l.SetSpanID(s.SpanID())
@@ -480,7 +529,7 @@ func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
 	}
 	p.pendingRelease = p.pendingRelease[:0]
 	for _, w := range p.waiting.fragments() {
-		if p.placeFragment(w.span(), *w.frag, now, false) {
+		if p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, now, false) {
 			p.waiting.remove(w)
 			w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
@@ -497,6 +546,15 @@ func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
 	}
 }
 
+// objectOf is the object of a waiting fragment, learned again if it was
+// shed while the fragment waited.
+func (p *stitchProcessor) objectOf(fk *fragmentKey) *object {
+	if o := p.graph.objects[fk.uid]; o != nil {
+		return o
+	}
+	return p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+}
+
 // releaseExpired lets a span that waited out its time go: a fragment opens
 // its own operation, an app trace passes through as it is.
 func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
@@ -504,7 +562,7 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
 		if w.elem != nil {
 			p.waiting.remove(w)
 		}
-		p.placeFragment(w.span(), *w.frag, p.now(), true)
+		p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, p.now(), true)
 		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 		return
 	}
@@ -544,9 +602,9 @@ func (p *stitchProcessor) timeouts(now time.Time, out ptrace.Traces) {
 		}
 		delete(p.openRoots, r)
 		r.Closed, r.End, r.TimedOut = true, now, true
-		p.dirty[o.UID] = o
-		id := o.objectSpanID(r.Trigger)
-		if !p.seen.add(id) {
+		p.markDirty(o)
+		id := o.objectSpanID(r)
+		if !o.markSeen(id) {
 			continue
 		}
 		rs := out.ResourceSpans().AppendEmpty()
