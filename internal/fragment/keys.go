@@ -51,7 +51,6 @@ const (
 // Keys the processor writes when it rewrites an app span.
 const (
 	KeyOriginalTraceID = "kubestitch.original.trace_id"
-	KeyJoin            = "kubestitch.join"
 	// KeyJoinBy, on the root of a joined app trace, says what placed it:
 	// JoinByUID (an object UID carried by a span of the trace: admission,
 	// kubelet, workload), JoinByPath (an apiserver request path and time)

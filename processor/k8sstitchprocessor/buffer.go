@@ -136,6 +136,15 @@ func (f *fifoMap[K, V]) get(k K) (V, bool) {
 	return v, ok
 }
 
+// set adds or updates a key; a new key takes the place of the oldest.
+func (f *fifoMap[K, V]) set(k K, v V) {
+	if _, ok := f.m[k]; ok {
+		f.m[k] = v
+		return
+	}
+	f.put(k, v)
+}
+
 // put adds a key that is not in the map.
 func (f *fifoMap[K, V]) put(k K, v V) {
 	if len(f.ring) < f.max {
@@ -147,4 +156,3 @@ func (f *fifoMap[K, V]) put(k K, v V) {
 	}
 	f.m[k] = v
 }
-

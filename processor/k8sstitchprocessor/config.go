@@ -10,13 +10,13 @@ import (
 // Config of the k8sstitch processor.
 type Config struct {
 	// Wait is how long a span waits for its object, its owner's operation or
-	// its trace's root before it leaves as it is. Default: 5s.
+	// its trace's root before it leaves as it is. Default: 10s.
 	Wait time.Duration `mapstructure:"wait"`
 	// OperationTimeout closes an operation that has not converged, with
 	// status Error. Default: 10m.
 	OperationTimeout time.Duration `mapstructure:"operation_timeout"`
-	// MaxObjects bounds the owner graph; at the limit the least recently
-	// seen object is shed. Default: 100000.
+	// MaxObjects bounds the owner graph; at the limit an object not seen
+	// recently is shed. Default: 100000.
 	MaxObjects int `mapstructure:"max_objects"`
 	// MaxWaitingSpans bounds the wait buffer; at the limit the oldest span
 	// leaves early. Default: 50000.

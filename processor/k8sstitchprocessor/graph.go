@@ -1,7 +1,6 @@
 package k8sstitchprocessor
 
 import (
-	"container/list"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -37,8 +36,10 @@ type object struct {
 	// it, so a restart does not let a relist through twice.
 	Seen []pcommon.SpanID `json:"sn,omitempty"`
 
-	// lru is nil once the object left the graph.
-	lru *list.Element
+	// recent: seen since the clock hand last passed (ownerGraph.clock).
+	recent bool
+	// gone: shed from the graph.
+	gone bool
 }
 
 // markSeen records a fragment's span ID and reports whether it was new.
@@ -139,11 +140,17 @@ func (o *object) objectSpanID(r *opRecord) pcommon.SpanID {
 type nameKey struct{ kind, namespace, name string }
 
 // ownerGraph maps object UIDs to their owners and operations. It is bounded
-// by maxObjects: at the limit the least recently seen object is shed.
+// by maxObjects: at the limit an object not seen recently is shed.
 type ownerGraph struct {
-	objects    map[string]*object
-	byName     map[nameKey][]string
-	lru        *list.List
+	objects map[string]*object
+	byName  map[nameKey][]*object
+	// clock holds every object once. At the limit the hand sweeps it: an
+	// object seen since the hand last passed gets a second chance, the
+	// first one not seen is shed and the new object takes its slot. This
+	// is CLOCK, an approximation of least recently seen that costs a flag
+	// per fragment instead of a list operation.
+	clock      []*object
+	hand       int
 	maxObjects int
 	// onShed is called for every object shed at the limit.
 	onShed func(*object)
@@ -152,8 +159,7 @@ type ownerGraph struct {
 func newOwnerGraph(maxObjects int) *ownerGraph {
 	return &ownerGraph{
 		objects:    map[string]*object{},
-		byName:     map[nameKey][]string{},
-		lru:        list.New(),
+		byName:     map[nameKey][]*object{},
 		maxObjects: maxObjects,
 	}
 }
@@ -162,14 +168,10 @@ func newOwnerGraph(maxObjects int) *ownerGraph {
 func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object {
 	o := g.objects[uid]
 	if o == nil {
-		for len(g.objects) >= g.maxObjects {
-			g.shedOldest()
-		}
 		o = &object{UID: uid}
-		g.objects[uid] = o
-		o.lru = g.lru.PushFront(o)
+		g.add(o)
 	} else {
-		g.lru.MoveToFront(o.lru)
+		o.recent = true
 	}
 	if o.Name != name || o.Namespace != namespace || o.Kind != kind {
 		g.unindex(o)
@@ -179,8 +181,7 @@ func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object 
 			}
 		}
 		o.Kind, o.Namespace, o.Name = kind, namespace, name
-		k := nameKey{kind, namespace, name}
-		g.byName[k] = append(g.byName[k], uid)
+		g.index(o)
 	}
 	if ownerUID != "" {
 		o.OwnerUID = ownerUID
@@ -188,36 +189,51 @@ func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object 
 	return o
 }
 
+// put adds an object restored from storage.
 func (g *ownerGraph) put(o *object) {
 	if old := g.objects[o.UID]; old != nil {
 		return
 	}
-	for len(g.objects) >= g.maxObjects {
-		g.shedOldest()
-	}
-	g.objects[o.UID] = o
-	o.lru = g.lru.PushBack(o)
-	k := nameKey{o.Kind, o.Namespace, o.Name}
-	g.byName[k] = append(g.byName[k], o.UID)
+	g.add(o)
+	g.index(o)
 }
 
-func (g *ownerGraph) shedOldest() {
-	e := g.lru.Back()
-	if e == nil {
+func (g *ownerGraph) add(o *object) {
+	g.objects[o.UID] = o
+	if len(g.clock) < g.maxObjects {
+		g.clock = append(g.clock, o)
 		return
 	}
-	o := e.Value.(*object)
-	g.remove(o)
-	if g.onShed != nil {
-		g.onShed(o)
+	g.clock[g.shedOne()] = o
+}
+
+// shedOne sheds the first object the hand finds not seen since its last
+// pass and returns its slot.
+func (g *ownerGraph) shedOne() int {
+	for {
+		i := g.hand
+		g.hand = (g.hand + 1) % len(g.clock)
+		o := g.clock[i]
+		if o.recent {
+			o.recent = false
+			continue
+		}
+		delete(g.objects, o.UID)
+		g.unindex(o)
+		o.gone = true
+		if g.onShed != nil {
+			g.onShed(o)
+		}
+		return i
 	}
 }
 
-func (g *ownerGraph) remove(o *object) {
-	g.lru.Remove(o.lru)
-	o.lru = nil
-	delete(g.objects, o.UID)
-	g.unindex(o)
+func (g *ownerGraph) index(o *object) {
+	if o.Name == "" {
+		return
+	}
+	k := nameKey{o.Kind, o.Namespace, o.Name}
+	g.byName[k] = append(g.byName[k], o)
 }
 
 func (g *ownerGraph) unindex(o *object) {
@@ -225,17 +241,17 @@ func (g *ownerGraph) unindex(o *object) {
 		return
 	}
 	k := nameKey{o.Kind, o.Namespace, o.Name}
-	uids := g.byName[k]
-	for i, u := range uids {
-		if u == o.UID {
-			uids = append(uids[:i], uids[i+1:]...)
+	objs := g.byName[k]
+	for i, x := range objs {
+		if x == o {
+			objs = append(objs[:i], objs[i+1:]...)
 			break
 		}
 	}
-	if len(uids) == 0 {
+	if len(objs) == 0 {
 		delete(g.byName, k)
 	} else {
-		g.byName[k] = uids
+		g.byName[k] = objs
 	}
 }
 
@@ -244,11 +260,7 @@ func (g *ownerGraph) unindex(o *object) {
 func (g *ownerGraph) byNameAt(kind, namespace, name string, t time.Time, tol time.Duration) *object {
 	var best *object
 	var bestStart time.Time
-	for _, uid := range g.byName[nameKey{kind, namespace, name}] {
-		o := g.objects[uid]
-		if o == nil {
-			continue
-		}
+	for _, o := range g.byName[nameKey{kind, namespace, name}] {
 		created := o.created()
 		if !created.IsZero() && t.Before(created.Add(-tol)) {
 			continue

@@ -186,11 +186,26 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 }
 
 // spanInfo is what the first pass learned of one span, for the second:
-// an app span's trace, or a fragment (trace nil) as p.frags[frag].
+// an app span's trace, or a fragment (trace nil) as p.frags[frag]; and
+// what the second pass decided.
 type spanInfo struct {
+	span  ptrace.Span
 	trace *traceState
-	frag  int
+	frag  int32
+	fate  spanFate
 }
+
+// spanFate is what the second pass does with a span.
+type spanFate uint8
+
+const (
+	// fateGo: the span goes on, rewritten or as it is.
+	fateGo spanFate = iota
+	// fateDrop: a duplicate.
+	fateDrop
+	// fateWait: it moves to the wait buffer.
+	fateWait
+)
 
 // fragInfo is a fragment's key and, if it is valid, its object.
 type fragInfo struct {
@@ -223,7 +238,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					if a.fk.valid() {
 						f.obj = p.learnFragment(s, a.fk)
 					}
-					p.infos = append(p.infos, spanInfo{frag: len(p.frags)})
+					p.infos = append(p.infos, spanInfo{span: s, frag: int32(len(p.frags))})
 					p.frags = append(p.frags, f)
 					continue
 				}
@@ -233,7 +248,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					last = p.traces.inBatch(s.TraceID())
 				}
 				ts := last
-				p.infos = append(p.infos, spanInfo{trace: ts})
+				p.infos = append(p.infos, spanInfo{span: s, trace: ts})
 				if ts.decided {
 					continue
 				}
@@ -278,66 +293,102 @@ func (p *stitchProcessor) markDirty(o *object) {
 }
 
 // decide is the second pass: each span is rewritten, kept as it is,
-// dropped as a duplicate, or moved to the waiting buffer.
+// dropped as a duplicate, or moved to the waiting buffer. It walks the
+// first pass's list, not the batch: most spans go on as they are, and
+// the batch is walked again only when some span leaves it.
 func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 	var joined, passed, waited, dups int64
-	n := 0
-	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
-		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
-			ss.Spans().RemoveIf(func(s ptrace.Span) bool {
-				info := p.infos[n]
-				n++
-				ts := info.trace
-				if ts == nil {
-					f := &p.frags[info.frag]
-					if f.obj == nil {
-						p.badSpan("fragment without uid, kind or trigger")
-						passed++
-						return false
-					}
-					o := f.obj
-					if o.lru == nil {
-						// Shed since the first pass: learn it again.
-						o = p.graph.learn(f.key.uid, f.key.kind, f.key.namespace, f.key.name, f.key.owner)
-					}
-					if !o.markSeen(s.SpanID()) {
-						dups++
-						return true
-					}
-					if p.placeFragment(s, o, f.key, now, false) {
-						joined++
-						return false
-					}
-					fk := f.key
-					p.wait(rs, ss, s, &fk, now)
-					waited++
-					return true
-				}
-				if !ts.decided {
-					p.tryDecide(ts, now)
-				}
-				switch {
-				case ts.decided && ts.join:
-					rewriteApp(s, ts)
-					joined++
-					return false
-				case ts.decided:
-					passed++
-					return false
-				}
-				p.wait(rs, ss, s, nil, now)
+	leave := false
+	for i := range p.infos {
+		info := &p.infos[i]
+		ts := info.trace
+		if ts == nil {
+			f := &p.frags[info.frag]
+			if f.obj == nil {
+				p.badSpan("fragment without uid, kind or trigger")
+				passed++
+				continue
+			}
+			info.fate = p.decideFragment(info.span, f, now)
+			switch info.fate {
+			case fateGo:
+				joined++
+			case fateDrop:
+				dups++
+			case fateWait:
 				waited++
-				return true
-			})
-			return ss.Spans().Len() == 0
-		})
-		return rs.ScopeSpans().Len() == 0
-	})
+			}
+			leave = leave || info.fate != fateGo
+			continue
+		}
+		if !ts.decided {
+			p.tryDecide(ts, now)
+		}
+		switch {
+		case !ts.decided:
+			info.fate, leave = fateWait, true
+			waited++
+		case ts.join:
+			rewriteApp(info.span, ts)
+			joined++
+		default:
+			passed++
+		}
+	}
+	if leave {
+		p.removeLeaving(td, now)
+	}
 	ctx := context.Background()
 	p.tel.K8sstitchSpansJoined.Add(ctx, joined)
 	p.tel.K8sstitchSpansPassedThrough.Add(ctx, passed)
 	p.tel.K8sstitchSpansWaited.Add(ctx, waited)
 	p.tel.K8sstitchSpansDuplicate.Add(ctx, dups)
+}
+
+// decideFragment places a fragment into its operation (fateGo), or drops
+// it as a duplicate, or lets it wait for its owner's operation.
+func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo, now time.Time) spanFate {
+	o := f.obj
+	if o.gone {
+		// Shed since the first pass: learn it again.
+		o = p.graph.learn(f.key.uid, f.key.kind, f.key.namespace, f.key.name, f.key.owner)
+	}
+	if !o.markSeen(s.SpanID()) {
+		return fateDrop
+	}
+	if p.placeFragment(s, o, f.key, now, false) {
+		return fateGo
+	}
+	return fateWait
+}
+
+// removeLeaving takes the dropped and waiting spans out of the batch, in
+// the first pass's order.
+func (p *stitchProcessor) removeLeaving(td ptrace.Traces, now time.Time) {
+	n := 0
+	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
+			ss.Spans().RemoveIf(func(s ptrace.Span) bool {
+				info := &p.infos[n]
+				n++
+				switch info.fate {
+				case fateDrop:
+					return true
+				case fateWait:
+					var fk *fragmentKey
+					if info.trace == nil {
+						k := p.frags[info.frag].key
+						fk = &k
+					}
+					p.wait(rs, ss, s, fk, now)
+					return true
+				}
+				return false
+			})
+			return ss.Spans().Len() == 0
+		})
+		return rs.ScopeSpans().Len() == 0
+	})
 }
 
 func (p *stitchProcessor) wait(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace.Span, fk *fragmentKey, now time.Time) {
@@ -510,7 +561,6 @@ func rewriteApp(s ptrace.Span, ts *traceState) {
 		l := s.Links().AppendEmpty()
 		l.SetTraceID(orig)
 		l.SetSpanID(s.SpanID())
-		l.Attributes().PutStr(fragment.KeyJoin, "original")
 	}
 }
 
@@ -536,11 +586,12 @@ func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
 		}
 	}
 	for orig := range p.waiting.byTrace {
-		ts := p.traces.state(orig)
+		ts := p.traces.pendingState(orig)
 		if !ts.decided {
 			p.tryDecide(ts, now)
 		}
 		if ts.decided {
+			p.traces.resolve(ts)
 			p.releaseTrace(ts, out)
 		}
 	}
@@ -566,11 +617,12 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
 		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 		return
 	}
-	ts := p.traces.state(w.orig)
+	ts := p.traces.pendingState(w.orig)
 	if !ts.decided {
 		ts.decided = true
 		p.tel.K8sstitchSpansPassedThrough.Add(context.Background(), 1)
 	}
+	p.traces.resolve(ts)
 	p.releaseTrace(ts, out)
 	// An evicted span was already taken out of the buffer.
 	if w.td.SpanCount() > 0 {

@@ -62,43 +62,53 @@ func (ts *traceState) rootHasChild() bool {
 
 // traceTable is what the processor knows of app traces, by original
 // trace ID. Most traces (idle noise: lease renewals, reads, the kubelet's
-// housekeeping) pass within the batch that brought them, so a batch's new
-// traces get scratch states, reused from batch to batch; settle, at the end
-// of the batch, keeps the state of a trace that joined or still waits (its
-// late spans need the decision) in a bounded table, and only the ID of a
-// trace that passed, in the passed set (its late spans pass at once rather
-// than start a state of their own that could join while the rest of the
-// trace did not).
+// housekeeping) pass within the batch that brought them, so a batch's
+// traces get scratch states, reused from batch to batch. settle, at the
+// end of the batch, keeps what later spans of a trace need:
+//   - a trace that passed: its ID in the passed set (its late spans pass at
+//     once rather than start a state of their own that could join while
+//     the rest of the trace did not);
+//   - a trace that joined: its decision, a small pointer-free value in a
+//     bounded table, so that a long-running processor's table costs the
+//     garbage collector nothing to scan;
+//   - a trace still undecided (its spans wait): its whole state, until it
+//     is decided (resolve).
 //
-// Every span of a new trace asks whether the trace is kept. The kept table
-// is large and cold (a long-running processor holds the last max joined
-// traces), so a small filter answers "surely not" first; a kept trace stays
-// visible through it for at least keepFor after its last batch.
+// Every new trace of a batch asks whether it is known. The decisions table
+// is large and cold, so a small filter answers "surely not" first; a
+// decision stays visible through it for at least keepFor after its last
+// batch.
 type traceTable struct {
-	kept   *fifoMap[pcommon.TraceID, *traceState]
-	filter keptFilter
-	// slab hands out kept states from chunks, one allocation per slabSize
-	// traces instead of one per trace. The table evicts in arrival order,
-	// so a chunk is freed once its last trace is evicted.
-	slab   []traceState
-	passed passedSet
+	decided *fifoMap[pcommon.TraceID, traceDecision]
+	pending map[pcommon.TraceID]*traceState
+	filter  keptFilter
+	passed  passedSet
 
-	// batch maps the traces of the current batch to their states: kept
-	// ones or scratch ones.
+	// batch maps the traces of the current batch to their states: scratch
+	// ones, or pending ones (touched lists those).
 	batch   map[pcommon.TraceID]*traceState
+	touched []*traceState
 	scratch [][]traceState
 	used    int
 }
 
-const slabSize = 256
+// traceDecision is where a joined trace went.
+type traceDecision struct {
+	newTrace pcommon.TraceID
+	parent   pcommon.SpanID
+	hint     hintKind
+}
 
-func newTraceTable(maxKept int, keepFor time.Duration) *traceTable {
+const scratchChunk = 256
+
+func newTraceTable(maxDecided int, keepFor time.Duration) *traceTable {
 	h := newTraceHash()
 	return &traceTable{
-		kept:   newFIFOMap[pcommon.TraceID, *traceState](maxKept),
-		filter: newKeptFilter(h, keepFor),
-		passed: passedSet{fps: make([]uint64, 1<<passedSetBits), hash: h},
-		batch:  map[pcommon.TraceID]*traceState{},
+		decided: newFIFOMap[pcommon.TraceID, traceDecision](maxDecided),
+		pending: map[pcommon.TraceID]*traceState{},
+		filter:  newKeptFilter(h, keepFor),
+		passed:  passedSet{fps: make([]uint64, 1<<passedSetBits), hash: h},
+		batch:   map[pcommon.TraceID]*traceState{},
 	}
 }
 
@@ -107,13 +117,8 @@ func (t *traceTable) inBatch(id pcommon.TraceID) *traceState {
 	if ts, ok := t.batch[id]; ok {
 		return ts
 	}
-	var ts *traceState
-	if t.filter.mayHave(id) {
-		ts, _ = t.kept.get(id)
-	}
-	if ts != nil {
-		t.filter.add(id)
-	} else {
+	ts := t.known(id)
+	if ts == nil {
 		// Not looked up in the passed set yet: that costs a cache miss,
 		// and it matters only for a trace that would join or wait
 		// (stitchProcessor.tryDecide), a few in a batch.
@@ -123,54 +128,97 @@ func (t *traceTable) inBatch(id pcommon.TraceID) *traceState {
 	return ts
 }
 
-func (t *traceTable) newScratch(id pcommon.TraceID) *traceState {
-	c := t.used / slabSize
-	if c == len(t.scratch) {
-		t.scratch = append(t.scratch, make([]traceState, slabSize))
+// known is the state of a pending or joined trace, or nil.
+func (t *traceTable) known(id pcommon.TraceID) *traceState {
+	if !t.filter.mayHave(id) {
+		return nil
 	}
-	ts := &t.scratch[c][t.used%slabSize]
+	if ts, ok := t.pending[id]; ok {
+		t.touched = append(t.touched, ts)
+		return ts
+	}
+	d, ok := t.decided.get(id)
+	if !ok {
+		return nil
+	}
+	t.filter.add(id)
+	ts := t.newScratch(id)
+	ts.decided, ts.join, ts.checkedPassed = true, true, true
+	ts.newTrace, ts.parent, ts.hint.kind = d.newTrace, d.parent, d.hint
+	return ts
+}
+
+func (t *traceTable) newScratch(id pcommon.TraceID) *traceState {
+	c := t.used / scratchChunk
+	if c == len(t.scratch) {
+		t.scratch = append(t.scratch, make([]traceState, scratchChunk))
+	}
+	ts := &t.scratch[c][t.used%scratchChunk]
 	t.used++
 	*ts = traceState{id: id}
 	return ts
 }
 
-// settle ends a batch: scratch states of traces that passed leave their ID
-// in the passed set; the others move to the kept table.
+// settle ends a batch: what its traces' later spans need is kept, the
+// scratch states are free again.
 func (t *traceTable) settle(now time.Time) {
 	t.filter.rotate(now)
 	for i := range t.used {
-		ts := &t.scratch[i/slabSize][i%slabSize]
-		if ts.decided && !ts.join {
-			t.passed.add(ts.id)
+		ts := &t.scratch[i/scratchChunk][i%scratchChunk]
+		if !ts.decided {
+			p := new(traceState)
+			*p = *ts
+			t.pending[ts.id] = p
+			t.filter.add(ts.id)
 			continue
 		}
-		*t.newKept(ts.id) = *ts
+		t.keep(ts)
 	}
-	t.used = 0
+	for _, ts := range t.touched {
+		if ts.decided {
+			t.resolve(ts)
+		}
+	}
+	t.used, t.touched = 0, t.touched[:0]
 	clear(t.batch)
 }
 
-// state is a kept trace's state, created on first sight (for spans that
-// leave the wait buffer, outside a batch).
-func (t *traceTable) state(id pcommon.TraceID) *traceState {
-	if ts, ok := t.kept.get(id); ok {
+// keep records a decided trace: its decision if it joined, else its ID
+// in the passed set.
+func (t *traceTable) keep(ts *traceState) {
+	if !ts.join {
+		t.passed.add(ts.id)
+		return
+	}
+	t.decided.set(ts.id, traceDecision{newTrace: ts.newTrace, parent: ts.parent, hint: ts.hint.kind})
+	t.filter.add(ts.id)
+}
+
+// pendingState is the state of a trace whose spans wait, outside a batch.
+// After deciding it, the caller calls resolve.
+func (t *traceTable) pendingState(id pcommon.TraceID) *traceState {
+	if ts, ok := t.pending[id]; ok {
 		return ts
 	}
-	ts := t.newKept(id)
-	ts.decided, ts.checkedPassed = t.passed.has(id), true
+	ts := &traceState{id: id, checkedPassed: true}
+	if d, ok := t.decided.get(id); ok {
+		ts.decided, ts.join = true, true
+		ts.newTrace, ts.parent, ts.hint.kind = d.newTrace, d.parent, d.hint
+		return ts
+	}
+	ts.decided = t.passed.has(id)
+	t.pending[id] = ts
+	t.filter.add(id)
 	return ts
 }
 
-func (t *traceTable) newKept(id pcommon.TraceID) *traceState {
-	if len(t.slab) == 0 {
-		t.slab = make([]traceState, slabSize)
+// resolve moves a decided pending trace to what settle keeps.
+func (t *traceTable) resolve(ts *traceState) {
+	if !ts.decided {
+		return
 	}
-	ts := &t.slab[0]
-	t.slab = t.slab[1:]
-	ts.id = id
-	t.kept.put(id, ts)
-	t.filter.add(id)
-	return ts
+	delete(t.pending, ts.id)
+	t.keep(ts)
 }
 
 // traceHash is a seeded hash of trace IDs: they come from senders, and
@@ -221,9 +269,10 @@ type keptFilter struct {
 	rotated   time.Time
 }
 
-// keptFilterBits sizes each generation: 2^18 bits in 32 KiB, under 2 %
-// false "maybe" while fewer than 5,000 traces joined in a period.
-const keptFilterBits = 18
+// keptFilterBits sizes each generation: 2^16 bits in 8 KiB (both stay in
+// the first-level cache), under 8 % false "maybe" while fewer than 5,000
+// traces joined in a period.
+const keptFilterBits = 16
 
 func newKeptFilter(h traceHash, period time.Duration) keptFilter {
 	n := 1 << keptFilterBits / 64
