@@ -138,11 +138,18 @@ func (f *fifoMap[K, V]) get(k K) (V, bool) {
 
 // set adds or updates a key; a new key takes the place of the oldest.
 func (f *fifoMap[K, V]) set(k K, v V) {
-	if _, ok := f.m[k]; ok {
-		f.m[k] = v
+	n := len(f.m)
+	f.m[k] = v
+	if len(f.m) == n {
+		return // updated: one map operation, not a lookup and an insert
+	}
+	if len(f.ring) < f.max {
+		f.ring = append(f.ring, k)
 		return
 	}
-	f.put(k, v)
+	delete(f.m, f.ring[f.next])
+	f.ring[f.next] = k
+	f.next = (f.next + 1) % f.max
 }
 
 // put adds a key that is not in the map.

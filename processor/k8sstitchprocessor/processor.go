@@ -173,6 +173,11 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	p.decide(td, now)
 	p.traces.settle(now)
 	p.retryWaiting(now, released)
+	// Hold no reference to the batch once it is gone: the garbage
+	// collector would keep it, and mark it on every cycle.
+	clear(p.infos)
+	clear(p.frags)
+	p.scan = spanAttrs{}
 	p.mu.Unlock()
 	released.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
 	var err error
@@ -218,6 +223,7 @@ type fragInfo struct {
 // makes the outcome independent of the order of spans within a batch.
 func (p *stitchProcessor) learn(td ptrace.Traces) {
 	p.infos, p.frags = p.infos[:0], p.frags[:0]
+	p.traces.startBatch(td.SpanCount())
 	a := &p.scan
 	var last *traceState
 	rss := td.ResourceSpans()

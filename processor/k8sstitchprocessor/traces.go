@@ -84,12 +84,50 @@ type traceTable struct {
 	filter  keptFilter
 	passed  passedSet
 
-	// batch maps the traces of the current batch to their states: scratch
-	// ones, or pending ones (touched lists those).
-	batch   map[pcommon.TraceID]*traceState
+	// batch finds the states of the current batch's traces: scratch ones,
+	// or pending ones (touched lists those).
+	batch   batchIndex
 	touched []*traceState
 	scratch [][]traceState
 	used    int
+}
+
+// batchIndex is an open-addressing table of the current batch's trace
+// states, sized for the batch and cleared by the next: cheaper than a map
+// for a few hundred traces that live one batch.
+type batchIndex struct {
+	slots []*traceState
+	shift uint
+	hash  traceHash
+}
+
+// reset empties the index for a batch of up to n spans (so n traces).
+func (b *batchIndex) reset(n int) {
+	bits := uint(6)
+	for 1<<bits < 2*n {
+		bits++
+	}
+	if n := len(b.slots); n < 1<<bits || n > 4<<bits {
+		// Sized anew only when much bigger or too small: batch sizes vary.
+		b.slots = make([]*traceState, 1<<bits)
+	} else {
+		clear(b.slots)
+		for 1<<bits < n {
+			bits++
+		}
+	}
+	b.shift = 64 - bits
+}
+
+// find returns the trace's state, or nil and the free slot to put it in.
+func (b *batchIndex) find(id pcommon.TraceID) (int, *traceState) {
+	mask := len(b.slots) - 1
+	for i := int(b.hash.sum(id) >> b.shift); ; i = (i + 1) & mask {
+		ts := b.slots[i]
+		if ts == nil || ts.id == id {
+			return i, ts
+		}
+	}
 }
 
 // traceDecision is where a joined trace went.
@@ -108,23 +146,27 @@ func newTraceTable(maxDecided int, keepFor time.Duration) *traceTable {
 		pending: map[pcommon.TraceID]*traceState{},
 		filter:  newKeptFilter(h, keepFor),
 		passed:  passedSet{fps: make([]uint64, 1<<passedSetBits), hash: h},
-		batch:   map[pcommon.TraceID]*traceState{},
+		batch:   batchIndex{hash: h},
 	}
 }
 
+// startBatch readies the table for a batch of n spans.
+func (t *traceTable) startBatch(n int) { t.batch.reset(n) }
+
 // inBatch is the state of a trace seen in the current batch.
 func (t *traceTable) inBatch(id pcommon.TraceID) *traceState {
-	if ts, ok := t.batch[id]; ok {
+	slot, ts := t.batch.find(id)
+	if ts != nil {
 		return ts
 	}
-	ts := t.known(id)
+	ts = t.known(id)
 	if ts == nil {
 		// Not looked up in the passed set yet: that costs a cache miss,
 		// and it matters only for a trace that would join or wait
 		// (stitchProcessor.tryDecide), a few in a batch.
 		ts = t.newScratch(id)
 	}
-	t.batch[id] = ts
+	t.batch.slots[slot] = ts
 	return ts
 }
 
@@ -180,7 +222,6 @@ func (t *traceTable) settle(now time.Time) {
 		}
 	}
 	t.used, t.touched = 0, t.touched[:0]
-	clear(t.batch)
 }
 
 // keep records a decided trace: its decision if it joined, else its ID
