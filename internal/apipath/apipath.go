@@ -8,6 +8,8 @@ import "strings"
 
 // Path is what a request path names.
 type Path struct {
+	// Group is the API group, empty for the core group (/api/v1).
+	Group string
 	// Namespace is empty for cluster-scoped resources (and for the
 	// Namespace objects themselves).
 	Namespace   string
@@ -33,7 +35,7 @@ func Parse(target string) (p Path, ok bool) {
 	case "api":
 		next() // version
 	case "apis":
-		next() // group
+		p.Group = next()
 		next() // version
 	default:
 		return Path{}, false

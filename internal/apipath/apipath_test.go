@@ -10,7 +10,7 @@ func TestParse(t *testing.T) {
 	for target, want := range map[string]Path{
 		"/api/v1/namespaces/default/pods":                       {Namespace: "default", Resource: "pods"},
 		"/api/v1/namespaces/default/pods/web-1/binding":         {Namespace: "default", Resource: "pods", Name: "web-1", Subresource: "binding"},
-		"/apis/apps/v1/namespaces/x/deployments/y/status?dry=1": {Namespace: "x", Resource: "deployments", Name: "y", Subresource: "status"},
+		"/apis/apps/v1/namespaces/x/deployments/y/status?dry=1": {Group: "apps", Namespace: "x", Resource: "deployments", Name: "y", Subresource: "status"},
 		"/api/v1/nodes/node-1/status":                           {Resource: "nodes", Name: "node-1", Subresource: "status"},
 		"/api/v1/namespaces/team-a":                             {Resource: "namespaces", Name: "team-a"},
 		"/api/v1/namespaces/":                                   {Resource: "namespaces"},

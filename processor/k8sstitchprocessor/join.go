@@ -98,6 +98,30 @@ func resourceKind(resource string) (string, bool) {
 	return "", false
 }
 
+// kindGroups are the API groups of the kinds resourceKind knows: a request
+// to any other group (a lease renewal, the bulk of an idle cluster's
+// writes; a custom resource that happens to be called "pods") names none.
+func kindGroup(group, kind string) bool {
+	switch kind {
+	case "Pod", "Node":
+		return group == ""
+	case "Job", "CronJob":
+		return group == "batch"
+	}
+	return group == "apps"
+}
+
+// knownGroupPath says whether target may name an object of a known kind:
+// under /api/ (core) or /apis/apps/ or /apis/batch/. It runs before the
+// path is parsed.
+func knownGroupPath(target string) bool {
+	rest, ok := strings.CutPrefix(target, "/apis/")
+	if !ok {
+		return true
+	}
+	return strings.HasPrefix(rest, "apps/") || strings.HasPrefix(rest, "batch/")
+}
+
 // spanAttrs is what the processor reads of one span, in one pass over its
 // attributes (this runs for every span): a fragment's key, or what an app
 // span says about its object.
@@ -225,12 +249,15 @@ func parseRequest(method, target string) (joinHint, bool) {
 	default:
 		return joinHint{}, false
 	}
+	if !knownGroupPath(target) {
+		return joinHint{}, false
+	}
 	path, ok := apipath.Parse(target)
 	if !ok {
 		return joinHint{}, false
 	}
 	kind, ok := resourceKind(path.Resource)
-	if !ok {
+	if !ok || !kindGroup(path.Group, kind) {
 		return joinHint{}, false
 	}
 	h := joinHint{kind: hintPath, objKind: kind, namespace: path.Namespace, name: path.Name}
