@@ -46,15 +46,15 @@ func TriggerSpanID(uid, trigger string) pcommon.SpanID {
 }
 
 func hash(parts ...string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(idVersion))
+	// One buffer on the stack for the usual sizes: these IDs are computed
+	// for every fragment and joined request.
+	var buf [256]byte
+	b := append(buf[:0], idVersion...)
 	for _, p := range parts {
-		h.Write([]byte{0})
-		h.Write([]byte(p))
+		b = append(b, 0)
+		b = append(b, p...)
 	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum
+	return sha256.Sum256(b)
 }
 
 // AdmissionSpanID is the span ID of the k8sadmission receiver's span for

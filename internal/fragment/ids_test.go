@@ -30,3 +30,10 @@ func TestObjectPhase(t *testing.T) {
 	assert.Equal(t, PhaseDelete, ObjectPhase("Deployment", TriggerDelete))
 	assert.Equal(t, PhaseReconcile, ObjectPhase("Widget", "gen:1"))
 }
+
+func BenchmarkSpanID(b *testing.B) {
+	b.ReportAllocs()
+	for range b.N {
+		SpanID("3f8a2c1e-0b7d-4e59-9c61-000000000001", PhasePodSchedule, "gen:1")
+	}
+}

@@ -138,7 +138,10 @@ func TestDryRunReviewJoinsNothing(t *testing.T) {
 }
 
 func TestAdmissionVerbs(t *testing.T) {
-	for _, tc := range []struct{ op, sub, want string }{
+	for _, tc := range []struct {
+		op, sub string
+		want    requestVerb
+	}{
 		{"CREATE", "", verbCreate}, {"CREATE", "binding", verbBinding}, {"UPDATE", "status", verbStatus},
 		{"UPDATE", "", verbUpdate}, {"DELETE", "", verbDelete}, {"CONNECT", "exec", verbOther}, {"UPDATE", "scale", verbOther},
 	} {

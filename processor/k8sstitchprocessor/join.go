@@ -11,8 +11,8 @@ import (
 	"github.com/kubestitch/kubestitch/internal/fragment"
 )
 
-// hintKind orders the ways an app span can name its object, best first.
-type hintKind int
+// hintKind orders the ways an app span can name its object, worst first.
+type hintKind uint8
 
 const (
 	hintNone hintKind = iota
@@ -25,24 +25,28 @@ const (
 	hintUID
 )
 
-// request verbs of apiserver hints.
+// requestVerb is what an apiserver request did to the object a hint names.
+type requestVerb uint8
+
 const (
-	verbCreate  = "create"
-	verbUpdate  = "update"
-	verbStatus  = "status"
-	verbBinding = "binding"
-	verbDelete  = "delete"
-	verbOther   = "other"
+	verbNone requestVerb = iota
+	verbCreate
+	verbUpdate
+	verbStatus
+	verbBinding
+	verbDelete
+	verbOther
 )
 
-// joinHint is what an app span says about the object it worked on.
+// joinHint is what an app span says about the object it worked on. Small
+// fields first: it is part of every trace's state.
 type joinHint struct {
 	kind      hintKind
+	verb      requestVerb
 	uid       string
 	objKind   string
 	namespace string
 	name      string
-	verb      string
 	at        time.Time
 }
 
@@ -224,7 +228,7 @@ func (a *spanAttrs) hint(s ptrace.Span, resUID string) joinHint {
 
 // admissionVerb maps an admission review's operation and subresource to
 // the verbs of path hints.
-func admissionVerb(op, subresource string) string {
+func admissionVerb(op, subresource string) requestVerb {
 	switch {
 	case op == "CREATE" && subresource == "":
 		return verbCreate

@@ -12,20 +12,20 @@ import (
 // traceState is what the processor knows of one app trace (by its
 // original trace ID): the best join hint seen, and once made, the decision.
 type traceState struct {
-	id       pcommon.TraceID
-	hint     joinHint
-	rootSeen bool
-	rootID   pcommon.SpanID
+	id     pcommon.TraceID
+	rootID pcommon.SpanID
 	// parents are the distinct parent IDs seen in the trace (the first
 	// nParents, at most maxTrackedParents): a root whose child has not
 	// arrived is not a whole trace yet. An array, not a slice: no
 	// allocation per trace on the hot path.
 	parents  [maxTrackedParents]pcommon.SpanID
 	nParents uint8
+	rootSeen bool
 	decided  bool
 	join     bool
 	// checkedPassed says the passed set was asked about this trace.
 	checkedPassed bool
+	hint          joinHint
 	newTrace      pcommon.TraceID
 	parent        pcommon.SpanID
 }
