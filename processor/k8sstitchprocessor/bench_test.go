@@ -393,7 +393,8 @@ func BenchmarkGroupByTrace(b *testing.B) {
 }
 
 // BenchmarkGraphMemory reports the heap held per tracked object: a pod
-// with its owner and one operation, as the owner graph keeps it.
+// with its owner, one operation and the span IDs of its six fragments, as
+// the owner graph keeps it.
 func BenchmarkGraphMemory(b *testing.B) {
 	const n = 100_000
 	for range b.N {
@@ -407,6 +408,10 @@ func BenchmarkGraphMemory(b *testing.B) {
 			o := g.learn(uid, "Pod", "default", fmt.Sprintf("web-7c9cb467c4-%05d", i), "0b7d4e59-9c61-3f8a-2c1e-000000000001")
 			r := o.addOp("gen:1", t0)
 			r.Placed, r.Closed = true, true
+			for _, phase := range []string{fragment.PhaseTrigger, fragment.PhasePodSchedule, fragment.PhaseImagePull, fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup} {
+				o.markSeen(fragment.SpanID(uid, phase, "gen:1"))
+			}
+			o.objectSpanID(r)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

@@ -40,6 +40,13 @@ type object struct {
 	recent bool
 	// gone: shed from the graph.
 	gone bool
+
+	// The usual object has one operation and a handful of fragments:
+	// these back Ops and Seen, so that an object is one allocation.
+	opsBuf    [1]*opRecord
+	firstOp   opRecord
+	firstUsed bool
+	seenBuf   [8]pcommon.SpanID
 }
 
 // markSeen records a fragment's span ID and reports whether it was new.
@@ -50,7 +57,7 @@ func (o *object) markSeen(id pcommon.SpanID) bool {
 		}
 	}
 	if o.Seen == nil {
-		o.Seen = make([]pcommon.SpanID, 0, 8)
+		o.Seen = o.seenBuf[:0]
 	}
 	if len(o.Seen) >= maxSeenPerObject {
 		o.Seen = append(o.Seen[:0], o.Seen[1:]...)
@@ -121,7 +128,15 @@ func (o *object) addOp(trigger string, start time.Time) *opRecord {
 		}
 		return r
 	}
-	r := &opRecord{Trigger: trigger, Start: start}
+	var r *opRecord
+	if !o.firstUsed && len(o.Ops) == 0 {
+		o.firstUsed = true
+		r = &o.firstOp
+		o.Ops = o.opsBuf[:0]
+	} else {
+		r = new(opRecord)
+	}
+	*r = opRecord{Trigger: trigger, Start: start}
 	if len(o.Ops) >= maxOpsPerObject {
 		o.Ops = append(o.Ops[:0], o.Ops[1:]...)
 	}

@@ -43,10 +43,9 @@ type stitchProcessor struct {
 	dirty map[string]*object
 	shed  []string
 	// infos and frags are the first pass's result, reused from batch to
-	// batch; scan is the attribute scan of one span.
+	// batch.
 	infos []spanInfo
 	frags []fragInfo
-	scan  spanAttrs
 	// pendingRelease are spans evicted from a full buffer, sent with the
 	// next batch.
 	pendingRelease []*waitingSpan
@@ -177,7 +176,6 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	// collector would keep it, and mark it on every cycle.
 	clear(p.infos)
 	clear(p.frags)
-	p.scan = spanAttrs{}
 	p.mu.Unlock()
 	released.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
 	var err error
@@ -224,7 +222,9 @@ type fragInfo struct {
 func (p *stitchProcessor) learn(td ptrace.Traces) {
 	p.infos, p.frags = p.infos[:0], p.frags[:0]
 	p.traces.startBatch(td.SpanCount())
-	a := &p.scan
+	// On the stack: resetting it for every span writes no heap pointers.
+	var scan spanAttrs
+	a := &scan
 	var last *traceState
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
