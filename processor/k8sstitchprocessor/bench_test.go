@@ -370,7 +370,8 @@ func forgetAll(p *stitchProcessor, keep int) {
 	t.decided.ring, t.decided.next = t.decided.ring[:0], 0
 	clear(t.pending)
 	clear(t.passed.fps)
-	t.filter.reset()
+	clear(t.filter.cur)
+	clear(t.filter.prev)
 	clear(p.openRoots)
 }
 

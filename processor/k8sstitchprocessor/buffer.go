@@ -151,15 +151,3 @@ func (f *fifoMap[K, V]) set(k K, v V) {
 	f.ring[f.next] = k
 	f.next = (f.next + 1) % f.max
 }
-
-// put adds a key that is not in the map.
-func (f *fifoMap[K, V]) put(k K, v V) {
-	if len(f.ring) < f.max {
-		f.ring = append(f.ring, k)
-	} else {
-		delete(f.m, f.ring[f.next])
-		f.ring[f.next] = k
-		f.next = (f.next + 1) % f.max
-	}
-	f.m[k] = v
-}

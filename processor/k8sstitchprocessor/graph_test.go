@@ -1,7 +1,6 @@
 package k8sstitchprocessor
 
 import (
-	"encoding/binary"
 	"testing"
 	"time"
 
@@ -35,18 +34,12 @@ func TestOwnerGraphShedsWhatWasNotSeenAgain(t *testing.T) {
 
 func TestObjectDropsRepeatedFragments(t *testing.T) {
 	o := &object{UID: "u"}
-	id := fragmentSpanID(1)
+	id := pcommon.SpanID{1}
 	require.True(t, o.markSeen(id))
 	require.False(t, o.markSeen(id), "a relisted fragment is a duplicate")
 	for i := range maxSeenPerObject {
-		o.markSeen(fragmentSpanID(uint64(i + 2)))
+		o.markSeen(pcommon.SpanID{byte(i + 2)})
 	}
 	assert.Len(t, o.Seen, maxSeenPerObject)
 	assert.True(t, o.markSeen(id), "the oldest ID left the bounded list")
-}
-
-func fragmentSpanID(n uint64) pcommon.SpanID {
-	var id pcommon.SpanID
-	binary.BigEndian.PutUint64(id[:], n)
-	return id
 }

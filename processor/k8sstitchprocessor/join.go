@@ -192,12 +192,12 @@ func (a *spanAttrs) hint(s ptrace.Span, resUID string) joinHint {
 	if a.uid == "" && resUID == "" && a.target == "" && a.key == "" {
 		return joinHint{}
 	}
-	at := s.StartTimestamp().AsTime()
 	if a.dryRun {
 		// A dry run stores nothing: its object never appears, so its
 		// request belongs to no operation.
 		return joinHint{}
 	}
+	at := s.StartTimestamp().AsTime()
 	uid := a.uid
 	if a.admissionOp != "" && uid != "" {
 		// The k8sadmission receiver's span: the object's UID, and what

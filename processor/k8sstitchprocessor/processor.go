@@ -171,7 +171,7 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	p.learn(td)
 	p.decide(td, now)
 	p.traces.settle(now)
-	p.retryWaiting(now, released)
+	p.retryWaiting(released)
 	// Hold no reference to the batch once it is gone: the garbage
 	// collector would keep it, and mark it on every cycle.
 	clear(p.infos)
@@ -315,7 +315,7 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 				passed++
 				continue
 			}
-			info.fate = p.decideFragment(info.span, f, now)
+			info.fate = p.decideFragment(info.span, f)
 			switch info.fate {
 			case fateGo:
 				joined++
@@ -328,7 +328,7 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 			continue
 		}
 		if !ts.decided {
-			p.tryDecide(ts, now)
+			p.tryDecide(ts)
 		}
 		switch {
 		case !ts.decided:
@@ -353,16 +353,16 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 
 // decideFragment places a fragment into its operation (fateGo), or drops
 // it as a duplicate, or lets it wait for its owner's operation.
-func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo, now time.Time) spanFate {
+func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
 	o := f.obj
 	if o.gone {
-		// Shed since the first pass: learn it again.
-		o = p.graph.learn(f.key.uid, f.key.kind, f.key.namespace, f.key.name, f.key.owner)
+		// Shed since the first pass.
+		o = p.objectOf(&f.key)
 	}
 	if !o.markSeen(s.SpanID()) {
 		return fateDrop
 	}
-	if p.placeFragment(s, o, f.key, now, false) {
+	if p.placeFragment(s, o, f.key, false) {
 		return fateGo
 	}
 	return fateWait
@@ -412,7 +412,7 @@ func (p *stitchProcessor) wait(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s 
 // placeFragment rewrites a fragment into its operation, if the operation
 // can be placed. waitedOut forces a decision: an object whose owner never
 // showed up opens its own operation.
-func (p *stitchProcessor) placeFragment(s ptrace.Span, o *object, fk fragmentKey, now time.Time, waitedOut bool) bool {
+func (p *stitchProcessor) placeFragment(s ptrace.Span, o *object, fk fragmentKey, waitedOut bool) bool {
 	r := o.addOp(fk.trigger, fk.triggerTime)
 	if !p.place(o, r, waitedOut, 0) {
 		return false
@@ -485,7 +485,7 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 // trace; its child is awaited too because a batch split between
 // instrumentation scopes can deliver the root (kube-apiserver's
 // "authentication") before the request span that names the object.
-func (p *stitchProcessor) tryDecide(ts *traceState, now time.Time) {
+func (p *stitchProcessor) tryDecide(ts *traceState) {
 	if ts.hint.kind == hintNone && ts.rootSeen && ts.rootHasChild() {
 		ts.decided = true
 		return
@@ -579,13 +579,13 @@ var joinBy = [...]string{
 }
 
 // retryWaiting re-tries what waits, after a batch taught something new.
-func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
+func (p *stitchProcessor) retryWaiting(out ptrace.Traces) {
 	for _, w := range p.pendingRelease {
 		p.releaseExpired(w, out)
 	}
 	p.pendingRelease = p.pendingRelease[:0]
 	for _, w := range p.waiting.fragments() {
-		if p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, now, false) {
+		if p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, false) {
 			p.waiting.remove(w)
 			w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
@@ -594,7 +594,7 @@ func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
 	for orig := range p.waiting.byTrace {
 		ts := p.traces.pendingState(orig)
 		if !ts.decided {
-			p.tryDecide(ts, now)
+			p.tryDecide(ts)
 		}
 		if ts.decided {
 			p.traces.resolve(ts)
@@ -603,8 +603,8 @@ func (p *stitchProcessor) retryWaiting(now time.Time, out ptrace.Traces) {
 	}
 }
 
-// objectOf is the object of a waiting fragment, learned again if it was
-// shed while the fragment waited.
+// objectOf is the object of a fragment, learned again if it was shed
+// since (while the fragment waited, or between the two passes).
 func (p *stitchProcessor) objectOf(fk *fragmentKey) *object {
 	if o := p.graph.objects[fk.uid]; o != nil {
 		return o
@@ -619,7 +619,7 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
 		if w.elem != nil {
 			p.waiting.remove(w)
 		}
-		p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, p.now(), true)
+		p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, true)
 		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 		return
 	}

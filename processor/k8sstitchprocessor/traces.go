@@ -101,22 +101,20 @@ type batchIndex struct {
 	hash  traceHash
 }
 
-// reset empties the index for a batch of up to n spans (so n traces).
+// reset empties the index for a batch of up to n spans (so n traces),
+// at most half full.
 func (b *batchIndex) reset(n int) {
-	bits := uint(6)
-	for 1<<bits < 2*n {
-		bits++
+	need := 64
+	for need < 2*n {
+		need <<= 1
 	}
-	if n := len(b.slots); n < 1<<bits || n > 4<<bits {
+	if len(b.slots) < need || len(b.slots) > 4*need {
 		// Sized anew only when much bigger or too small: batch sizes vary.
-		b.slots = make([]*traceState, 1<<bits)
+		b.slots = make([]*traceState, need)
 	} else {
 		clear(b.slots)
-		for 1<<bits < n {
-			bits++
-		}
 	}
-	b.shift = 64 - bits
+	b.shift = uint(64 - bits.TrailingZeros(uint(len(b.slots))))
 }
 
 // find returns the trace's state, or nil and the free slot to put it in.
@@ -135,6 +133,12 @@ type traceDecision struct {
 	newTrace pcommon.TraceID
 	parent   pcommon.SpanID
 	hint     hintKind
+}
+
+// follow makes ts a trace that joined as d says.
+func (ts *traceState) follow(d traceDecision) {
+	ts.decided, ts.join, ts.checkedPassed = true, true, true
+	ts.newTrace, ts.parent, ts.hint.kind = d.newTrace, d.parent, d.hint
 }
 
 const scratchChunk = 256
@@ -185,8 +189,7 @@ func (t *traceTable) known(id pcommon.TraceID) *traceState {
 	}
 	t.filter.add(id)
 	ts := t.newScratch(id)
-	ts.decided, ts.join, ts.checkedPassed = true, true, true
-	ts.newTrace, ts.parent, ts.hint.kind = d.newTrace, d.parent, d.hint
+	ts.follow(d)
 	return ts
 }
 
@@ -241,13 +244,12 @@ func (t *traceTable) pendingState(id pcommon.TraceID) *traceState {
 	if ts, ok := t.pending[id]; ok {
 		return ts
 	}
-	ts := &traceState{id: id, checkedPassed: true}
+	ts := &traceState{id: id}
 	if d, ok := t.decided.get(id); ok {
-		ts.decided, ts.join = true, true
-		ts.newTrace, ts.parent, ts.hint.kind = d.newTrace, d.parent, d.hint
+		ts.follow(d)
 		return ts
 	}
-	ts.decided = t.passed.has(id)
+	ts.decided, ts.checkedPassed = t.passed.has(id), true
 	t.pending[id] = ts
 	t.filter.add(id)
 	return ts
@@ -345,9 +347,4 @@ func (f *keptFilter) rotate(now time.Time) {
 	f.cur, f.prev = f.prev, f.cur
 	clear(f.cur)
 	f.rotated = now
-}
-
-func (f *keptFilter) reset() {
-	clear(f.cur)
-	clear(f.prev)
 }

@@ -33,14 +33,15 @@ func TestLateSpansFollowTheirTrace(t *testing.T) {
 			joined, found = s, true
 		}
 		if v, ok := a.Get(fragment.KeyKind); ok && v.Str() == "Pod" && podUID == "" {
-			podUID, _ = stringAttr(a, fragment.KeyUID)
+			uid, _ := a.Get(fragment.KeyUID)
+			podUID = uid.Str()
 		}
 	})
 	require.True(t, found, "the recording has a request joined by path")
 	require.NotEmpty(t, podUID)
-	origHex, _ := stringAttr(joined.Attributes(), fragment.KeyOriginalTraceID)
+	origHex, _ := joined.Attributes().Get(fragment.KeyOriginalTraceID)
 	var orig pcommon.TraceID
-	_, err := hex.Decode(orig[:], []byte(origHex))
+	_, err := hex.Decode(orig[:], []byte(origHex.Str()))
 	require.NoError(t, err)
 
 	// A trace of idle noise: its root and a child, no hint: it passes.
@@ -80,9 +81,4 @@ func appSpan(td ptrace.Traces, trace pcommon.TraceID, parent, id pcommon.SpanID,
 	s.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(-time.Millisecond)))
 	s.SetEndTimestamp(pcommon.NewTimestampFromTime(at))
 	return s
-}
-
-func stringAttr(m pcommon.Map, k string) (string, bool) {
-	v, ok := m.Get(k)
-	return v.Str(), ok
 }
