@@ -360,14 +360,13 @@ func stitchDrain(p *stitchProcessor, next consumer.Traces) func() {
 // long-running processor's tables are.
 func forgetAll(p *stitchProcessor, keep int) {
 	g := p.graph
-	for _, o := range g.clock[keep:] {
-		delete(g.objects, o.UID)
-		g.unindex(o)
+	for i := keep; i < g.n; i++ {
+		g.remove(g.slot(i))
 	}
-	g.clock, g.hand = g.clock[:keep], 0
+	g.n, g.hand = keep, 0
 	t := p.traces
-	clear(t.decided.m)
-	t.decided.ring, t.decided.next = t.decided.ring[:0], 0
+	t.decided.entries, t.decided.next = t.decided.entries[:0], 0
+	clear(t.decided.index)
 	clear(t.pending)
 	clear(t.passed.fps)
 	clear(t.filter.cur)

@@ -117,37 +117,3 @@ func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 }
 
 func (b *waitBuffer) len() int { return b.order.Len() }
-
-// fifoMap is a map bounded to max entries: it grows to max, then the
-// oldest entry leaves first.
-type fifoMap[K comparable, V any] struct {
-	m    map[K]V
-	ring []K
-	next int
-	max  int
-}
-
-func newFIFOMap[K comparable, V any](max int) *fifoMap[K, V] {
-	return &fifoMap[K, V]{m: map[K]V{}, max: max}
-}
-
-func (f *fifoMap[K, V]) get(k K) (V, bool) {
-	v, ok := f.m[k]
-	return v, ok
-}
-
-// set adds or updates a key; a new key takes the place of the oldest.
-func (f *fifoMap[K, V]) set(k K, v V) {
-	n := len(f.m)
-	f.m[k] = v
-	if len(f.m) == n {
-		return // updated: one map operation, not a lookup and an insert
-	}
-	if len(f.ring) < f.max {
-		f.ring = append(f.ring, k)
-		return
-	}
-	delete(f.m, f.ring[f.next])
-	f.ring[f.next] = k
-	f.next = (f.next + 1) % f.max
-}

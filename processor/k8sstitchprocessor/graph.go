@@ -1,6 +1,7 @@
 package k8sstitchprocessor
 
 import (
+	"hash/maphash"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -36,10 +37,13 @@ type object struct {
 	// it, so a restart does not let a relist through twice.
 	Seen []pcommon.SpanID `json:"sn,omitempty"`
 
-	// recent: seen since the clock hand last passed (ownerGraph.clock).
+	// recent: seen since the clock hand last passed (ownerGraph.hand).
 	recent bool
-	// gone: shed from the graph.
-	gone bool
+	// slot is the object's place in the graph; nextByUID and
+	// nextByName chain the objects whose UID or name hash the same
+	// (ownerGraph.byUID, byName).
+	slot                  objRef
+	nextByUID, nextByName objRef
 
 	// The usual object has one operation and a handful of fragments:
 	// these back Ops and Seen, so that an object is one allocation.
@@ -152,19 +156,37 @@ func (o *object) objectSpanID(r *opRecord) pcommon.SpanID {
 	return r.objectSpan
 }
 
-type nameKey struct{ kind, namespace, name string }
+// objRef is an object's slot in the graph, plus one: zero is none.
+type objRef int32
 
 // ownerGraph maps object UIDs to their owners and operations. It is bounded
 // by maxObjects: at the limit an object not seen recently is shed.
 type ownerGraph struct {
-	objects map[string]*object
-	byName  map[nameKey][]*object
-	// clock holds every object once. At the limit the hand sweeps it: an
-	// object seen since the hand last passed gets a second chance, the
-	// first one not seen is shed and the new object takes its slot. This
-	// is CLOCK, an approximation of least recently seen that costs a flag
-	// per fragment instead of a list operation.
-	clock      []*object
+	// byUID and byName find objects by the hash of their UID and of their
+	// kind, namespace and name. Each entry heads a chain (object.nextByUID,
+	// nextByName) of the objects whose key has that hash: the chain is
+	// walked and each object's key compared, so a collision costs a step,
+	// never a wrong object. Maps of integers, not of strings to pointers:
+	// the garbage collector does not scan them, and with string-keyed maps
+	// a large graph's two indexes were most of its marking work.
+	byUID  map[uint64]objRef
+	byName map[uint64]objRef
+	seed   maphash.Seed
+	// hashMask keeps every bit of a hash; a test narrows it to make keys
+	// collide.
+	hashMask uint64
+	// slabs hold the objects, objectSlab to a slab, in slots 0..n-1: a
+	// few large allocations rather than one per object, which the garbage
+	// collector marks and scans in a sequential sweep. A shed object's slot
+	// goes to the object that displaced it, so a *object held across a
+	// shed may name another object since: check its UID (see objectOf).
+	slabs [][]object
+	n     int
+	// At the limit the hand sweeps the slots: an object seen since the hand
+	// last passed gets a second chance, the first one not seen is shed and
+	// the new object takes its slot. This is CLOCK, an approximation of
+	// least recently seen that costs a flag per fragment instead of a list
+	// operation.
 	hand       int
 	maxObjects int
 	// onShed is called for every object shed at the limit.
@@ -173,18 +195,51 @@ type ownerGraph struct {
 
 func newOwnerGraph(maxObjects int) *ownerGraph {
 	return &ownerGraph{
-		objects:    map[string]*object{},
-		byName:     map[nameKey][]*object{},
+		byUID:      map[uint64]objRef{},
+		byName:     map[uint64]objRef{},
+		seed:       maphash.MakeSeed(),
+		hashMask:   ^uint64(0),
 		maxObjects: maxObjects,
 	}
 }
 
+// objectSlab is the number of objects allocated at a time (~350 KB).
+const objectSlab = 1024
+
+func (g *ownerGraph) at(r objRef) *object { return g.slot(int(r - 1)) }
+
+func (g *ownerGraph) slot(i int) *object { return &g.slabs[i/objectSlab][i%objectSlab] }
+
+func (g *ownerGraph) uidHash(uid string) uint64 { return maphash.String(g.seed, uid) & g.hashMask }
+
+func (g *ownerGraph) nameHash(kind, namespace, name string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(g.seed)
+	h.WriteString(kind)
+	h.WriteByte('/')
+	h.WriteString(namespace)
+	h.WriteByte('/')
+	h.WriteString(name)
+	return h.Sum64() & g.hashMask
+}
+
+// get is the object with this UID, or nil.
+func (g *ownerGraph) get(uid string) *object {
+	for r := g.byUID[g.uidHash(uid)]; r != 0; {
+		o := g.at(r)
+		if o.UID == uid {
+			return o
+		}
+		r = o.nextByUID
+	}
+	return nil
+}
+
 // learn records what a fragment says about its object.
 func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object {
-	o := g.objects[uid]
+	o := g.get(uid)
 	if o == nil {
-		o = &object{UID: uid}
-		g.add(o)
+		o = g.add(uid)
 	} else {
 		o.recent = true
 	}
@@ -204,22 +259,41 @@ func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object 
 	return o
 }
 
-// put adds an object restored from storage.
-func (g *ownerGraph) put(o *object) {
-	if old := g.objects[o.UID]; old != nil {
-		return
+// put adds an object restored from storage and returns the graph's copy,
+// or nil if its UID is known already.
+func (g *ownerGraph) put(stored *object) *object {
+	if g.get(stored.UID) != nil {
+		return nil
 	}
-	g.add(o)
+	o := g.add(stored.UID)
+	slot, next := o.slot, o.nextByUID
+	*o = *stored
+	// Its Ops and Seen were decoded into slices of their own, not into
+	// stored's buffers, so they may be shared.
+	o.slot, o.nextByUID, o.nextByName, o.recent = slot, next, 0, false
 	g.index(o)
+	return o
 }
 
-func (g *ownerGraph) add(o *object) {
-	g.objects[o.UID] = o
-	if len(g.clock) < g.maxObjects {
-		g.clock = append(g.clock, o)
-		return
+// add places a new object in a free slot, or in the slot of the object
+// it sheds at the limit.
+func (g *ownerGraph) add(uid string) *object {
+	var i int
+	if g.n < g.maxObjects {
+		i = g.n
+		if i/objectSlab == len(g.slabs) {
+			g.slabs = append(g.slabs, make([]object, min(objectSlab, g.maxObjects-i)))
+		}
+		g.n++
+	} else {
+		i = g.shedOne()
 	}
-	g.clock[g.shedOne()] = o
+	o := g.slot(i)
+	*o = object{UID: uid, slot: objRef(i + 1)}
+	h := g.uidHash(uid)
+	o.nextByUID = g.byUID[h]
+	g.byUID[h] = o.slot
+	return o
 }
 
 // shedOne sheds the first object the hand finds not seen since its last
@@ -227,15 +301,13 @@ func (g *ownerGraph) add(o *object) {
 func (g *ownerGraph) shedOne() int {
 	for {
 		i := g.hand
-		g.hand = (g.hand + 1) % len(g.clock)
-		o := g.clock[i]
+		g.hand = (g.hand + 1) % g.n
+		o := g.slot(i)
 		if o.recent {
 			o.recent = false
 			continue
 		}
-		delete(g.objects, o.UID)
-		g.unindex(o)
-		o.gone = true
+		g.remove(o)
 		if g.onShed != nil {
 			g.onShed(o)
 		}
@@ -243,31 +315,51 @@ func (g *ownerGraph) shedOne() int {
 	}
 }
 
+// remove takes o out of both indexes; its clock slot is the caller's.
+func (g *ownerGraph) remove(o *object) {
+	g.unlink(g.byUID, g.uidHash(o.UID), o, func(x *object) *objRef { return &x.nextByUID })
+	g.unindex(o)
+}
+
 func (g *ownerGraph) index(o *object) {
 	if o.Name == "" {
 		return
 	}
-	k := nameKey{o.Kind, o.Namespace, o.Name}
-	g.byName[k] = append(g.byName[k], o)
+	h := g.nameHash(o.Kind, o.Namespace, o.Name)
+	o.nextByName = g.byName[h]
+	g.byName[h] = o.slot
 }
 
 func (g *ownerGraph) unindex(o *object) {
 	if o.Name == "" {
 		return
 	}
-	k := nameKey{o.Kind, o.Namespace, o.Name}
-	objs := g.byName[k]
-	for i, x := range objs {
-		if x == o {
-			objs = append(objs[:i], objs[i+1:]...)
-			break
+	g.unlink(g.byName, g.nameHash(o.Kind, o.Namespace, o.Name), o, func(x *object) *objRef { return &x.nextByName })
+}
+
+// unlink takes o out of the chain at index[h]; next is the chain's link.
+func (g *ownerGraph) unlink(index map[uint64]objRef, h uint64, o *object, next func(*object) *objRef) {
+	if o.slot == 0 || g.at(o.slot) != o {
+		return // not in the graph: its slot may be another object's now
+	}
+	head, ok := index[h]
+	switch {
+	case !ok:
+	case head == o.slot && *next(o) == 0:
+		delete(index, h)
+	case head == o.slot:
+		index[h] = *next(o)
+	default:
+		for r := head; r != 0; {
+			x := g.at(r)
+			if *next(x) == o.slot {
+				*next(x) = *next(o)
+				break
+			}
+			r = *next(x)
 		}
 	}
-	if len(objs) == 0 {
-		delete(g.byName, k)
-	} else {
-		g.byName[k] = objs
-	}
+	*next(o) = 0
 }
 
 // byNameAt is the object that had this name at t: names are reused after a
@@ -275,7 +367,11 @@ func (g *ownerGraph) unindex(o *object) {
 func (g *ownerGraph) byNameAt(kind, namespace, name string, t time.Time, tol time.Duration) *object {
 	var best *object
 	var bestStart time.Time
-	for _, o := range g.byName[nameKey{kind, namespace, name}] {
+	for r := g.byName[g.nameHash(kind, namespace, name)]; r != 0; r = g.at(r).nextByName {
+		o := g.at(r)
+		if o.Kind != kind || o.Namespace != namespace || o.Name != name {
+			continue // another name with the same hash
+		}
 		created := o.created()
 		if !created.IsZero() && t.Before(created.Add(-tol)) {
 			continue
@@ -297,4 +393,4 @@ func (o *object) created() time.Time {
 	return first
 }
 
-func (g *ownerGraph) len() int { return len(g.objects) }
+func (g *ownerGraph) len() int { return g.n }

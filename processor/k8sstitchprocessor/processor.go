@@ -355,8 +355,8 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 // it as a duplicate, or lets it wait for its owner's operation.
 func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
 	o := f.obj
-	if o.gone {
-		// Shed since the first pass.
+	if o.UID != f.key.uid {
+		// Shed since the first pass: its slot holds another object now.
 		o = p.objectOf(&f.key)
 	}
 	if !o.markSeen(s.SpanID()) {
@@ -443,7 +443,7 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 		p.placeRoot(o, r)
 		return true
 	}
-	owner := p.graph.objects[o.OwnerUID]
+	owner := p.graph.get(o.OwnerUID)
 	var oop *opRecord
 	if owner != nil {
 		oop = owner.opAt(r.Start, p.cfg.ClockTolerance)
@@ -525,7 +525,7 @@ func (p *stitchProcessor) resolveHint(h joinHint) (*object, *opRecord, pcommon.S
 	var o *object
 	tol := p.cfg.ClockTolerance
 	if h.kind == hintUID {
-		o = p.graph.objects[h.uid]
+		o = p.graph.get(h.uid)
 	} else {
 		o = p.graph.byNameAt(h.objKind, h.namespace, h.name, h.at, tol)
 	}
@@ -606,7 +606,7 @@ func (p *stitchProcessor) retryWaiting(out ptrace.Traces) {
 // objectOf is the object of a fragment, learned again if it was shed
 // since (while the fragment waited, or between the two passes).
 func (p *stitchProcessor) objectOf(fk *fragmentKey) *object {
-	if o := p.graph.objects[fk.uid]; o != nil {
+	if o := p.graph.get(fk.uid); o != nil {
 		return o
 	}
 	return p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)

@@ -57,12 +57,15 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			}
 			return nil, nil
 		}
-		o := &object{}
-		if err := json.Unmarshal(value, o); err != nil {
+		stored := &object{}
+		if err := json.Unmarshal(value, stored); err != nil {
 			p.set.Logger.Warn("k8sstitch: ignoring unreadable stored object", zap.Error(err))
 			return nil, nil
 		}
-		p.graph.put(o)
+		o := p.graph.put(stored)
+		if o == nil {
+			return nil, nil
+		}
 		for _, r := range o.Ops {
 			if r.Root && r.Placed && !r.Closed {
 				p.openRoots[r] = o

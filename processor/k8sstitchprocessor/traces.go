@@ -79,7 +79,7 @@ func (ts *traceState) rootHasChild() bool {
 // decision stays visible through it for at least keepFor after its last
 // batch.
 type traceTable struct {
-	decided *fifoMap[pcommon.TraceID, traceDecision]
+	decided *decisionTable
 	pending map[pcommon.TraceID]*traceState
 	filter  keptFilter
 	passed  passedSet
@@ -146,7 +146,7 @@ const scratchChunk = 256
 func newTraceTable(maxDecided int, keepFor time.Duration) *traceTable {
 	h := newTraceHash()
 	return &traceTable{
-		decided: newFIFOMap[pcommon.TraceID, traceDecision](maxDecided),
+		decided: newDecisionTable(maxDecided, h),
 		pending: map[pcommon.TraceID]*traceState{},
 		filter:  newKeptFilter(h, keepFor),
 		passed:  passedSet{fps: make([]uint64, 1<<passedSetBits), hash: h},
