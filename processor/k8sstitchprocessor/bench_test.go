@@ -380,13 +380,14 @@ func forgetAll(p *stitchProcessor, keep int) {
 // does while settle waits between passes is not timed, so this protocol
 // favours it.
 func BenchmarkGroupByTrace(b *testing.B) {
+	const cfgWait = 100 * time.Millisecond
 	runWorkload(b, func(next consumer.Traces) *benchProcessor {
 		sink := next.(*encodeSink)
 		bp := &benchProcessor{drain: func() {}}
 		renew := func() {
 			f := groupbytraceprocessor.NewFactory()
 			cfg := f.CreateDefaultConfig().(*groupbytraceprocessor.Config)
-			cfg.WaitDuration = 100 * time.Millisecond
+			cfg.WaitDuration = cfgWait
 			cfg.NumTraces = 1_000_000
 			p, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(f.Type()), cfg, next)
 			if err != nil {
@@ -401,9 +402,16 @@ func BenchmarkGroupByTrace(b *testing.B) {
 		var sent int64
 		bp.settle = func(n int64) {
 			sent = n
-			// Released traces are part of the work: wait for them.
-			for deadline := time.Now().Add(10 * time.Second); sink.spans.Load() < sent && time.Now().Before(deadline); {
+			// Released traces are part of the work: wait for them, until
+			// nothing more comes for 5 wait durations: two spans a pass
+			// did not come out in 10 s here, so waiting for the exact
+			// count made every pass wait that long.
+			last, quiet := sink.spans.Load(), time.Now()
+			for sink.spans.Load() < sent && time.Since(quiet) < 5*cfgWait {
 				time.Sleep(time.Millisecond)
+				if n := sink.spans.Load(); n != last {
+					last, quiet = n, time.Now()
+				}
 			}
 		}
 		bp.forget = func() {
