@@ -2,6 +2,7 @@ package k8sstitchprocessor
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -32,6 +33,10 @@ type Config struct {
 var _ component.Config = (*Config)(nil)
 
 // Validate checks the configuration.
+// maxMaxObjects keeps the graph's slot numbers (int32) and the decision
+// table's entry numbers (uint32, for 4 x max_objects traces) in range.
+const maxMaxObjects = 1 << 29
+
 func (cfg *Config) Validate() error {
 	if cfg.Wait <= 0 {
 		return errors.New("wait must be positive")
@@ -41,6 +46,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxObjects <= 0 {
 		return errors.New("max_objects must be positive")
+	}
+	if cfg.MaxObjects > maxMaxObjects {
+		return fmt.Errorf("max_objects must be at most %d", maxMaxObjects)
 	}
 	if cfg.MaxWaitingSpans <= 0 {
 		return errors.New("max_waiting_spans must be positive")

@@ -42,6 +42,7 @@ func TestConfigValidate(t *testing.T) {
 		{"wait zero", func(c *Config) { c.Wait = 0 }, "wait must be positive"},
 		{"timeout below wait", func(c *Config) { c.OperationTimeout = time.Second }, "operation_timeout must be longer than wait"},
 		{"no objects", func(c *Config) { c.MaxObjects = 0 }, "max_objects must be positive"},
+		{"too many objects", func(c *Config) { c.MaxObjects = 1<<29 + 1 }, "max_objects must be at most 536870912"},
 		{"no waiting spans", func(c *Config) { c.MaxWaitingSpans = -1 }, "max_waiting_spans must be positive"},
 		{"tolerance too big", func(c *Config) { c.ClockTolerance = time.Minute }, "clock_tolerance must be at least 0 and shorter than wait"},
 	}

@@ -11,8 +11,8 @@ import (
 // (the garbage collector never scans it) and costs no allocation per
 // trace: the entries are a ring in insertion order, which is also the
 // eviction order, and an open-addressing index with linear probing finds
-// them by trace ID. A Go map plus a ring of keys cost two hash-table
-// operations per insert at the limit and twice the memory.
+// them by trace ID (a Go map plus a ring of keys cost two map operations
+// per insert at the limit).
 type decisionTable struct {
 	entries []decisionEntry
 	// index holds entry positions + 1 (0 is an empty slot); its length is

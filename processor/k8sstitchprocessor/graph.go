@@ -315,7 +315,7 @@ func (g *ownerGraph) shedOne() int {
 	}
 }
 
-// remove takes o out of both indexes; its clock slot is the caller's.
+// remove takes o out of both indexes; its slot is the caller's to reuse.
 func (g *ownerGraph) remove(o *object) {
 	g.unlink(g.byUID, g.uidHash(o.UID), o, func(x *object) *objRef { return &x.nextByUID })
 	g.unindex(o)
