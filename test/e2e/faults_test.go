@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -37,10 +40,14 @@ func TestFaults(t *testing.T) {
 		fault(t)
 		// The control plane itself must finish the rollout first (after an
 		// apiserver restart its controllers and kwok relist and resume).
-		require.Eventually(t, func() bool {
+		done := assert.Eventually(t, func() bool {
 			d, err := deps.Get(t.Context(), name, metav1.GetOptions{})
 			return err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas
 		}, 4*time.Minute, time.Second, "the control plane completes the rollout")
+		if !done {
+			logRolloutState(t, e, name)
+			t.FailNow()
+		}
 		tr, _ := e.WaitTrace(t, 2*traceTimeout, byRoot(fragment.PhaseDeploymentRollout, fmt.Sprintf("Deployment default/%s", name), "gen:1"),
 			whole(fragment.PhaseDeploymentRollout, expectPodServices, complete(replicas)))
 		check(t, tr, fragment.PhaseDeploymentRollout, expectPodServices)
@@ -68,4 +75,38 @@ func TestFaults(t *testing.T) {
 			require.NoError(t, e.Cluster.RestartAPIServer(t.Context()))
 		})
 	})
+}
+
+// logRolloutState says where a rollout that did not complete stands: the
+// Deployment's status and each pod's phase, node and readiness. The
+// control plane's own failure, not the pipeline's, shows here.
+func logRolloutState(t *testing.T, e *harness.Env, name string) {
+	ctx := context.Background()
+	d, err := e.Cluster.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Logf("deployment %s: %v", name, err)
+		return
+	}
+	t.Logf("deployment %s: generation %d, observed %d, replicas %d, updated %d, ready %d, available %d", name,
+		d.Generation, d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas)
+	pods, err := e.Cluster.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Logf("pods: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		if !strings.HasPrefix(p.Name, name+"-") {
+			continue
+		}
+		ready := "unknown"
+		for _, c := range p.Status.Conditions {
+			if c.Type == "Ready" {
+				ready = string(c.Status)
+			}
+		}
+		t.Logf("pod %s: phase %s, node %q, ready %s, deleting %v", p.Name, p.Status.Phase, p.Spec.NodeName, ready, p.DeletionTimestamp != nil)
+	}
+	for _, c := range []string{"kube-controller-manager", "kube-scheduler", "kwok"} {
+		t.Logf("--- %s log tail ---\n%s", c, localcluster.LogTail(filepath.Join(e.Cluster.Dir, c+".log"), 30))
+	}
 }
