@@ -307,11 +307,7 @@ func BenchmarkStitchLargeGraph(b *testing.B) {
 		p := newBenchStitch(b, next)
 		t0 := time.Now()
 		for i := range others {
-			uid := fmt.Sprintf("3f8a2c1e-0b7d-4e59-9c61-%012d", i)
-			o := p.graph.learn(uid, "Pod", "other", fmt.Sprintf("other-7c9cb467c4-%05d", i), "0b7d4e59-9c61-3f8a-2c1e-000000000001")
-			r := o.addOp("gen:1", t0)
-			r.Placed, r.Closed = true, true
-			o.markSeen(fragment.SpanID(uid, fragment.PhasePodStartup, "gen:1"))
+			learnStartedPod(p.graph, "other", i, t0)
 		}
 		return &benchProcessor{Traces: p, drain: stitchDrain(p, next), forget: func() { forgetAll(p, others) }, settle: func(int64) {}}
 	})
@@ -434,14 +430,7 @@ func BenchmarkGraphMemory(b *testing.B) {
 		g := newOwnerGraph(n + 1)
 		t0 := time.Now()
 		for i := range n {
-			uid := fmt.Sprintf("3f8a2c1e-0b7d-4e59-9c61-%012d", i)
-			o := g.learn(uid, "Pod", "default", fmt.Sprintf("web-7c9cb467c4-%05d", i), "0b7d4e59-9c61-3f8a-2c1e-000000000001")
-			r := o.addOp("gen:1", t0)
-			r.Placed, r.Closed = true, true
-			for _, phase := range []string{fragment.PhaseTrigger, fragment.PhasePodSchedule, fragment.PhaseImagePull, fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup} {
-				o.markSeen(fragment.SpanID(uid, phase, "gen:1"))
-			}
-			o.objectSpanID(r)
+			learnStartedPod(g, "default", i, t0)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -483,4 +472,18 @@ func BenchmarkStitchOnly(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(spans), "ns/span")
+}
+
+// learnStartedPod puts the i-th pod of a large cluster into g as the graph
+// keeps it once the pod has started: with its owner, one operation placed
+// and closed, the span IDs of its six fragments and its object span ID.
+func learnStartedPod(g *ownerGraph, namespace string, i int, t0 time.Time) {
+	uid := fmt.Sprintf("3f8a2c1e-0b7d-4e59-9c61-%012d", i)
+	o := g.learn(uid, "Pod", namespace, fmt.Sprintf("pod-7c9cb467c4-%05d", i), "0b7d4e59-9c61-3f8a-2c1e-000000000001")
+	r := o.addOp("gen:1", t0)
+	r.Placed, r.Closed = true, true
+	for _, phase := range []string{fragment.PhaseTrigger, fragment.PhasePodSchedule, fragment.PhaseImagePull, fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup} {
+		o.markSeen(fragment.SpanID(uid, phase, "gen:1"))
+	}
+	o.objectSpanID(r)
 }

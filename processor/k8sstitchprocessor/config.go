@@ -32,11 +32,11 @@ type Config struct {
 
 var _ component.Config = (*Config)(nil)
 
-// Validate checks the configuration.
 // maxMaxObjects keeps the graph's slot numbers (int32) and the decision
 // table's entry numbers (uint32, for 4 x max_objects traces) in range.
 const maxMaxObjects = 1 << 29
 
+// Validate checks the configuration.
 func (cfg *Config) Validate() error {
 	if cfg.Wait <= 0 {
 		return errors.New("wait must be positive")

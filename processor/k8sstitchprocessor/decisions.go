@@ -40,38 +40,30 @@ func (t *decisionTable) resize(slots int) {
 	t.index = make([]uint32, slots)
 	t.shift = uint(64 - bits.TrailingZeros(uint(slots)))
 	for i := range t.entries {
-		t.index[t.free(t.entries[i].id)] = uint32(i + 1)
+		slot, _ := t.probe(t.entries[i].id)
+		t.index[slot] = uint32(i + 1)
 	}
 }
 
 func (t *decisionTable) home(id pcommon.TraceID) int { return int(t.hash.sum(id) >> t.shift) }
 
-// find returns the slot holding id, or -1.
-func (t *decisionTable) find(id pcommon.TraceID) int {
+// probe walks id's probe sequence: it returns the slot holding id, or
+// the empty slot where id would go, and whether id was found.
+func (t *decisionTable) probe(id pcommon.TraceID) (int, bool) {
 	mask := len(t.index) - 1
 	for i := t.home(id); ; i = (i + 1) & mask {
 		e := t.index[i]
 		if e == 0 {
-			return -1
+			return i, false
 		}
 		if t.entries[e-1].id == id {
-			return i
+			return i, true
 		}
 	}
-}
-
-// free returns the first empty slot on id's probe sequence.
-func (t *decisionTable) free(id pcommon.TraceID) int {
-	mask := len(t.index) - 1
-	i := t.home(id)
-	for t.index[i] != 0 {
-		i = (i + 1) & mask
-	}
-	return i
 }
 
 func (t *decisionTable) get(id pcommon.TraceID) (traceDecision, bool) {
-	if i := t.find(id); i >= 0 {
+	if i, ok := t.probe(id); ok {
 		return t.entries[t.index[i]-1].d, true
 	}
 	return traceDecision{}, false
@@ -79,7 +71,8 @@ func (t *decisionTable) get(id pcommon.TraceID) (traceDecision, bool) {
 
 // set adds or updates id's decision.
 func (t *decisionTable) set(id pcommon.TraceID, d traceDecision) {
-	if i := t.find(id); i >= 0 {
+	i, ok := t.probe(id)
+	if ok {
 		t.entries[t.index[i]-1].d = d
 		return
 	}
@@ -89,14 +82,17 @@ func (t *decisionTable) set(id pcommon.TraceID, d traceDecision) {
 			t.resize(2 * len(t.index)) // places the new entry too
 			return
 		}
-		t.index[t.free(id)] = uint32(len(t.entries))
+		t.index[i] = uint32(len(t.entries))
 		return
 	}
 	e := t.next
 	t.next = (t.next + 1) % t.max
-	t.unindex(t.find(t.entries[e].id))
+	old, _ := t.probe(t.entries[e].id)
+	t.unindex(old)
 	t.entries[e] = decisionEntry{id: id, d: d}
-	t.index[t.free(id)] = uint32(e + 1)
+	// Deleting may have moved entries back into id's probe sequence.
+	i, _ = t.probe(id)
+	t.index[i] = uint32(e + 1)
 }
 
 // unindex empties slot i and moves later entries of its probe run back,

@@ -220,9 +220,7 @@ func (t *traceTable) settle(now time.Time) {
 		t.keep(ts)
 	}
 	for _, ts := range t.touched {
-		if ts.decided {
-			t.resolve(ts)
-		}
+		t.resolve(ts)
 	}
 	t.used, t.touched = 0, t.touched[:0]
 }
@@ -255,7 +253,7 @@ func (t *traceTable) pendingState(id pcommon.TraceID) *traceState {
 	return ts
 }
 
-// resolve moves a decided pending trace to what settle keeps.
+// resolve moves a pending trace, once decided, to what settle keeps.
 func (t *traceTable) resolve(ts *traceState) {
 	if !ts.decided {
 		return

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +105,5 @@ func logRolloutState(t *testing.T, e *harness.Env, name string) {
 		}
 		t.Logf("pod %s: phase %s, node %q, ready %s, deleting %v", p.Name, p.Status.Phase, p.Spec.NodeName, ready, p.DeletionTimestamp != nil)
 	}
-	for _, c := range []string{"kube-controller-manager", "kube-scheduler", "kwok"} {
-		t.Logf("--- %s log tail ---\n%s", c, localcluster.LogTail(filepath.Join(e.Cluster.Dir, c+".log"), 30))
-	}
+	t.Logf("control plane:%s", e.Cluster.LogTails(30, "kube-controller-manager", "kube-scheduler", "kwok"))
 }

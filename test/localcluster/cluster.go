@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -497,7 +498,7 @@ func (c *Cluster) poll(ctx context.Context, what string, timeout time.Duration, 
 			return fmt.Errorf("localcluster: waiting for %s: %w", what, err)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("localcluster: %s not there after %s%s", what, timeout, c.tails())
+			return fmt.Errorf("localcluster: %s not there after %s%s", what, timeout, c.LogTails(10))
 		}
 		select {
 		case <-ctx.Done():
@@ -574,12 +575,18 @@ func (c *Cluster) died() error {
 	return nil
 }
 
-func (c *Cluster) tails() string {
+// LogTails is the last n lines of the named running components' logs
+// (kube-apiserver, kube-controller-manager, kube-scheduler, kwok...), or
+// of all of them without names.
+func (c *Cluster) LogTails(n int, names ...string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var b strings.Builder
 	for _, p := range c.procs {
-		fmt.Fprintf(&b, "\n--- %s log tail ---\n%s", p.name, LogTail(p.log, 10))
+		if len(names) > 0 && !slices.Contains(names, p.name) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n--- %s log tail ---\n%s", p.name, LogTail(p.log, n))
 	}
 	return b.String()
 }
