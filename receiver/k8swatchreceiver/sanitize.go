@@ -11,7 +11,7 @@ import (
 // encoding rejects a span with an invalid string, and one bad object must
 // not cost the batch it travels in.
 func sanitize(v *objectView) {
-	for _, s := range []*string{&v.kind, &v.namespace, &v.name, &v.manager, &v.ownerKind, &v.traceparent} {
+	for _, s := range []*string{&v.kind, &v.namespace, &v.name, &v.manager, &v.nodeAgent, &v.ownerKind, &v.traceparent} {
 		if !utf8.ValidString(*s) {
 			*s = strings.ToValidUTF8(*s, "\uFFFD")
 		}

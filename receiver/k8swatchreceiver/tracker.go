@@ -224,18 +224,39 @@ func (t *tracker) startTrigger(st *objectState, trigger string, at time.Time, hi
 	v := &st.view
 	st.Trigger, st.Done, st.Emitted, st.pending = trigger, false, nil, nil
 	st.TriggerTime, st.TimeSource = at, fragment.TimeSourceWatch
-	if history {
+	own := ownTriggerTime(v, trigger)
+	switch {
+	case history:
 		st.TimeSource = fragment.TimeSourceObject
-		switch {
-		case trigger == fragment.TriggerDelete:
-			st.TriggerTime = v.deleteStart
-		case v.generation <= 1 || v.managedAt.IsZero():
+		st.TriggerTime = own
+		if own.IsZero() && v.generation > 1 {
 			st.TriggerTime = v.created
-		default:
-			st.TriggerTime = v.managedAt
 		}
+	case !own.IsZero() && at.After(own.Add(time.Second)):
+		// Seen live, but late: the watch of this kind lagged (informers of
+		// different kinds deliver on their own schedules, and far apart on
+		// a loaded API server). The object's own timestamp is whole
+		// seconds, so the trigger happened before own + 1 s: take that,
+		// or a Deployment's trigger seen late would start after the
+		// ReplicaSet scale it caused, and the scale would open a trace of
+		// its own.
+		st.TriggerTime = own.Add(time.Second)
 	}
 	st.StepEnd = st.TriggerTime
+}
+
+// ownTriggerTime is the object's own timestamp of a trigger, from the API
+// server's clock in whole seconds: creation, the last spec change, or the
+// deletion request. Zero when the object does not say.
+func ownTriggerTime(v *objectView, trigger string) time.Time {
+	switch {
+	case trigger == fragment.TriggerDelete:
+		return v.deleteStart
+	case v.generation <= 1:
+		return v.created
+	default:
+		return v.managedAt
+	}
 }
 
 func (t *tracker) triggerSpan(st *objectState, at time.Time, history bool) fragmentSpan {
@@ -446,10 +467,11 @@ func (t *tracker) takeDroppedEvents() int64 {
 }
 
 // nodeAgentOf is the node agent that wrote a pod's or node's status last:
-// kubelet, or kwok on a simulated node.
+// kubelet, or kwok on a simulated node. It runs the pod, and it finishes
+// the pod's deletion, whoever asked for it (see the README).
 func nodeAgentOf(v *objectView) string {
-	if v.statusManager != "" && v.statusManager != "kube-scheduler" {
-		return v.statusManager
+	if v.nodeAgent != "" {
+		return v.nodeAgent
 	}
 	return "kubelet"
 }

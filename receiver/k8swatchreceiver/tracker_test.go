@@ -248,3 +248,60 @@ func TestSpanIDsAreStableAcrossTrackers(t *testing.T) {
 		seen[f.spanID.String()] = true
 	}
 }
+
+func TestPodDeletionIsFinishedByItsNodeAgentWhoeverWroteItsStatusLast(t *testing.T) {
+	// A loaded node misses its heartbeats: the node lifecycle controller
+	// (kube-controller-manager) marks its pods not ready, after kwok's
+	// last status write; then the garbage collector deletes the pod.
+	p := running(scheduled(testPod("pod-1"), t0), t0)
+	p.ManagedFields[len(p.ManagedFields)-1].Manager = "kwok"
+	notReady := p.DeepCopy()
+	notReady.ManagedFields = append(notReady.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kube-controller-manager", Subresource: "status", Time: ptr.To(metav1.NewTime(t0.Add(40 * time.Second)))})
+	deleting := notReady.DeepCopy()
+	deleting.DeletionTimestamp = ptr.To(metav1.NewTime(t0.Add(time.Minute)))
+	deleting.DeletionGracePeriodSeconds = ptr.To(int64(0))
+
+	for name, transformed := range map[string]bool{"as watched": false, "after the informer transform": true} {
+		t.Run(name, func(t *testing.T) {
+			tr := newTracker()
+			view := func(p *corev1.Pod) objectView {
+				if transformed {
+					obj, err := newTransform(nil)(p.DeepCopy())
+					require.NoError(t, err)
+					p = obj.(*corev1.Pod)
+				}
+				return viewPod(p, nil)
+			}
+			tr.observe(view(p), t0, false)
+			tr.observe(view(notReady), t0.Add(40*time.Second), false)
+			tr.observe(view(deleting), t0.Add(time.Minute), false)
+			gone := tr.gone(view(deleting), t0.Add(time.Minute+time.Second))
+
+			require.Equal(t, []string{fragment.PhaseDelete}, names(gone))
+			assert.Equal(t, "kwok", gone[0].service, "the node agent finishes the deletion, not the last status writer")
+		})
+	}
+}
+
+func TestTriggerSeenLateStartsNoLaterThanItsObjectSays(t *testing.T) {
+	scaled := t0.Add(time.Minute + 200*time.Millisecond)
+	d := testDeployment(3, 8)
+	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "e2e.test", Operation: metav1.ManagedFieldsOperationUpdate, Time: ptr.To(metav1.NewTime(scaled.Truncate(time.Second)))}}
+
+	onTime := newTracker().observe(viewDeployment(d, nil), scaled.Add(300*time.Millisecond), false)
+	late := newTracker().observe(viewDeployment(d, nil), scaled.Add(2500*time.Millisecond), false)
+	noTime := d.DeepCopy()
+	noTime.ManagedFields = nil
+	unknown := newTracker().observe(viewDeployment(noTime, nil), scaled.Add(2500*time.Millisecond), false)
+
+	assert.Equal(t, scaled.Add(300*time.Millisecond), onTime[0].triggerTime, "seen within its second: the watch arrival")
+	assert.Equal(t, scaled.Truncate(time.Second).Add(time.Second), late[0].triggerTime,
+		"seen 2.5 s late: the latest moment its own whole-second timestamp allows")
+	assert.Equal(t, scaled.Add(2500*time.Millisecond), unknown[0].triggerTime, "no own timestamp of the change: the watch arrival")
+
+	scale := d.DeepCopy()
+	scale.ManagedFields = append(scale.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kubectl", Subresource: "scale", Time: ptr.To(metav1.NewTime(t0.Add(2 * time.Minute)))})
+	v := viewDeployment(scale, nil)
+	assert.Equal(t, "kubectl", v.manager, "a change through the scale subresource is a spec change")
+	assert.Equal(t, t0.Add(2*time.Minute), v.managedAt)
+}

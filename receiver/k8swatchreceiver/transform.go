@@ -76,22 +76,13 @@ func newTransform(allow map[string]bool) func(any) (any, error) {
 
 func stripMeta(m *metav1.ObjectMeta, allow map[string]bool) {
 	if len(m.ManagedFields) > 0 {
-		// Keep the newest writer of the object and the newest writer of its
-		// status (ties, whole seconds, go to the later entry: entries are
-		// appended as managers first write), without their field sets.
+		// Keep the entries the view reads (managers), without their field
+		// sets.
 		var kept []metav1.ManagedFieldsEntry
-		for _, sub := range []string{"", "status"} {
-			newest := -1
-			for i, e := range m.ManagedFields {
-				if e.Subresource != sub {
-					continue
-				}
-				if newest < 0 || newer(e.Time, m.ManagedFields[newest].Time) {
-					newest = i
-				}
-			}
-			if newest >= 0 {
-				e := m.ManagedFields[newest]
+		main, status := managers(m.ManagedFields)
+		for _, i := range []int{main, status} {
+			if i >= 0 {
+				e := m.ManagedFields[i]
 				kept = append(kept, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Time: e.Time, Subresource: e.Subresource})
 			}
 		}

@@ -26,13 +26,14 @@ type objectView struct {
 	deleting    bool
 	deleteStart time.Time
 	// manager and managedAt come from the newest managedFields entry of the
-	// object itself: who made the last spec or metadata change, and when.
-	// statusManager wrote the status last (kubelet, kwok, a controller).
-	manager       string
-	managedAt     time.Time
-	statusManager string
-	traceparent   string
-	annotations   map[string]string
+	// object itself (or of its scale subresource): who made the last spec
+	// or metadata change, and when. nodeAgent wrote the status last of
+	// those that run pods (kubelet, kwok): see statusWriterRunsPods.
+	manager     string
+	managedAt   time.Time
+	nodeAgent   string
+	traceparent string
+	annotations map[string]string
 	// converged is the kind's convergence rule; convergedAt is the object's
 	// own timestamp of it when one exists (zero otherwise).
 	converged   bool
@@ -86,21 +87,15 @@ func metaView(kind string, m *metav1.ObjectMeta, allow map[string]bool) objectVi
 			v.deleteStart = v.deleteStart.Add(-time.Duration(*m.DeletionGracePeriodSeconds) * time.Second)
 		}
 	}
-	var mainAt, statusAt *metav1.Time
-	for _, e := range m.ManagedFields {
-		switch e.Subresource {
-		case "":
-			if v.manager == "" || newer(e.Time, mainAt) {
-				v.manager, mainAt = e.Manager, e.Time
-			}
-		case "status":
-			if v.statusManager == "" || newer(e.Time, statusAt) {
-				v.statusManager, statusAt = e.Manager, e.Time
-			}
+	main, status := managers(m.ManagedFields)
+	if main >= 0 {
+		v.manager = m.ManagedFields[main].Manager
+		if t := m.ManagedFields[main].Time; t != nil {
+			v.managedAt = t.Time
 		}
 	}
-	if mainAt != nil {
-		v.managedAt = mainAt.Time
+	if status >= 0 {
+		v.nodeAgent = m.ManagedFields[status].Manager
 	}
 	if tp, ok := m.Annotations[fragment.AnnotationTraceparent]; ok {
 		v.traceparent = tp
@@ -116,6 +111,41 @@ func metaView(kind string, m *metav1.ObjectMeta, allow map[string]bool) objectVi
 		}
 	}
 	return v
+}
+
+// managers picks the two managedFields entries the phases need, as
+// indexes (-1: none): the newest change of the object itself or of its
+// scale subresource (kubectl scale, an autoscaler: a spec change too), and
+// the newest status write of a manager that runs pods. Ties (timestamps are
+// whole seconds) go to the later entry: entries are appended as managers
+// first write. The informer transform keeps just these two.
+func managers(fields []metav1.ManagedFieldsEntry) (main, status int) {
+	main, status = -1, -1
+	for i := range fields {
+		e := &fields[i]
+		switch {
+		case e.Subresource == "" || e.Subresource == "scale":
+			if main < 0 || newer(e.Time, fields[main].Time) {
+				main = i
+			}
+		case e.Subresource == "status" && statusWriterRunsPods(e.Manager):
+			if status < 0 || newer(e.Time, fields[status].Time) {
+				status = i
+			}
+		}
+	}
+	return main, status
+}
+
+// statusWriterRunsPods says whether a manager that wrote a pod's or node's
+// status is the node agent that runs its pods. The scheduler writes a
+// pod's PodScheduled condition, and the controller manager writes a node's
+// NotReady and its pods' Ready=False when the node stops reporting, or a
+// DisruptionTarget condition before an eviction; whether such a write comes
+// after the node agent's last one is a matter of timing, so it must not
+// decide who ran, or finished deleting, the pod.
+func statusWriterRunsPods(manager string) bool {
+	return manager != "kube-scheduler" && manager != "kube-controller-manager"
 }
 
 func viewDeployment(d *appsv1.Deployment, allow map[string]bool) objectView {
