@@ -6,7 +6,7 @@ BIN       := bin/otelcol-kubestitch
 GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit-test demo waterfall cluster-up image lint clean
+.PHONY: all build generate test unit-test race-test cluster-test shake demo waterfall cluster-up image lint clean
 
 all: build
 
@@ -19,13 +19,25 @@ generate:
 	tmp=$$(mktemp -d) && TMPDIR=$$tmp $(GO) tool builder --config builder-config.yaml --skip-get-modules --skip-compilation; rc=$$?; rm -rf $$tmp; exit $$rc
 	gofmt -w distribution
 
-## test: unit tests and the tests on the real local control plane
-test: build
-	$(GO) test -count=1 -timeout 60m ./...
+## test: unit tests under the race detector, then the tests on the real local control plane
+test: build race-test cluster-test
 
 ## unit-test: only what runs without the local control plane
 unit-test:
 	$(GO) test -count=1 -short ./...
+
+## race-test: the unit tests under the race detector (it needs cgo; the
+## distribution itself is built without)
+race-test:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -short ./...
+
+## cluster-test: the tests on the real local control plane (test/...)
+cluster-test:
+	$(GO) test -count=1 -timeout 60m ./test/...
+
+## shake: the control-plane tests N times in a row under a CPU hog per core
+shake:
+	test/shake/run.sh $(or $(N),5)
 
 ## demo: local control plane + collector, a 3-replica Deployment, traces in .demo/traces.json
 demo: build

@@ -43,6 +43,9 @@ func TestReadyToExportLatency(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if len(seen) < 50 {
+		e.Diagnose(t, deadline.Add(-2*time.Minute))
+	}
 	require.Len(t, seen, 50, "every pod.ready reached the output inside the rollout's trace")
 	var ds []time.Duration
 	for _, d := range seen {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -62,7 +63,10 @@ func TestTwoGatewaysOneWatcher(t *testing.T) {
 		}
 		return *l.Spec.HolderIdentity
 	}
-	require.Eventually(t, func() bool { return holder() == "gw-1" }, 30*time.Second, 100*time.Millisecond, "gw-1 started first and leads")
+	holds := func(id string) func() (bool, string) {
+		return func() (bool, string) { h := holder(); return h == id, fmt.Sprintf("Lease holder %q", h) }
+	}
+	e.WaitFor(t, "gw-1 started first and leads", 30*time.Second, holds("gw-1"))
 	time.Sleep(time.Second)
 
 	_, err = e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("led", 3), metav1.CreateOptions{})
@@ -71,9 +75,12 @@ func TestTwoGatewaysOneWatcher(t *testing.T) {
 	assert.Zero(t, fragmentsIn(t, gw2), "the follower watches nothing")
 
 	require.NoError(t, e.Gateway.Kill())
-	require.Eventually(t, func() bool { return holder() == "gw-2" }, 30*time.Second, 200*time.Millisecond, "gw-2 takes over")
+	e.WaitFor(t, "gw-2 takes over", 30*time.Second, holds("gw-2"))
 	before := fragmentsIn(t, gw2)
 	_, err = e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("after", 2), metav1.CreateOptions{})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return fragmentsIn(t, gw2) > before }, 30*time.Second, 500*time.Millisecond, "the new leader emits")
+	e.WaitFor(t, "the new leader emits", 30*time.Second, func() (bool, string) {
+		n := fragmentsIn(t, gw2)
+		return n > before, fmt.Sprintf("gw-2 emitted %d fragments, %d before the create (Lease holder %q)", n, before, holder())
+	})
 }

@@ -231,11 +231,13 @@ func (e *Env) RegisterWebhook(t testing.TB, url string, ca []byte, reviewed func
 }
 
 // WaitTrace polls the gateway's output until find returns a trace that
-// ready accepts, and returns it with every trace read; it fails the test
-// with what it last saw after timeout.
+// ready accepts, and returns it with every trace read. After timeout it
+// fails the test with what it last saw and a diagnosis (see diagnose):
+// the API's view, where the fragments went, and which component stalled.
 func (e *Env) WaitTrace(t testing.TB, timeout time.Duration, find func([]*waterfall.Trace) *waterfall.Trace, ready func(*waterfall.Trace) bool) (*waterfall.Trace, []*waterfall.Trace) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var last *waterfall.Trace
 	for {
 		td, err := ReadTraces(e.Gateway.TracesFile)
@@ -250,6 +252,7 @@ func (e *Env) WaitTrace(t testing.TB, timeout time.Duration, find func([]*waterf
 			}
 		}
 		if time.Now().After(deadline) {
+			e.diagnose(t, start, last, all)
 			if last != nil {
 				var b strings.Builder
 				waterfall.Render(&b, last, waterfall.Options{Collapse: waterfall.CollapseAPIRequests})
@@ -259,4 +262,33 @@ func (e *Env) WaitTrace(t testing.TB, timeout time.Duration, find func([]*waterf
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// WaitFor polls cond until it holds. After timeout it fails the test with
+// what cond last saw (its second result) and the diagnosis of WaitTrace.
+func (e *Env) WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	start := time.Now()
+	for {
+		ok, saw := cond()
+		if ok {
+			return
+		}
+		if time.Since(start) > timeout {
+			e.Diagnose(t, start)
+			t.Fatalf("%s: not after %s; last saw: %s", what, timeout, saw)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Diagnose logs the diagnosis of WaitTrace for a wait that began at since.
+func (e *Env) Diagnose(t testing.TB, since time.Time) {
+	t.Helper()
+	td, err := ReadTraces(e.Gateway.TracesFile)
+	if err != nil {
+		t.Logf("diagnosis: reading the gateway's output: %v", err)
+		return
+	}
+	e.diagnose(t, since, nil, waterfall.Build(td))
 }
