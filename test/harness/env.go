@@ -79,6 +79,10 @@ type EnvOptions struct {
 	// k8sadmission receiver) on a loopback port with a certificate from
 	// the cluster's CA; RegisterWebhook then points kube-apiserver at it.
 	Admission bool
+	// SpanExportEnv as in localcluster.Options (nil: as deploy/ ships it).
+	SpanExportEnv []string
+	// Nodes is the number of kwok nodes (default 1).
+	Nodes int
 	// Kubelet adds a real kubelet node; the agent then serves that node
 	// (its pods, and the kubelet's and runtime's spans), as the DaemonSet
 	// pod on that node would. Implies Agent.
@@ -126,7 +130,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
-	opts := localcluster.Options{TracingEndpoint: e.Gateway.OTLPEndpoint, PodStages: o.PodStages, Log: tlog{t}}
+	opts := localcluster.Options{TracingEndpoint: e.Gateway.OTLPEndpoint, PodStages: o.PodStages, Log: tlog{t}, SpanExportEnv: o.SpanExportEnv, Nodes: o.Nodes}
 	node := "kwok-node-0"
 	if o.Kubelet {
 		node = "kubelet-node-0"

@@ -50,6 +50,36 @@ type Options struct {
 	Log io.Writer
 	// Kubelet adds a node run by a real kubelet; nil: kwok nodes only.
 	Kubelet *KubeletOptions
+	// SpanExportEnv is the environment of kube-apiserver and the kubelet
+	// for the OpenTelemetry SDK's batch span processor. nil: the one
+	// deploy/ ships (deploy/control-plane/otel-bsp.env); empty, not nil:
+	// the SDK's defaults (5 s delay, 2,048 spans queued).
+	SpanExportEnv []string
+}
+
+// ShippedSpanExportEnv reads deploy/control-plane/otel-bsp.env: KEY=VALUE
+// lines, as systemd's EnvironmentFile= reads them.
+func ShippedSpanExportEnv() ([]string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "control-plane", "otel-bsp.env"))
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if !strings.Contains(l, "=") {
+			return nil, fmt.Errorf("localcluster: otel-bsp.env: not KEY=VALUE: %q", l)
+		}
+		env = append(env, l)
+	}
+	return env, nil
 }
 
 // Cluster is a running local control plane.
@@ -121,6 +151,11 @@ func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	if opts.Log == nil {
 		opts.Log = os.Stderr
+	}
+	if opts.SpanExportEnv == nil {
+		if opts.SpanExportEnv, err = ShippedSpanExportEnv(); err != nil {
+			return nil, err
+		}
 	}
 	c = &Cluster{opts: opts, procs: map[string]*process{}, ports: map[string]int{}, log: opts.Log, Dir: opts.Dir}
 	if c.bins, err = Build(ctx, opts.CacheDir, opts.Kubelet != nil, opts.Log); err != nil {
@@ -322,7 +357,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		}
 		args = append(args, "--tracing-config-file="+tc)
 	}
-	if err := c.run("kube-apiserver", c.bins.APIServer, args...); err != nil {
+	if err := c.runEnv("kube-apiserver", c.opts.SpanExportEnv, c.bins.APIServer, args...); err != nil {
 		return err
 	}
 	c.apiArgs = args
@@ -524,12 +559,18 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, tlsCfg *tls.Co
 // run starts a component in its own process group, logging to a file; it
 // is killed with the test process (Pdeathsig) if Down never runs.
 func (c *Cluster) run(name, bin string, args ...string) error {
+	return c.runEnv(name, nil, bin, args...)
+}
+
+// runEnv runs a component with env added to this process's environment.
+func (c *Cluster) runEnv(name string, env []string, bin string, args ...string) error {
 	logPath := filepath.Join(c.Dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -624,7 +665,7 @@ func (c *Cluster) PIDs() map[string]int {
 // periodic sync would.
 func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 	c.stop("kube-apiserver", 30*time.Second)
-	if err := c.run("kube-apiserver", c.bins.APIServer, c.apiArgs...); err != nil {
+	if err := c.runEnv("kube-apiserver", c.opts.SpanExportEnv, c.bins.APIServer, c.apiArgs...); err != nil {
 		return err
 	}
 	if err := c.waitHTTP(ctx, "kube-apiserver", c.Server+"/readyz", c.adminTLS(), 90*time.Second); err != nil {

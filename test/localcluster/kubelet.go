@@ -244,7 +244,7 @@ authorization:
 		"--root-dir=" + dirs["root"], "--cert-dir=" + dirs["certs"],
 		"--node-labels=type=kubelet",
 	}
-	if err := c.run("kubelet", "unshare", args...); err != nil {
+	if err := c.runEnv("kubelet", c.opts.SpanExportEnv, "unshare", args...); err != nil {
 		return err
 	}
 	if err := c.waitHTTP(ctx, "kubelet", fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), nil, 60*time.Second); err != nil {
