@@ -252,12 +252,19 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cluster.RESTConfig)
 	require.NoError(t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubestitch"}}, metav1.CreateOptions{})
-	require.NoError(t, err)
 	sets := map[string][]*unstructured.Unstructured{"self-signed.sh": selfSigned(t)}
 	for _, o := range overlays {
 		sets[o] = build(t, o)
 	}
+	// The namespaces for real, labelled as shipped: a dry run of a
+	// namespaced object needs its namespace.
+	var namespaces []*unstructured.Unstructured
+	for _, obj := range sets[overlays[0]] {
+		if obj.GetKind() == "Namespace" {
+			namespaces = append(namespaces, obj)
+		}
+	}
+	apply(t, cluster.RESTConfig, namespaces)
 	for o, objs := range sets {
 		for _, obj := range objs {
 			gvk := obj.GroupVersionKind()
