@@ -68,7 +68,7 @@ func inTraces(all []*waterfall.Trace, name string) int {
 // ships (deploy/control-plane/otel-bsp.env). KUBESTITCH_SPAN_EXPORT=sdk
 // runs the same burst with the SDK's defaults, to measure the difference.
 func TestNoSpanLostAtTheSource(t *testing.T) {
-	opts := harness.EnvOptions{}
+	opts := harness.EnvOptions{Nodes: 3} // 250 pods fit a kwok node
 	if os.Getenv("KUBESTITCH_SPAN_EXPORT") == "sdk" {
 		opts.SpanExportEnv = []string{}
 	}

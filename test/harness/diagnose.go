@@ -76,6 +76,9 @@ func (e *Env) diagnose(t testing.TB, since time.Time, awaited *waterfall.Trace, 
 	if len(verdicts) == 0 {
 		verdicts = []string{"nothing obviously missing: every object the API shows done has its fragments; see the trace above for what the checker rejected"}
 	}
+	if len(verdicts) > 20 {
+		verdicts = append(verdicts[:20], fmt.Sprintf("... and %d more like these", len(verdicts)-20))
+	}
 	t.Logf("diagnosis after %s:\n- %s\n%s", waited, strings.Join(verdicts, "\n- "), b.String())
 	if e.Cluster != nil {
 		t.Logf("control plane:%s", e.Cluster.LogTails(20, "kube-controller-manager", "kube-scheduler", "kwok"))
@@ -146,8 +149,10 @@ func (e *Env) describeAPI(b *strings.Builder, since time.Time, frags map[string]
 		if !readyAt.IsZero() {
 			ready++
 		}
-		fmt.Fprintf(b, "  Pod %s/%s: phase %s, node %q, ready %v, deleting %v; fragments: %s\n",
-			p.Namespace, p.Name, p.Status.Phase, p.Spec.NodeName, !readyAt.IsZero(), p.DeletionTimestamp != nil, names(frags[string(p.UID)], "gen:1"))
+		if total <= maxPodLines {
+			fmt.Fprintf(b, "  Pod %s/%s: phase %s, node %q, ready %v, deleting %v; fragments: %s\n",
+				p.Namespace, p.Name, p.Status.Phase, p.Spec.NodeName, !readyAt.IsZero(), p.DeletionTimestamp != nil, names(frags[string(p.UID)], "gen:1"))
+		}
 		if !readyAt.IsZero() && p.CreationTimestamp.After(since.Add(-time.Second)) && !hasFragment(frags[string(p.UID)], fragment.PhasePodReady, "gen:1") {
 			verdicts = append(verdicts, fmt.Sprintf("the node agent's k8swatch stalled: pod %s/%s on %q is Ready since %s per the API, but no pod.ready fragment was exported",
 				p.Namespace, p.Name, p.Spec.NodeName, readyAt.Format("15:04:05")))
@@ -156,9 +161,16 @@ func (e *Env) describeAPI(b *strings.Builder, since time.Time, frags map[string]
 			verdicts = append(verdicts, fmt.Sprintf("the control plane has not finished: pod %s/%s is %s, not Ready, on node %q", p.Namespace, p.Name, p.Status.Phase, p.Spec.NodeName))
 		}
 	}
+	if total > maxPodLines {
+		fmt.Fprintf(b, "  (%d more pods)\n", total-maxPodLines)
+	}
 	fmt.Fprintf(b, "  pods Ready: %d/%d\n", ready, total)
 	return verdicts
 }
+
+// maxPodLines bounds the pods listed one by one: a large rollout's
+// diagnosis stays readable.
+const maxPodLines = 40
 
 func podReadyAt(p *corev1.Pod) time.Time {
 	for _, c := range p.Status.Conditions {
