@@ -67,7 +67,7 @@ func up(dir, tracing string, nodes int, stages string) error {
 	}
 	defer c.Down()
 	pidFile := filepath.Join(abs, "pid")
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := writePidFile(pidFile, os.Getpid()); err != nil {
 		return err
 	}
 	defer os.Remove(pidFile)
@@ -80,14 +80,47 @@ func up(dir, tracing string, nodes int, stages string) error {
 	return nil
 }
 
+// writePidFile writes the PID and the process's start time: a PID alone
+// may name another process once this one has exited.
+func writePidFile(path string, pid int) error {
+	start, err := startTime(pid)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(fmt.Sprintf("%d %s\n", pid, start)), 0o644)
+}
+
+// startTime is the start time of a process (field 22 of /proc/PID/stat,
+// clock ticks since boot): with the PID, it names one process for good.
+func startTime(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 20 {
+		return "", fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	return f[19], nil
+}
+
 func down(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, "pid"))
 	if err != nil {
 		return fmt.Errorf("no control plane running from %s: %w", dir, err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return fmt.Errorf("%s/pid: want \"PID STARTTIME\", got %q", dir, b)
+	}
+	pid, err := strconv.Atoi(f[0])
 	if err != nil {
 		return err
+	}
+	if now, err := startTime(pid); err != nil || now != f[1] {
+		return fmt.Errorf("pid %d is not the process `up` started (started at %s, now %q): it exited; %s/pid is stale, nothing signalled", pid, f[1], now, dir)
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/leaderelection"
 )
 
 // Auth types, as in the contrib Kubernetes components.
@@ -144,6 +145,11 @@ func (cfg *Config) Validate() error {
 		}
 		if le.LeaseDuration <= le.RenewDeadline || le.RenewDeadline <= le.RetryPeriod || le.RetryPeriod <= 0 {
 			return errors.New("leader_election: need lease_duration > renew_deadline > retry_period > 0")
+		}
+		// client-go's leader election refuses (RunOrDie panics) unless
+		// the renewal outlasts a jittered retry.
+		if le.RenewDeadline <= time.Duration(leaderelection.JitterFactor*float64(le.RetryPeriod)) {
+			return fmt.Errorf("leader_election: renew_deadline (%s) must be more than %g x retry_period (%s)", le.RenewDeadline, leaderelection.JitterFactor, le.RetryPeriod)
 		}
 	}
 	return nil

@@ -55,6 +55,11 @@ func TestConfigValidate(t *testing.T) {
 		{"election timing", func(c *Config) {
 			c.LeaderElection.Enabled, c.LeaderElection.LeaseNamespace, c.LeaderElection.RenewDeadline = true, "ns", time.Minute
 		}, "leader_election: need lease_duration > renew_deadline > retry_period > 0"},
+		// client-go's leader election panics in RunOrDie on these.
+		{"election jitter", func(c *Config) {
+			c.LeaderElection.Enabled, c.LeaderElection.LeaseNamespace = true, "ns"
+			c.LeaderElection.LeaseDuration, c.LeaderElection.RenewDeadline, c.LeaderElection.RetryPeriod = 15*time.Second, 2200*time.Millisecond, 2*time.Second
+		}, "leader_election: renew_deadline (2.2s) must be more than 1.2 x retry_period (2s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

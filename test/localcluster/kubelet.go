@@ -39,8 +39,13 @@ func (c *Cluster) KubeletWorkDir() string { return filepath.Join(c.Dir, "kubelet
 
 // The kernel settings the kubelet changes at start-up (they are not
 // namespaced): saved before it starts, restored once it has set them and
-// again at teardown.
-var kubeletSysctls = []string{"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory"}
+// again at teardown. All of them: the four of its container manager
+// (setupKernelTunables) and the two key quotas it raises for root
+// (k8s.io/component-helpers/node/util/sysctl: RootMaxKeys, RootMaxBytes).
+var kubeletSysctls = []string{
+	"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+}
 
 // sysctlGuard keeps host sysctls at their saved values while a kubelet
 // runs.
