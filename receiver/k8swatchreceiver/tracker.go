@@ -279,7 +279,7 @@ func (t *tracker) triggerSpan(st *objectState, at time.Time, history bool) fragm
 		start:       st.TriggerTime,
 		end:         notBefore(end, st.TriggerTime),
 		timeSource:  st.TimeSource,
-		obj:         v,
+		obj:         snapshot(v),
 		trigger:     st.Trigger,
 		triggerTime: st.TriggerTime,
 	}
@@ -302,7 +302,7 @@ func (t *tracker) objectSpan(st *objectState, end time.Time, src string, converg
 		start:       st.TriggerTime,
 		end:         notBefore(end, st.TriggerTime),
 		timeSource:  src,
-		obj:         v,
+		obj:         snapshot(v),
 		trigger:     st.Trigger,
 		triggerTime: st.TriggerTime,
 		converged:   &converged,
@@ -324,7 +324,7 @@ func (t *tracker) stepSpan(st *objectState, phase, disc string, start, end time.
 		start:       start,
 		end:         notBefore(end, start),
 		timeSource:  src,
-		obj:         v,
+		obj:         snapshot(v),
 		trigger:     st.Trigger,
 		triggerTime: st.TriggerTime,
 	}
@@ -437,6 +437,16 @@ func objectService(v *objectView, trigger string) string {
 		return v.manager
 	}
 	return "kube-apiserver"
+}
+
+// snapshot copies the object's view for a fragment: fragments are rendered
+// outside the tracker's lock, while the object's next update (from another
+// informer's goroutine) rewrites the state's view. The view's pod and
+// annotations are replaced by an update, never changed in place, so a
+// shallow copy is enough.
+func snapshot(v *objectView) *objectView {
+	c := *v
+	return &c
 }
 
 // notBefore keeps a span from ending before it starts: object timestamps

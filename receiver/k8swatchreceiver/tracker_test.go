@@ -2,6 +2,7 @@ package k8swatchreceiver
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -304,4 +305,29 @@ func TestTriggerSeenLateStartsNoLaterThanItsObjectSays(t *testing.T) {
 	v := viewDeployment(scale, nil)
 	assert.Equal(t, "kubectl", v.manager, "a change through the scale subresource is a spec change")
 	assert.Equal(t, t0.Add(2*time.Minute), v.managedAt)
+}
+
+// TestFragmentsOutliveTheirObjectsNextUpdate: informers of different
+// kinds call the tracker from their own goroutines, and fragments are
+// rendered outside its lock; a fragment must not share the object state
+// the next update rewrites. Run with -race (make test does).
+func TestFragmentsOutliveTheirObjectsNextUpdate(t *testing.T) {
+	tr := newTracker()
+	p := scheduled(testPod("pod-1"), t0)
+	tr.observe(viewPod(p, nil), t0, false)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			q := running(p, t0.Add(time.Duration(i)*time.Millisecond))
+			q.ResourceVersion = strconv.Itoa(10 + i)
+			q.Status.ContainerStatuses[0].RestartCount = int32(i)
+			toTraces(tr.observe(viewPod(q, nil), t0.Add(time.Second), false), "test")
+		}
+	}()
+	for i := range 200 {
+		ev := eventView{uid: "ev-" + strconv.Itoa(i), objectUID: "pod-1", reason: "Pulled", duration: time.Second, at: t0.Add(2 * time.Second), container: "app"}
+		toTraces(tr.event(ev), "test")
+	}
+	<-done
 }
