@@ -3,6 +3,7 @@ package k8sstitchprocessor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,23 +11,29 @@ import (
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
+
+	"github.com/kubestitch/kubestitch/internal/statestore"
 )
+
+func (p *stitchProcessor) storageError(reason string) {
+	p.tel.K8sstitchStorageErrors.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+}
 
 // openStorage loads the owner graph and open operations a previous run
 // kept, so a restart mid-rollout keeps placing spans into the same traces.
 func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) error {
-	ext, ok := host.GetExtensions()[*p.cfg.Storage]
-	if !ok {
-		return fmt.Errorf("k8sstitch: storage %s is not a configured extension", p.cfg.Storage)
+	c, err := statestore.Open(ctx, host, *p.cfg.Storage, component.KindProcessor, p.set.ID)
+	var damaged *statestore.DamagedError
+	if errors.As(err, &damaged) {
+		p.storageError("open")
+		p.set.Logger.Error("k8sstitch: storage "+p.cfg.Storage.String()+": "+damaged.Error()+"; spans of operations in flight may open traces of their own", zap.Error(damaged.Err))
+		return nil
 	}
-	se, ok := ext.(storage.Extension)
-	if !ok {
-		return fmt.Errorf("k8sstitch: extension %s is not a storage extension", p.cfg.Storage)
-	}
-	c, err := se.GetClient(ctx, component.KindProcessor, p.set.ID, "")
 	if err != nil {
-		return fmt.Errorf("k8sstitch: storage client: %w", err)
+		return fmt.Errorf("k8sstitch: %w", err)
 	}
 	p.storage = c
 	p.waitIn, p.waitOut = map[pcommon.SpanID]*waitingSpan{}, map[pcommon.SpanID]struct{}{}
@@ -45,6 +52,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			// killed): acknowledged upstream, so only this copy is left.
 			td, err := pu.UnmarshalTraces(value)
 			if err != nil || td.SpanCount() != 1 {
+				p.storageError("record")
 				p.set.Logger.Warn("k8sstitch: ignoring an unreadable stored waiting fragment", zap.String("key", key))
 				return []*storage.Operation{storage.DeleteOperation(key)}, nil
 			}
@@ -59,8 +67,9 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 		}
 		stored := &object{}
 		if err := json.Unmarshal(value, stored); err != nil {
+			p.storageError("record")
 			p.set.Logger.Warn("k8sstitch: ignoring unreadable stored object", zap.Error(err))
-			return nil, nil
+			return []*storage.Operation{storage.DeleteOperation(key)}, nil
 		}
 		o := p.graph.put(stored)
 		if o == nil {

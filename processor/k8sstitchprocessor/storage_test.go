@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/statestore/statestoretest"
 )
 
 // memStorage is a storage extension with one in-memory client that
@@ -145,4 +147,35 @@ func TestWaitingFragmentSurvivesAKill(t *testing.T) {
 	assert.Equal(t, fragment.TraceID("rs-1", "gen:1"), placed.TraceID(), "placed in its owner's operation")
 	assert.Equal(t, 0, second.waiting.len())
 	assert.Equal(t, 0, store.keys(waitingKeyPrefix), "its stored copy is deleted once it left")
+}
+
+// TestDamagedStoreStartsEmpty: a truncated file_storage file (it survives
+// container restarts in an emptyDir) must not fail Start, or the pod
+// crash-loops: the processor logs, counts and goes on without it.
+func TestDamagedStoreStartsEmpty(t *testing.T) {
+	dir := t.TempDir()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Storage = &statestoretest.ID
+	start := func() (*stitchProcessor, *componenttest.Telemetry) {
+		tel := componenttest.NewTelemetry()
+		t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+		set := processortest.NewNopSettings(metadataType)
+		set.ID = component.NewID(metadataType) // the same store on restart
+		set.TelemetrySettings = tel.NewTelemetrySettings()
+		p, err := newStitchProcessor(set, cfg, &consumertest.TracesSink{})
+		require.NoError(t, err)
+		require.NoError(t, p.Start(context.Background(), statestoretest.FileStorage(t, dir)), "Start with a damaged store")
+		return p, tel
+	}
+	p, _ := start()
+	require.NoError(t, p.Shutdown(context.Background()))
+	statestoretest.Damage(t, dir)
+
+	p, tel := start()
+	assert.Nil(t, p.storage, "it goes on without storage")
+	require.NoError(t, p.ConsumeTraces(context.Background(), ptrace.NewTraces()))
+	require.NoError(t, p.Shutdown(context.Background()))
+	m, err := tel.GetMetric("otelcol_k8sstitch_storage_errors")
+	require.NoError(t, err, "the damage is counted")
+	assert.NotNil(t, m)
 }

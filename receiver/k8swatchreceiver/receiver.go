@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/kubestitch/kubestitch/internal/statestore"
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
 
@@ -119,20 +120,18 @@ func newWatchReceiver(set receiver.Settings, cfg *Config, next consumer.Traces, 
 
 func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
 	if r.cfg.Storage != nil {
-		ext, ok := host.GetExtensions()[*r.cfg.Storage]
-		if !ok {
-			return fmt.Errorf("k8swatch: storage %s is not a configured extension", r.cfg.Storage)
+		c, err := statestore.Open(ctx, host, *r.cfg.Storage, component.KindReceiver, r.set.ID)
+		var damaged *statestore.DamagedError
+		switch {
+		case errors.As(err, &damaged):
+			r.storageError("open")
+			r.set.Logger.Error("k8swatch: storage "+r.cfg.Storage.String()+": "+damaged.Error()+"; steps already emitted may be emitted again", zap.Error(damaged.Err))
+		case err != nil:
+			return fmt.Errorf("k8swatch: %w", err)
+		default:
+			r.storage = c
+			r.tracker.onChange = r.persist
 		}
-		se, ok := ext.(storage.Extension)
-		if !ok {
-			return fmt.Errorf("k8swatch: extension %s is not a storage extension", r.cfg.Storage)
-		}
-		c, err := se.GetClient(ctx, component.KindReceiver, r.set.ID, "")
-		if err != nil {
-			return fmt.Errorf("k8swatch: storage client: %w", err)
-		}
-		r.storage = c
-		r.tracker.onChange = r.persist
 	}
 	kc, dc, err := r.clients(r.cfg)
 	if err != nil {
@@ -405,10 +404,15 @@ func (r *watchReceiver) restore(uid string) {
 	}
 	st := &objectState{}
 	if err := json.Unmarshal(b, st); err != nil {
+		r.storageError("record")
 		r.set.Logger.Warn("k8swatch: ignoring unreadable stored state", zap.String("uid", uid), zap.Error(err))
 		return
 	}
 	r.tracker.restore(uid, st)
+}
+
+func (r *watchReceiver) storageError(reason string) {
+	r.tel.K8swatchStorageErrors.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
 }
 
 func (r *watchReceiver) keepForRetry(frags []fragmentSpan) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -22,6 +23,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/statestore/statestoretest"
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
 
@@ -183,4 +185,35 @@ func (s *refusingSink) ConsumeTraces(ctx context.Context, td ptrace.Traces) erro
 		return errors.New("data refused due to high memory usage")
 	}
 	return s.TracesSink.ConsumeTraces(ctx, td)
+}
+
+// TestDamagedStoreStartsEmpty: a truncated file_storage file must not fail
+// Start (the pod would crash-loop on it): logged, counted, no storage.
+func TestDamagedStoreStartsEmpty(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+	dir := t.TempDir()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Storage = &statestoretest.ID
+	start := func() (*watchReceiver, *componenttest.Telemetry) {
+		tel := componenttest.NewTelemetry()
+		t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+		set := receivertest.NewNopSettings(metadata.Type)
+		set.ID = component.NewID(metadata.Type) // the same store on restart
+		set.TelemetrySettings = tel.NewTelemetrySettings()
+		r, err := newWatchReceiver(set, cfg, &consumertest.TracesSink{}, func(*Config) (kubernetes.Interface, dynamic.Interface, error) {
+			return fake.NewClientset(), nil, nil
+		})
+		require.NoError(t, err)
+		require.NoError(t, r.Start(t.Context(), statestoretest.FileStorage(t, dir)), "Start with a damaged store")
+		return r, tel
+	}
+	r, _ := start()
+	require.NoError(t, r.Shutdown(t.Context()))
+	statestoretest.Damage(t, dir)
+
+	r, tel := start()
+	assert.Nil(t, r.storage, "it goes on without storage")
+	require.NoError(t, r.Shutdown(t.Context()))
+	_, err := tel.GetMetric("otelcol_k8swatch_storage_errors")
+	require.NoError(t, err, "the damage is counted")
 }

@@ -24,6 +24,7 @@ type TelemetryBuilder struct {
 	K8sstitchOperationsClosed   metric.Int64Counter
 	K8sstitchOperationsTimedOut metric.Int64Counter
 	K8sstitchObjectsTracked     metric.Int64Gauge
+	K8sstitchStorageErrors      metric.Int64Counter
 }
 
 // NewTelemetryBuilder builds the instruments on the component's meter.
@@ -31,6 +32,8 @@ func NewTelemetryBuilder(settings component.TelemetrySettings) (*TelemetryBuilde
 	m := settings.MeterProvider.Meter(ScopeName)
 	b := &TelemetryBuilder{}
 	var err, e error
+	b.K8sstitchStorageErrors, e = m.Int64Counter("otelcol_k8sstitch_storage_errors", metric.WithDescription("Stored state the processor could not use and went on without, by reason (open: the store did not open; record: an unreadable record)."))
+	err = errors.Join(err, e)
 	b.K8sstitchSpansJoined, e = m.Int64Counter("otelcol_k8sstitch_spans_joined", metric.WithDescription("Spans rewritten into an operation's trace."))
 	err = errors.Join(err, e)
 	b.K8sstitchSpansPassedThrough, e = m.Int64Counter("otelcol_k8sstitch_spans_passed_through", metric.WithDescription("Spans that matched no operation and left unchanged."))

@@ -19,6 +19,7 @@ type TelemetryBuilder struct {
 	K8swatchEventsDropped    metric.Int64Counter
 	K8swatchObjectsTracked   metric.Int64Gauge
 	K8swatchFragmentsDropped metric.Int64Counter
+	K8swatchStorageErrors    metric.Int64Counter
 }
 
 // NewTelemetryBuilder builds the instruments on the component's meter.
@@ -26,6 +27,8 @@ func NewTelemetryBuilder(settings component.TelemetrySettings) (*TelemetryBuilde
 	m := settings.MeterProvider.Meter(ScopeName)
 	b := &TelemetryBuilder{}
 	var err, e error
+	b.K8swatchStorageErrors, e = m.Int64Counter("otelcol_k8swatch_storage_errors", metric.WithDescription("Stored state the receiver could not use and went on without, by reason (open: the store did not open; record: an unreadable record)."), metric.WithUnit("{errors}"))
+	err = errors.Join(err, e)
 	b.K8swatchFragmentsEmitted, e = m.Int64Counter("otelcol_k8swatch_fragments_emitted", metric.WithDescription("Fragments (spans) emitted, by phase."), metric.WithUnit("{spans}"))
 	err = errors.Join(err, e)
 	b.K8swatchWatchEvents, e = m.Int64Counter("otelcol_k8swatch_watch_events", metric.WithDescription("Watch events handled, by kind."), metric.WithUnit("{events}"))

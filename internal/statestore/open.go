@@ -1,0 +1,44 @@
+// Package statestore opens a component's storage extension client, the
+// one way both k8swatch and k8sstitch do it.
+package statestore
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+)
+
+// DamagedError says the storage extension is configured but could not open
+// the component's store (a truncated or corrupt file_storage file). The
+// component goes on without its stored state: the file survives container
+// restarts (an emptyDir), so failing Start would crash-loop the pod.
+type DamagedError struct{ Err error }
+
+func (e *DamagedError) Error() string {
+	return "the stored state could not be opened; going on without it: " + e.Err.Error()
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// Open returns the client of the storage extension storageID for the
+// component (kind, id). A storage that is not configured, or is not a
+// storage extension, is a configuration error (Start fails and says so);
+// one that fails to open returns a *DamagedError, for the caller to log,
+// count and go on without.
+func Open(ctx context.Context, host component.Host, storageID component.ID, kind component.Kind, id component.ID) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[storageID]
+	if !ok {
+		return nil, fmt.Errorf("storage %s is not a configured extension", storageID)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("extension %s is not a storage extension", storageID)
+	}
+	c, err := se.GetClient(ctx, kind, id, "")
+	if err != nil {
+		return nil, &DamagedError{Err: err}
+	}
+	return c, nil
+}
