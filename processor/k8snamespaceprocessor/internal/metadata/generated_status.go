@@ -1,6 +1,6 @@
 // Written by hand to match what mdatagen generates from metadata.yaml: the
 // one mdatagen release the module proxy serves pins an older collector (see
-// versions.md), so it is not a tool of this module.
+// VERSIONS.md at the repository root), so it is not a tool of this module.
 
 package metadata
 
