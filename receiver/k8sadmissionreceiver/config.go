@@ -21,7 +21,20 @@ type Config struct {
 	// a review is still answered at once and its span dropped and counted,
 	// so a backed-up pipeline never slows the apiserver down.
 	QueueSize int `mapstructure:"queue_size"`
+	// User says how the requesting user goes into the span
+	// (k8s.admission.user): name (default), hash (the first 16 hex digits
+	// of its SHA-256: the same user is the same value, the name is not
+	// shown; a guessable name can still be confirmed by hashing it), or
+	// none. Under OIDC a user name is often an e-mail address.
+	User string `mapstructure:"user"`
 }
+
+// The values of Config.User.
+const (
+	UserName = "name"
+	UserHash = "hash"
+	UserNone = "none"
+)
 
 // Validate checks the configuration at start-up.
 func (cfg *Config) Validate() error {
@@ -39,6 +52,11 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.QueueSize <= 0 {
 		errs = append(errs, errors.New("queue_size must be positive"))
+	}
+	switch cfg.User {
+	case UserName, UserHash, UserNone:
+	default:
+		errs = append(errs, fmt.Errorf("user must be one of name, hash, none; got %q", cfg.User))
 	}
 	if cfg.ServerConfig.MaxRequestBodySize < 0 {
 		errs = append(errs, errors.New("max_request_body_size must not be negative"))

@@ -72,3 +72,20 @@ func TestFactoryCreatesTraces(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, r)
 }
+
+func TestUserSetting(t *testing.T) {
+	const name = "jane@example.com"
+	assert.Equal(t, name, userAttribute(UserName, name))
+	assert.Equal(t, "", userAttribute(UserNone, name))
+	h := userAttribute(UserHash, name)
+	assert.Regexp(t, `^sha256:[0-9a-f]{16}$`, h)
+	assert.NotContains(t, h, "jane")
+	assert.Equal(t, h, userAttribute(UserHash, name), "the same user, the same value")
+	assert.NotEqual(t, h, userAttribute(UserHash, "john@example.com"))
+	assert.Equal(t, "", userAttribute(UserHash, ""), "no user, nothing")
+
+	cfg := createDefaultConfig().(*Config)
+	assert.Equal(t, UserName, cfg.User, "default")
+	cfg.User = "email"
+	assert.ErrorContains(t, cfg.Validate(), `user must be one of name, hash, none; got "email"`)
+}

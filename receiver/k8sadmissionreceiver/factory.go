@@ -33,7 +33,7 @@ func createDefaultConfig() component.Config {
 	server := confighttp.NewDefaultServerConfig()
 	server.NetAddr.Endpoint = defaultEndpoint
 	server.MaxRequestBodySize = defaultMaxRequestBodySize
-	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize}
+	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize, User: UserName}
 }
 
 func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {

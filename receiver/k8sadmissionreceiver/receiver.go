@@ -2,6 +2,8 @@ package k8sadmissionreceiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -124,6 +126,7 @@ func (r *admissionReceiver) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(allowed(rv.requestUID))
+	rv.user = userAttribute(r.cfg.User, rv.user)
 	r.tel.K8sadmissionReviews.Add(req.Context(), 1, metric.WithAttributes(attribute.String("operation", rv.operation)))
 	parent := trace.SpanContextFromContext(r.propagator.Extract(context.Background(), propagation.HeaderCarrier(req.Header)))
 	select {
@@ -132,6 +135,19 @@ func (r *admissionReceiver) handle(w http.ResponseWriter, req *http.Request) {
 		r.tel.K8sadmissionSpansDropped.Add(req.Context(), 1, metric.WithAttributes(attribute.String("reason", "queue_full")))
 		r.set.Logger.Warn("k8sadmission: review span dropped, the queue to the pipeline is full; raise queue_size or look at the pipeline", zap.Int("queue_size", r.cfg.QueueSize))
 	}
+}
+
+// userAttribute is what of the requesting user's name goes into the span,
+// as Config.User says.
+func userAttribute(setting, name string) string {
+	switch {
+	case name == "" || setting == UserNone:
+		return ""
+	case setting == UserHash:
+		sum := sha256.Sum256([]byte(name))
+		return "sha256:" + hex.EncodeToString(sum[:8])
+	}
+	return name
 }
 
 // sendLoop sends queued review spans to the pipeline in batches; at

@@ -308,3 +308,17 @@ func writeCert(t *testing.T, certFile, keyFile string, serial int64) int64 {
 	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	return serial
 }
+
+// TestUserSettingOnRecordedReview: the user setting decides what of
+// kube-apiserver's userInfo.username reaches the span.
+func TestUserSettingOnRecordedReview(t *testing.T) {
+	body, _, _ := recorded(t, "create_deployment.json")
+	for setting, want := range map[string]string{UserName: "kubestitch-admin", UserHash: userAttribute(UserHash, "kubestitch-admin"), UserNone: ""} {
+		r, _ := newTestReceiver(t, func(c *Config) { c.User = setting })
+		require.Equal(t, http.StatusOK, post(r, body, nil).Code)
+		s := spanOf(t, r)
+		_, present := s.Attributes().Get(fragment.KeyAdmissionUser)
+		assert.Equal(t, want, str(s, fragment.KeyAdmissionUser), setting)
+		assert.Equal(t, want != "", present, setting)
+	}
+}

@@ -28,6 +28,13 @@ const (
 // builtinKinds are the kinds the receiver knows by name.
 var builtinKinds = []string{"Pod", "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Node", "Event"}
 
+// The values of Config.EventMessages.
+const (
+	EventMessagesAll     = "all"
+	EventMessagesNone    = "none"
+	EventMessagesReasons = "reasons"
+)
+
 // Config of the k8swatch receiver.
 type Config struct {
 	// AuthType is how to reach the API server: serviceAccount, kubeConfig or
@@ -61,6 +68,12 @@ type Config struct {
 	// AnnotationAllowList names the only annotations copied into spans.
 	// Default: [].
 	AnnotationAllowList []string `mapstructure:"annotation_allow_list"`
+	// EventMessages says which Kubernetes Event messages go into spans
+	// (k8s.event.message): all (default), none, or reasons: only those of
+	// Events whose reason is in event_message_reasons. A message can hold
+	// an exec probe's output. The reason itself always goes in.
+	EventMessages       string   `mapstructure:"event_messages"`
+	EventMessageReasons []string `mapstructure:"event_message_reasons"`
 	// Storage is the ID of a storage extension (file_storage) that keeps what
 	// was emitted per object across restarts. Default: none.
 	Storage *component.ID `mapstructure:"storage"`
@@ -132,6 +145,15 @@ func (cfg *Config) Validate() error {
 		if cr.Version == "" || cr.Resource == "" {
 			return fmt.Errorf("custom_resources[%d]: version and resource must be set", i)
 		}
+	}
+	switch cfg.EventMessages {
+	case EventMessagesAll, EventMessagesNone:
+	case EventMessagesReasons:
+		if len(cfg.EventMessageReasons) == 0 {
+			return errors.New("event_messages: reasons needs event_message_reasons")
+		}
+	default:
+		return fmt.Errorf("event_messages must be one of all, none, reasons; got %q", cfg.EventMessages)
 	}
 	if cfg.QuietPeriod <= 0 {
 		return errors.New("quiet_period must be positive")

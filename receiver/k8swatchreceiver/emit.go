@@ -111,7 +111,9 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 		se := s.Events().AppendEmpty()
 		se.SetName(e.name)
 		se.SetTimestamp(pcommon.NewTimestampFromTime(e.at))
-		se.Attributes().PutStr("k8s.event.message", e.message)
+		if e.message != "" {
+			se.Attributes().PutStr("k8s.event.message", e.message)
+		}
 		se.Attributes().PutStr("k8s.event.reporting_controller", e.source)
 	}
 }

@@ -34,6 +34,9 @@ func createDefaultConfig() component.Config {
 		Mode:        ModeCluster,
 		Kinds:       append([]string(nil), builtinKinds...),
 		QuietPeriod: defaultQuietPeriod,
+		// Messages show why a step failed; an operator who has exec probes
+		// that print secrets sets none or reasons.
+		EventMessages: EventMessagesAll,
 		LeaderElection: LeaderElectionConfig{
 			LeaseName:     defaultLeaseName,
 			LeaseDuration: defaultLeaseDuration,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -267,9 +268,9 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	var frags []fragmentSpan
 	switch o := obj.(type) {
 	case *eventsv1.Event:
-		frags = r.tracker.event(seenAt(viewEventsV1(o), now))
+		frags = r.tracker.event(r.redact(seenAt(viewEventsV1(o), now)))
 	case *corev1.Event:
-		frags = r.tracker.event(seenAt(viewCoreEvent(o), now))
+		frags = r.tracker.event(r.redact(seenAt(viewCoreEvent(o), now)))
 	default:
 		v, quiet, err := r.view(obj)
 		if err != nil {
@@ -289,6 +290,20 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 		}
 	}
 	r.emit(frags)
+}
+
+// redact drops an Event's message unless event_messages lets it into
+// spans; its duration (image.pull) was read from it already.
+func (r *watchReceiver) redact(ev eventView) eventView {
+	switch r.cfg.EventMessages {
+	case EventMessagesNone:
+		ev.note = ""
+	case EventMessagesReasons:
+		if !slices.Contains(r.cfg.EventMessageReasons, ev.reason) {
+			ev.note = ""
+		}
+	}
+	return ev
 }
 
 var errNoUID = errors.New("missing_uid")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -330,4 +331,66 @@ func TestFragmentsOutliveTheirObjectsNextUpdate(t *testing.T) {
 		toTraces(tr.event(ev), "test")
 	}
 	<-done
+}
+
+func TestEventMessagesSetting(t *testing.T) {
+	probe := eventView{uid: "ev-1", objectUID: "pod-1", reason: "Unhealthy", note: "Liveness probe failed: token=s3cret", at: t0}
+	backoff := eventView{uid: "ev-2", objectUID: "pod-1", reason: "BackOff", note: "Back-off pulling image", at: t0}
+	for _, tt := range []struct {
+		setting       string
+		reasons       []string
+		probe, backof string
+	}{
+		{EventMessagesAll, nil, probe.note, backoff.note},
+		{EventMessagesNone, nil, "", ""},
+		{EventMessagesReasons, []string{"BackOff"}, "", backoff.note},
+	} {
+		t.Run(tt.setting, func(t *testing.T) {
+			cfg := createDefaultConfig().(*Config)
+			cfg.EventMessages, cfg.EventMessageReasons = tt.setting, tt.reasons
+			require.NoError(t, cfg.Validate())
+			r := &watchReceiver{cfg: cfg}
+			tr := newTracker()
+			tr.observe(viewPod(scheduled(testPod("pod-1"), t0), nil), t0, false)
+			tr.event(r.redact(probe))
+			tr.event(r.redact(backoff))
+			done := tr.observe(viewPod(running(scheduled(testPod("pod-1"), t0), t0), nil), t0.Add(time.Second), false)
+			td := toTraces(done, "test")
+			got := map[string]string{}
+			forEachTestSpan(td, func(s ptrace.Span) {
+				for i := 0; i < s.Events().Len(); i++ {
+					e := s.Events().At(i)
+					msg, ok := e.Attributes().Get("k8s.event.message")
+					got[e.Name()] = "absent"
+					if ok {
+						got[e.Name()] = msg.Str()
+					}
+				}
+			})
+			want := func(m string) string {
+				if m == "" {
+					return "absent"
+				}
+				return m
+			}
+			assert.Equal(t, map[string]string{"Unhealthy": want(tt.probe), "BackOff": want(tt.backof)}, got, "the reasons always, the messages as set")
+		})
+	}
+	cfg := createDefaultConfig().(*Config)
+	assert.Equal(t, EventMessagesAll, cfg.EventMessages, "default")
+	cfg.EventMessages = EventMessagesReasons
+	assert.ErrorContains(t, cfg.Validate(), "event_messages: reasons needs event_message_reasons")
+	cfg.EventMessages = "some"
+	assert.ErrorContains(t, cfg.Validate(), `event_messages must be one of all, none, reasons; got "some"`)
+}
+
+func forEachTestSpan(td ptrace.Traces, f func(ptrace.Span)) {
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		ss := td.ResourceSpans().At(i).ScopeSpans()
+		for j := 0; j < ss.Len(); j++ {
+			for k := 0; k < ss.At(j).Spans().Len(); k++ {
+				f(ss.At(j).Spans().At(k))
+			}
+		}
+	}
 }
