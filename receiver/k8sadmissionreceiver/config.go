@@ -21,6 +21,10 @@ type Config struct {
 	// a review is still answered at once and its span dropped and counted,
 	// so a backed-up pipeline never slows the apiserver down.
 	QueueSize int `mapstructure:"queue_size"`
+	// MaxConcurrentReviews bounds the reviews being read and answered at
+	// once; one more is answered 429 at once (kube-apiserver then goes on,
+	// failurePolicy Ignore) and counted.
+	MaxConcurrentReviews int `mapstructure:"max_concurrent_reviews"`
 	// User says how the requesting user goes into the span
 	// (k8s.admission.user): name (default), hash (the first 16 hex digits
 	// of its SHA-256: the same user is the same value, the name is not
@@ -52,6 +56,12 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.QueueSize <= 0 {
 		errs = append(errs, errors.New("queue_size must be positive"))
+	}
+	if cfg.MaxConcurrentReviews <= 0 {
+		errs = append(errs, errors.New("max_concurrent_reviews must be positive"))
+	}
+	if cfg.ServerConfig.ReadTimeout <= 0 {
+		errs = append(errs, errors.New("read_timeout must be positive: a client that sends its body slowly would hold a connection forever"))
 	}
 	switch cfg.User {
 	case UserName, UserHash, UserNone:

@@ -2,6 +2,7 @@ package k8sadmissionreceiver
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
@@ -15,6 +16,12 @@ const (
 	defaultEndpoint  = ":9443"
 	defaultPath      = "/validate"
 	defaultQueueSize = 10000
+	// defaultReadTimeout bounds the time to read a review's headers, and
+	// its whole request.
+	defaultReadTimeout = 5 * time.Second
+	// defaultMaxConcurrentReviews bounds the reviews read at once: with
+	// max_request_body_size 4 MiB, 16 MiB... 64 MiB of bodies at most.
+	defaultMaxConcurrentReviews = 16
 	// An AdmissionReview holds the object and, on updates, the old one;
 	// etcd caps an object at 1.5 MiB.
 	defaultMaxRequestBodySize = 4 << 20
@@ -33,7 +40,12 @@ func createDefaultConfig() component.Config {
 	server := confighttp.NewDefaultServerConfig()
 	server.NetAddr.Endpoint = defaultEndpoint
 	server.MaxRequestBodySize = defaultMaxRequestBodySize
-	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize, User: UserName}
+	// kube-apiserver sends a whole review at once and waits at most
+	// timeoutSeconds (2 s in deploy/): a client slower than this is not
+	// kube-apiserver, and must not hold a goroutine and its body.
+	server.ReadHeaderTimeout = defaultReadTimeout
+	server.ReadTimeout = defaultReadTimeout
+	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize, User: UserName, MaxConcurrentReviews: defaultMaxConcurrentReviews}
 }
 
 func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {

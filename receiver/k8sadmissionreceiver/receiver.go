@@ -41,8 +41,10 @@ type admissionReceiver struct {
 	// propagator reads the traceparent kube-apiserver sends with the call.
 	propagator propagation.TextMapPropagator
 
-	queue  chan reviewSpan
-	server *http.Server
+	queue chan reviewSpan
+	// inFlight holds a token per review being read (max_concurrent_reviews).
+	inFlight chan struct{}
+	server   *http.Server
 	// addr is where the server listens, once started.
 	addr   string
 	wg     sync.WaitGroup
@@ -64,6 +66,7 @@ func newAdmissionReceiver(set receiver.Settings, cfg *Config, next consumer.Trac
 		cfg: cfg, set: set, next: next, tel: tel, obsrecv: obs,
 		propagator: propagation.TraceContext{},
 		queue:      make(chan reviewSpan, cfg.QueueSize),
+		inFlight:   make(chan struct{}, cfg.MaxConcurrentReviews),
 	}, nil
 }
 
@@ -109,6 +112,14 @@ func (r *admissionReceiver) Shutdown(ctx context.Context) error {
 // or dropped and counted when the queue is full.
 func (r *admissionReceiver) handle(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	select {
+	case r.inFlight <- struct{}{}:
+		defer func() { <-r.inFlight }()
+	default:
+		r.tel.K8sadmissionReviewsBad.Add(req.Context(), 1, metric.WithAttributes(attribute.String("reason", "too_many_concurrent")))
+		http.Error(w, "k8sadmission: too many reviews at once", http.StatusTooManyRequests)
+		return
+	}
 	if r.cfg.ServerConfig.MaxRequestBodySize > 0 {
 		req.Body = http.MaxBytesReader(w, req.Body, r.cfg.ServerConfig.MaxRequestBodySize)
 	}

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -321,4 +322,69 @@ func TestUserSettingOnRecordedReview(t *testing.T) {
 		assert.Equal(t, want, str(s, fragment.KeyAdmissionUser), setting)
 		assert.Equal(t, want != "", present, setting)
 	}
+}
+
+// TestSlowBodyIsCutOff: a client that sends its headers and then its body
+// a byte at a time must not hold a goroutine (and up to 4 MiB) forever:
+// read_timeout cuts it off.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeCert(t, certFile, keyFile, 1)
+	cfg := createDefaultConfig().(*Config)
+	assert.Positive(t, cfg.ServerConfig.ReadTimeout, "a read timeout by default")
+	cfg.ServerConfig.ReadTimeout = time.Second
+	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile}})
+	require.NoError(t, cfg.Validate())
+	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+	require.NoError(t, err)
+	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+
+	conn, err := tls.Dial("tcp", r.addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // self-signed test certificate
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4194304\r\n\r\n{"))
+	require.NoError(t, err)
+	start := time.Now()
+	cut := make(chan time.Duration, 1)
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				cut <- time.Since(start)
+				return
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, err := conn.Read(buf); n > 0 || (err != nil && !isTimeout(err)) {
+				cut <- time.Since(start) // answered (408/400) or closed
+				return
+			}
+		}
+	}()
+	select {
+	case d := <-cut:
+		t.Logf("the slow client was cut off after %s", d.Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client sending its body slowly still holds the connection after 10 s (read_timeout 1 s)")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestConcurrentReviewsAreBounded: beyond max_concurrent_reviews a review
+// is answered 429 at once and counted, not read.
+func TestConcurrentReviewsAreBounded(t *testing.T) {
+	r, tel := newTestReceiver(t, func(c *Config) { c.MaxConcurrentReviews = 1 })
+	r.inFlight <- struct{}{} // one review being read
+	body, _, _ := recorded(t, "create_deployment.json")
+	assert.Equal(t, http.StatusTooManyRequests, post(r, body, nil).Code)
+	<-r.inFlight
+	assert.Equal(t, http.StatusOK, post(r, body, nil).Code)
+	_, err := tel.GetMetric("otelcol_k8sadmission_reviews_bad")
+	require.NoError(t, err)
 }
