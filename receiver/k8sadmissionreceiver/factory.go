@@ -20,8 +20,9 @@ const (
 	// its whole request.
 	defaultReadTimeout = 5 * time.Second
 	// defaultMaxConcurrentReviews bounds the reviews read at once: with
-	// max_request_body_size 4 MiB, 16 MiB... 64 MiB of bodies at most.
-	defaultMaxConcurrentReviews = 16
+	// max_request_body_size 4 MiB, 256 MiB of bodies at most; far more than
+	// kube-apiserver sends at once (a review is read in well under 1 ms).
+	defaultMaxConcurrentReviews = 64
 	// An AdmissionReview holds the object and, on updates, the old one;
 	// etcd caps an object at 1.5 MiB.
 	defaultMaxRequestBodySize = 4 << 20
