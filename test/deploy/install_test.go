@@ -48,31 +48,39 @@ func (w *warnings) take() []string {
 	return out
 }
 
-// apply applies objects for real, as kubectl apply --server-side does.
-func apply(t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured) {
+// resources maps each object to the dynamic client of its kind (and
+// namespace), as kubectl does through discovery.
+func resources(t *testing.T, cfg *rest.Config) func(*unstructured.Unstructured) dynamic.ResourceInterface {
 	t.Helper()
-	ctx := t.Context()
 	dyn, err := dynamic.NewForConfig(cfg)
 	require.NoError(t, err)
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	require.NoError(t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return func(obj *unstructured.Unstructured) dynamic.ResourceInterface {
+		gvk := obj.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		require.NoError(t, err, gvk.String())
+		if obj.GetNamespace() != "" {
+			return dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+		}
+		return dyn.Resource(m.Resource)
+	}
+}
+
+// apply applies objects for real, as kubectl apply --server-side does.
+func apply(t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured) {
+	t.Helper()
+	resource := resources(t, cfg)
 	// Namespaces first, as kubectl orders them.
 	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
 		return boolInt(b.GetKind() == "Namespace") - boolInt(a.GetKind() == "Namespace")
 	})
 	for _, obj := range objs {
-		gvk := obj.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		require.NoError(t, err, gvk.String())
 		body, err := obj.MarshalJSON()
 		require.NoError(t, err)
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if obj.GetNamespace() != "" {
-			ri = dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
-		}
-		_, err = ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-install-test", Force: ptrTo(true)})
-		require.NoError(t, err, "apply %s %s/%s", gvk.Kind, obj.GetNamespace(), obj.GetName())
+		_, err = resource(obj).Patch(t.Context(), obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-install-test", Force: ptrTo(true)})
+		require.NoError(t, err, "apply %s %s/%s", obj.GetKind(), obj.GetNamespace(), obj.GetName())
 	}
 }
 
@@ -204,19 +212,12 @@ func uninstall(t *testing.T, client kubernetes.Interface, cfg *rest.Config, objs
 	t.Helper()
 	// A cleanup: the test's own context is done by now.
 	ctx := context.Background()
-	dyn, err := dynamic.NewForConfig(cfg)
-	require.NoError(t, err)
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	require.NoError(t, err)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	resource := resources(t, cfg)
 	for _, obj := range objs {
 		if obj.GetNamespace() != "" || obj.GetKind() == "Namespace" {
 			continue // goes with its namespace
 		}
-		gvk := obj.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		require.NoError(t, err)
-		err = dyn.Resource(m.Resource).Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
+		err := resource(obj).Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
 		if !apierrors.IsNotFound(err) {
 			require.NoError(t, err)
 		}
