@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubestitch/kubestitch/test/localcluster"
 )
@@ -79,7 +80,7 @@ func apply(t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured) {
 	for _, obj := range objs {
 		body, err := obj.MarshalJSON()
 		require.NoError(t, err)
-		_, err = resource(obj).Patch(t.Context(), obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-install-test", Force: ptrTo(true)})
+		_, err = resource(obj).Patch(t.Context(), obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-install-test", Force: ptr.To(true)})
 		require.NoError(t, err, "apply %s %s/%s", obj.GetKind(), obj.GetNamespace(), obj.GetName())
 	}
 }
@@ -90,8 +91,6 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // TestInstallAdmitsEveryPod applies each overlay for real to a control
 // plane with several nodes (kwok nodes, and a real kubelet's when this

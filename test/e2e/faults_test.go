@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -39,14 +37,16 @@ func TestFaults(t *testing.T) {
 		fault(t)
 		// The control plane itself must finish the rollout first (after an
 		// apiserver restart its controllers and kwok relist and resume).
-		done := assert.Eventually(t, func() bool {
+		// On a timeout WaitFor's diagnosis shows where the control plane
+		// stands: the Deployment's status, every pod, the log tails.
+		e.WaitFor(t, "the control plane completes the rollout", 4*time.Minute, func() (bool, string) {
 			d, err := deps.Get(t.Context(), name, metav1.GetOptions{})
-			return err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas
-		}, 4*time.Minute, time.Second, "the control plane completes the rollout")
-		if !done {
-			logRolloutState(t, e, name)
-			t.FailNow()
-		}
+			if err != nil {
+				return false, err.Error()
+			}
+			return d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas,
+				fmt.Sprintf("observed generation %d of %d, %d of %d available", d.Status.ObservedGeneration, d.Generation, d.Status.AvailableReplicas, replicas)
+		})
 		tr, _ := e.WaitTrace(t, 2*traceTimeout, byRoot(fragment.PhaseDeploymentRollout, fmt.Sprintf("Deployment default/%s", name), "gen:1"),
 			whole(fragment.PhaseDeploymentRollout, expectPodServices, complete(replicas)))
 		check(t, tr, fragment.PhaseDeploymentRollout, expectPodServices)
@@ -74,36 +74,4 @@ func TestFaults(t *testing.T) {
 			require.NoError(t, e.Cluster.RestartAPIServer(t.Context()))
 		})
 	})
-}
-
-// logRolloutState says where a rollout that did not complete stands: the
-// Deployment's status and each pod's phase, node and readiness. The
-// control plane's own failure, not the pipeline's, shows here.
-func logRolloutState(t *testing.T, e *harness.Env, name string) {
-	ctx := context.Background()
-	d, err := e.Cluster.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Logf("deployment %s: %v", name, err)
-		return
-	}
-	t.Logf("deployment %s: generation %d, observed %d, replicas %d, updated %d, ready %d, available %d", name,
-		d.Generation, d.Status.ObservedGeneration, d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas)
-	pods, err := e.Cluster.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Logf("pods: %v", err)
-		return
-	}
-	for _, p := range pods.Items {
-		if !strings.HasPrefix(p.Name, name+"-") {
-			continue
-		}
-		ready := "unknown"
-		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" {
-				ready = string(c.Status)
-			}
-		}
-		t.Logf("pod %s: phase %s, node %q, ready %s, deleting %v", p.Name, p.Status.Phase, p.Spec.NodeName, ready, p.DeletionTimestamp != nil)
-	}
-	t.Logf("control plane:%s", e.Cluster.LogTails(30, "kube-controller-manager", "kube-scheduler", "kwok"))
 }

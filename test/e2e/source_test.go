@@ -15,6 +15,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/harness"
 	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
 // Server spans of the two writes a pod's startup needs, as kube-apiserver
@@ -53,11 +54,7 @@ func servedWrites(t *testing.T, e *harness.Env, subresource string) int {
 func inTraces(all []*waterfall.Trace, name string) int {
 	n := 0
 	for _, tr := range all {
-		for _, s := range tr.Spans {
-			if s.Name == name {
-				n++
-			}
-		}
+		n += tracecheck.Count(tr, name)
 	}
 	return n
 }
