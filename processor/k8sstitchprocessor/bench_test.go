@@ -332,6 +332,7 @@ func BenchmarkStitchCold(b *testing.B) {
 
 func newBenchStitch(b *testing.B, next consumer.Traces) *stitchProcessor {
 	cfg := createDefaultConfig().(*Config)
+	cfg.AcceptUnsignedFragments = true
 	p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, next)
 	if err != nil {
 		b.Fatal(err)

@@ -28,6 +28,15 @@ type Config struct {
 	// Storage is the ID of a storage extension (file_storage) that keeps the
 	// owner graph and open operations across restarts. Default: none.
 	Storage *component.ID `mapstructure:"storage"`
+	// FragmentKeyFile is the key (a mounted Secret, at least 32 bytes) that
+	// k8swatch signs fragments with. A span with fragment keys whose
+	// signature does not verify is an app span: it never shapes the owner
+	// graph. Required unless accept_unsigned_fragments. Default: "".
+	FragmentKeyFile string `mapstructure:"fragment_key_file"`
+	// AcceptUnsignedFragments takes every span with fragment keys as a
+	// fragment, from any OTLP sender: only for a collector that nothing
+	// untrusted can reach. Default: false.
+	AcceptUnsignedFragments bool `mapstructure:"accept_unsigned_fragments"`
 }
 
 var _ component.Config = (*Config)(nil)
@@ -55,6 +64,12 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.ClockTolerance < 0 || cfg.ClockTolerance >= cfg.Wait {
 		return errors.New("clock_tolerance must be at least 0 and shorter than wait")
+	}
+	switch {
+	case cfg.FragmentKeyFile == "" && !cfg.AcceptUnsignedFragments:
+		return errors.New("fragment_key_file is required: the key k8swatch signs fragments with (or accept_unsigned_fragments: true, to let any OTLP sender shape the owner graph)")
+	case cfg.FragmentKeyFile != "" && cfg.AcceptUnsignedFragments:
+		return errors.New("fragment_key_file and accept_unsigned_fragments exclude each other")
 	}
 	return nil
 }

@@ -14,8 +14,13 @@ import (
 	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
 )
 
-func TestDefaultConfigIsValid(t *testing.T) {
-	require.NoError(t, createDefaultConfig().(*Config).Validate())
+// TestDefaultConfigAsksForTheFragmentKey: nothing but a choice of trust
+// is missing from the defaults, and the error says what to set.
+func TestDefaultConfigAsksForTheFragmentKey(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	assert.ErrorContains(t, cfg.Validate(), "fragment_key_file is required")
+	cfg.FragmentKeyFile = "/etc/kubestitch/fragment-key/key"
+	require.NoError(t, cfg.Validate())
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -30,6 +35,7 @@ func TestLoadConfig(t *testing.T) {
 	assert.Equal(t, &Config{
 		Wait: 2 * time.Second, OperationTimeout: 5 * time.Minute, MaxObjects: 5000,
 		MaxWaitingSpans: 1000, ClockTolerance: 500 * time.Millisecond, Storage: &storage,
+		FragmentKeyFile: "/etc/kubestitch/fragment-key/key",
 	}, cfg)
 }
 
@@ -45,10 +51,12 @@ func TestConfigValidate(t *testing.T) {
 		{"too many objects", func(c *Config) { c.MaxObjects = 1<<29 + 1 }, "max_objects must be at most 536870912"},
 		{"no waiting spans", func(c *Config) { c.MaxWaitingSpans = -1 }, "max_waiting_spans must be positive"},
 		{"tolerance too big", func(c *Config) { c.ClockTolerance = time.Minute }, "clock_tolerance must be at least 0 and shorter than wait"},
+		{"key and no key", func(c *Config) { c.AcceptUnsignedFragments = true }, "fragment_key_file and accept_unsigned_fragments exclude each other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := createDefaultConfig().(*Config)
+			cfg.FragmentKeyFile = "key"
 			tt.mutate(cfg)
 			assert.EqualError(t, cfg.Validate(), tt.expectedErr)
 		})

@@ -27,6 +27,7 @@ func FuzzStitch(f *testing.F) {
 		const maxObjects, maxWaiting = 16, 32
 		cfg := createDefaultConfig().(*Config)
 		cfg.MaxObjects, cfg.MaxWaitingSpans = maxObjects, maxWaiting
+		cfg.AcceptUnsignedFragments = true
 		p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, &consumertest.TracesSink{})
 		if err != nil {
 			t.Fatal(err)

@@ -50,6 +50,10 @@ type stitchProcessor struct {
 	// next batch.
 	pendingRelease []*waitingSpan
 
+	// key verifies that a fragment came from k8swatch (zero with
+	// accept_unsigned_fragments).
+	key fragment.Key
+
 	storage storage.Client
 	// waitIn and waitOut are the waiting fragments to store and to delete
 	// at the next flush (with storage only).
@@ -98,6 +102,9 @@ func (p *stitchProcessor) Capabilities() consumer.Capabilities {
 }
 
 func (p *stitchProcessor) Start(ctx context.Context, host component.Host) error {
+	if err := p.loadKey(); err != nil {
+		return err
+	}
 	if p.cfg.Storage != nil {
 		if err := p.openStorage(ctx, host); err != nil {
 			return err
@@ -226,6 +233,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 	var scan spanAttrs
 	a := &scan
 	var last *traceState
+	var unverified int64
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -239,6 +247,13 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 			for k := 0; k < spans.Len(); k++ {
 				s := spans.At(k)
 				a.scan(s)
+				if a.isFrag && !p.verified(s) {
+					// Anyone can set fragment keys: unsigned, it is an
+					// app span, joined by what it says like any other.
+					a.isFrag = false
+					s.Attributes().PutBool(fragment.KeyUnverified, true)
+					unverified++
+				}
 				if a.isFrag {
 					f := fragInfo{key: a.fk}
 					if a.fk.valid() {
@@ -272,6 +287,35 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 			}
 		}
 	}
+	if unverified > 0 {
+		p.tel.K8sstitchFragmentsUnverified.Add(context.Background(), unverified)
+		p.set.Logger.Warn("spans with fragment keys but no valid signature were taken as app spans: a sender without the fragment key, or k8swatch and k8sstitch configured with different keys", zap.Int64("spans", unverified))
+	}
+}
+
+// loadKey reads the fragment key, if one is configured.
+func (p *stitchProcessor) loadKey() error {
+	if p.cfg.FragmentKeyFile == "" {
+		return nil
+	}
+	k, err := fragment.ReadKey(p.cfg.FragmentKeyFile)
+	p.key = k
+	return err
+}
+
+// verified says whether a span with fragment keys is a fragment: signed
+// with the fragment key. The signature is checked once, here, and then
+// removed: the span is rewritten into its operation's trace, which breaks
+// it anyway.
+func (p *stitchProcessor) verified(s ptrace.Span) bool {
+	if p.cfg.AcceptUnsignedFragments {
+		return true
+	}
+	if !p.key.Verify(s) {
+		return false
+	}
+	s.Attributes().Remove(fragment.KeySignature)
+	return true
 }
 
 func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {

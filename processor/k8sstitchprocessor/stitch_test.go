@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
@@ -52,15 +53,23 @@ type stitchHarness struct {
 	clock time.Time
 }
 
+// newHarness makes a processor that takes unsigned fragments, as the
+// recordings are; mutate may change that.
 func newHarness(t testing.TB, mutate func(*Config)) *stitchHarness {
+	return newHarnessWith(t, processortest.NewNopSettings(metadataType), mutate)
+}
+
+func newHarnessWith(t testing.TB, set processor.Settings, mutate func(*Config)) *stitchHarness {
 	cfg := createDefaultConfig().(*Config)
+	cfg.AcceptUnsignedFragments = true
 	if mutate != nil {
 		mutate(cfg)
 	}
 	require.NoError(t, cfg.Validate())
 	sink := &consumertest.TracesSink{}
-	p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, sink)
+	p, err := newStitchProcessor(set, cfg, sink)
 	require.NoError(t, err)
+	require.NoError(t, p.loadKey())
 	h := &stitchHarness{p: p, sink: sink}
 	p.now = func() time.Time { return h.clock }
 	return h

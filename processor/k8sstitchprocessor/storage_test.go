@@ -111,6 +111,7 @@ func TestWaitingFragmentSurvivesAKill(t *testing.T) {
 	newProc := func(sink *consumertest.TracesSink) *stitchProcessor {
 		cfg := createDefaultConfig().(*Config)
 		cfg.Storage = &id
+		cfg.AcceptUnsignedFragments = true
 		p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, sink)
 		require.NoError(t, err)
 		require.NoError(t, p.Start(context.Background(), host))
@@ -156,6 +157,7 @@ func TestDamagedStoreStartsEmpty(t *testing.T) {
 	dir := t.TempDir()
 	cfg := createDefaultConfig().(*Config)
 	cfg.Storage = &statestoretest.ID
+	cfg.AcceptUnsignedFragments = true
 	start := func() (*stitchProcessor, *componenttest.Telemetry) {
 		tel := componenttest.NewTelemetry()
 		t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })

@@ -79,6 +79,10 @@ type Config struct {
 	Storage *component.ID `mapstructure:"storage"`
 	// LeaderElection makes exactly one replica of a gateway watch.
 	LeaderElection LeaderElectionConfig `mapstructure:"leader_election"`
+	// FragmentKeyFile is the key (a mounted Secret, at least 32 bytes) every
+	// fragment is signed with: the k8sstitch processor takes a span as a
+	// fragment only with a valid signature. Default: "" (unsigned).
+	FragmentKeyFile string `mapstructure:"fragment_key_file"`
 }
 
 // CustomResource names a resource of the dynamic client.

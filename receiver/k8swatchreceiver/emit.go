@@ -40,6 +40,20 @@ func toTraces(frags []fragmentSpan, version string) ptrace.Traces {
 	return td
 }
 
+// signAll signs every fragment of td, last, once nothing changes them.
+func signAll(td ptrace.Traces, key fragment.Key) {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				key.Sign(spans.At(k))
+			}
+		}
+	}
+}
+
 func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	s.SetTraceID(f.traceID)
 	s.SetSpanID(f.spanID)

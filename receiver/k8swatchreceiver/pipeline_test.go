@@ -2,11 +2,14 @@ package k8swatchreceiver
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
@@ -19,14 +22,26 @@ import (
 )
 
 // stitch runs fragments through the real k8sstitch processor, as the
-// gateway does, and returns every span it let out, by name.
+// gateway does (signed and verified with one key), and returns every span
+// it let out, by name.
 func stitch(t *testing.T, frags []fragmentSpan) map[string][]ptrace.Span {
 	t.Helper()
-	f := k8sstitchprocessor.NewFactory()
-	sink := &consumertest.TracesSink{}
-	p, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	keyFile := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(keyFile, secret, 0o600))
+	key, err := fragment.NewKey(secret)
 	require.NoError(t, err)
-	require.NoError(t, p.ConsumeTraces(context.Background(), toTraces(frags, "test")))
+	f := k8sstitchprocessor.NewFactory()
+	cfg := f.CreateDefaultConfig().(*k8sstitchprocessor.Config)
+	cfg.FragmentKeyFile = keyFile
+	require.NoError(t, cfg.Validate())
+	sink := &consumertest.TracesSink{}
+	p, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(f.Type()), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	td := toTraces(frags, "test")
+	signAll(td, key)
+	require.NoError(t, p.ConsumeTraces(context.Background(), td))
 	// Shutdown lets out what still waits, decided as if it waited out.
 	require.NoError(t, p.Shutdown(context.Background()))
 	out := map[string][]ptrace.Span{}

@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/statestore"
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
@@ -76,16 +77,19 @@ func makeClients(cfg *Config) (kubernetes.Interface, dynamic.Interface, error) {
 }
 
 type watchReceiver struct {
-	cfg      *Config
-	set      receiver.Settings
-	next     consumer.Traces
-	clients  clientsProvider
-	obsrecv  *receiverhelper.ObsReport
-	tel      *metadata.TelemetryBuilder
-	tracker  *tracker
-	allow    map[string]bool
-	storage  storage.Client
-	version  string
+	cfg     *Config
+	set     receiver.Settings
+	next    consumer.Traces
+	clients clientsProvider
+	obsrecv *receiverhelper.ObsReport
+	tel     *metadata.TelemetryBuilder
+	tracker *tracker
+	allow   map[string]bool
+	storage storage.Client
+	version string
+	// key signs every fragment, so that k8sstitch knows it came from here
+	// (zero: fragments leave unsigned).
+	key      fragment.Key
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	watching sync.Mutex
@@ -120,6 +124,15 @@ func newWatchReceiver(set receiver.Settings, cfg *Config, next consumer.Traces, 
 }
 
 func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
+	if r.cfg.FragmentKeyFile != "" {
+		k, err := fragment.ReadKey(r.cfg.FragmentKeyFile)
+		if err != nil {
+			return err
+		}
+		r.key = k
+	} else {
+		r.set.Logger.Info("k8swatch: fragments leave unsigned (no fragment_key_file): a k8sstitch processor with a fragment key takes them as app spans")
+	}
 	if r.cfg.Storage != nil {
 		c, err := statestore.Open(ctx, host, *r.cfg.Storage, component.KindReceiver, r.set.ID)
 		var damaged *statestore.DamagedError
@@ -357,6 +370,9 @@ func (r *watchReceiver) emit(frags []fragmentSpan) {
 	}
 	ctx := r.obsrecv.StartTracesOp(context.Background())
 	td := toTraces(frags, r.version)
+	if !r.key.IsZero() {
+		signAll(td, r.key)
+	}
 	err := r.next.ConsumeTraces(ctx, td)
 	r.obsrecv.EndTracesOp(ctx, "k8s", len(frags), err)
 	if err != nil {

@@ -3,6 +3,8 @@ package k8swatchreceiver
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -58,14 +60,31 @@ func startWithFake(t *testing.T, cfg *Config, client kubernetes.Interface) *cons
 	return sink
 }
 
+const testKeySecret = "0123456789abcdef0123456789abcdef"
+
+// forEachFragment calls fn for every span of td.
+func forEachFragment(td ptrace.Traces, fn func(ptrace.Span)) {
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		sss := td.ResourceSpans().At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			for k := 0; k < sss.At(j).Spans().Len(); k++ {
+				fn(sss.At(j).Spans().At(k))
+			}
+		}
+	}
+}
+
 // TestNodeModeWatchesItsNodesPods runs the real informers on a client-go
 // fake: the pod watch asks for this node's pods only (the fake does not
 // apply field selectors, the e2e tests on the real apiserver do), and a pod
-// going through its startup yields its fragments.
+// going through its startup yields its fragments, each signed with the
+// fragment key.
 func TestNodeModeWatchesItsNodesPods(t *testing.T) {
 	client := fake.NewClientset()
 	cfg := createDefaultConfig().(*Config)
 	cfg.Mode, cfg.NodeName, cfg.Kinds = ModeNode, "node-1", []string{"Pod"}
+	cfg.FragmentKeyFile = filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(cfg.FragmentKeyFile, []byte(testKeySecret), 0o600))
 	sink := startWithFake(t, cfg, client)
 
 	p := scheduled(testPod("pod-mine"), time.Now())
@@ -78,6 +97,17 @@ func TestNodeModeWatchesItsNodesPods(t *testing.T) {
 	_, err = client.CoreV1().Pods("default").UpdateStatus(t.Context(), running(p, time.Now()), metav1.UpdateOptions{})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return spanNames(sink.AllTraces())[fragment.PhasePodStartup] == 1 }, 30*time.Second, 20*time.Millisecond)
+
+	key, err := fragment.NewKey([]byte(testKeySecret))
+	require.NoError(t, err)
+	n := 0
+	for _, td := range sink.AllTraces() {
+		forEachFragment(td, func(s ptrace.Span) {
+			n++
+			assert.True(t, key.Verify(s), "%s is signed with the fragment key", s.Name())
+		})
+	}
+	assert.Positive(t, n)
 
 	var selectors []string
 	for _, a := range client.Actions() {

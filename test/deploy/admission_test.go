@@ -25,10 +25,23 @@ import (
 // the objects it prints.
 func selfSigned(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
+	return scriptObjects(t, filepath.Join("deploy", "components", "admission", "self-signed.sh"))
+}
+
+// fragmentKey runs deploy/fragment-key.sh: the Secrets every install needs.
+func fragmentKey(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	return scriptObjects(t, filepath.Join("deploy", "fragment-key.sh"))
+}
+
+// scriptObjects runs a script of the repository that prints objects for
+// kubectl apply, and decodes them.
+func scriptObjects(t *testing.T, script string) []*unstructured.Unstructured {
+	t.Helper()
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
-	out, err := exec.Command(filepath.Join(root, "deploy", "components", "admission", "self-signed.sh")).Output()
-	require.NoError(t, err, "self-signed.sh")
+	out, err := exec.Command(filepath.Join(root, script)).Output()
+	require.NoError(t, err, script)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	var objs []*unstructured.Unstructured
 	for {

@@ -252,7 +252,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cluster.RESTConfig)
 	require.NoError(t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	sets := map[string][]*unstructured.Unstructured{"self-signed.sh": selfSigned(t)}
+	sets := map[string][]*unstructured.Unstructured{"self-signed.sh": selfSigned(t), "fragment-key.sh": fragmentKey(t)}
 	for _, o := range overlays {
 		sets[o] = build(t, o)
 	}

@@ -21,6 +21,10 @@ import (
 	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
+// TestFragmentKey is the fragment key of every collector the tests run.
+// A sender that forges fragments in a test must not use it.
+const TestFragmentKey = "kubestitch-test-fragment-key-0123456789abcdef"
+
 // Collector is a running otelcol-kubestitch process.
 type Collector struct {
 	Name string
@@ -75,7 +79,14 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
 		return nil, err
 	}
+	// Every collector of the tests signs and verifies fragments with one
+	// test key, in its own file as a mounted Secret would be.
+	keyFile := filepath.Join(o.Dir, o.Name+"-fragment-key")
+	if err := os.WriteFile(keyFile, []byte(TestFragmentKey+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	c.env = append(os.Environ(),
+		"KUBESTITCH_FRAGMENT_KEY_FILE="+keyFile,
 		"KUBESTITCH_OTLP_GRPC_ENDPOINT="+c.OTLPEndpoint,
 		fmt.Sprintf("KUBESTITCH_OTLP_HTTP_ENDPOINT=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("KUBESTITCH_HEALTH_ENDPOINT=127.0.0.1:%d", ports[2]),

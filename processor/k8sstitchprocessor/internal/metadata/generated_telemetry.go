@@ -12,19 +12,20 @@ import (
 
 // TelemetryBuilder holds the processor's own instruments.
 type TelemetryBuilder struct {
-	K8sstitchSpansJoined        metric.Int64Counter
-	K8sstitchSpansPassedThrough metric.Int64Counter
-	K8sstitchSpansWaited        metric.Int64Counter
-	K8sstitchSpansShed          metric.Int64Counter
-	K8sstitchSpansDuplicate     metric.Int64Counter
-	K8sstitchBadSpans           metric.Int64Counter
-	K8sstitchObjectsShed        metric.Int64Counter
-	K8sstitchOwnerCycles        metric.Int64Counter
-	K8sstitchOperationsOpened   metric.Int64Counter
-	K8sstitchOperationsClosed   metric.Int64Counter
-	K8sstitchOperationsTimedOut metric.Int64Counter
-	K8sstitchObjectsTracked     metric.Int64Gauge
-	K8sstitchStorageErrors      metric.Int64Counter
+	K8sstitchSpansJoined         metric.Int64Counter
+	K8sstitchSpansPassedThrough  metric.Int64Counter
+	K8sstitchSpansWaited         metric.Int64Counter
+	K8sstitchSpansShed           metric.Int64Counter
+	K8sstitchSpansDuplicate      metric.Int64Counter
+	K8sstitchBadSpans            metric.Int64Counter
+	K8sstitchFragmentsUnverified metric.Int64Counter
+	K8sstitchObjectsShed         metric.Int64Counter
+	K8sstitchOwnerCycles         metric.Int64Counter
+	K8sstitchOperationsOpened    metric.Int64Counter
+	K8sstitchOperationsClosed    metric.Int64Counter
+	K8sstitchOperationsTimedOut  metric.Int64Counter
+	K8sstitchObjectsTracked      metric.Int64Gauge
+	K8sstitchStorageErrors       metric.Int64Counter
 }
 
 // NewTelemetryBuilder builds the instruments on the component's meter.
@@ -45,6 +46,8 @@ func NewTelemetryBuilder(settings component.TelemetrySettings) (*TelemetryBuilde
 	b.K8sstitchSpansDuplicate, e = m.Int64Counter("otelcol_k8sstitch_spans_duplicate", metric.WithDescription("Fragments dropped because their span ID was already seen (relist, restart, two replicas)."))
 	err = errors.Join(err, e)
 	b.K8sstitchBadSpans, e = m.Int64Counter("otelcol_k8sstitch_bad_spans", metric.WithDescription("Spans that looked like fragments but lacked their keys, by reason; they pass through."))
+	err = errors.Join(err, e)
+	b.K8sstitchFragmentsUnverified, e = m.Int64Counter("otelcol_k8sstitch_fragments_unverified", metric.WithDescription("Spans with fragment keys whose signature did not verify (none, bad, or another key); they were taken as app spans."), metric.WithUnit("{spans}"))
 	err = errors.Join(err, e)
 	b.K8sstitchObjectsShed, e = m.Int64Counter("otelcol_k8sstitch_objects_shed", metric.WithDescription("Objects evicted from the owner graph because max_objects was reached."))
 	err = errors.Join(err, e)

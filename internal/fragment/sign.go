@@ -1,0 +1,151 @@
+package fragment
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// KeySignature carries a fragment's signature: base64 of the first 16
+// bytes of HMAC-SHA256(key, the span's canonical form). Fragments shape the
+// owner graph and close operations, so the processor takes a span as a
+// fragment only when this verifies with the key k8swatch signed it with;
+// any OTLP sender can set the other keys.
+const KeySignature = "kubestitch.fragment.signature"
+
+// KeyUnverified marks, for people reading a backend, a span that carried
+// fragment keys without a valid signature: the processor took it as an
+// app span.
+const KeyUnverified = "kubestitch.fragment.unverified"
+
+// MinKeyBytes is the shortest fragment key accepted: 256 bits.
+const MinKeyBytes = 32
+
+// sigVersion prefixes the signed form: change it and every signature
+// changes.
+const sigVersion = "kubestitch/sig/v1"
+
+// sigLen is how much of the HMAC is kept: 128 bits, as many as a forger
+// would have to guess.
+const sigLen = 16
+
+// A Key signs and verifies fragments. The zero Key is no key.
+type Key struct {
+	secret []byte
+}
+
+// ReadKey reads a fragment key from a file (a mounted Secret): at least
+// MinKeyBytes bytes once surrounding white space is trimmed.
+func ReadKey(path string) (Key, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Key{}, fmt.Errorf("fragment key: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < MinKeyBytes {
+		return Key{}, fmt.Errorf("fragment key %s: %d bytes, want at least %d (for example: head -c 32 /dev/urandom | base64)", path, len(b), MinKeyBytes)
+	}
+	return Key{secret: b}, nil
+}
+
+// NewKey returns a key of secret, for tests and for callers that hold it.
+func NewKey(secret []byte) (Key, error) {
+	if len(secret) < MinKeyBytes {
+		return Key{}, errors.New("fragment key: too short")
+	}
+	return Key{secret: slices.Clone(secret)}, nil
+}
+
+// IsZero says there is no key.
+func (k Key) IsZero() bool { return len(k.secret) == 0 }
+
+// Sign sets the span's signature. Call it last: any later change to the
+// span breaks the signature.
+func (k Key) Sign(s ptrace.Span) {
+	s.Attributes().PutStr(KeySignature, base64.RawStdEncoding.EncodeToString(k.mac(s)))
+}
+
+// Verify says whether the span carries a signature made with k over what
+// it holds now.
+func (k Key) Verify(s ptrace.Span) bool {
+	if k.IsZero() {
+		return false
+	}
+	v, ok := s.Attributes().Get(KeySignature)
+	if !ok || v.Type() != pcommon.ValueTypeStr {
+		return false
+	}
+	got, err := base64.RawStdEncoding.DecodeString(v.Str())
+	if err != nil || len(got) != sigLen {
+		return false
+	}
+	return hmac.Equal(got, k.mac(s))
+}
+
+// mac is the truncated HMAC of the span's canonical form: IDs, name, kind,
+// times, status, every attribute but the signature (sorted by key) and
+// every event. Everything a processor reads is covered, so a signed span
+// cannot be changed in flight either.
+func (k Key) mac(s ptrace.Span) []byte {
+	m := hmac.New(sha256.New, k.secret)
+	var buf [8]byte
+	str := func(v string) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(v)))
+		m.Write(buf[:])
+		m.Write([]byte(v))
+	}
+	num := func(v uint64) {
+		binary.BigEndian.PutUint64(buf[:], v)
+		m.Write(buf[:])
+	}
+	str(sigVersion)
+	tid, sid, pid := s.TraceID(), s.SpanID(), s.ParentSpanID()
+	m.Write(tid[:])
+	m.Write(sid[:])
+	m.Write(pid[:])
+	str(s.Name())
+	num(uint64(s.Kind()))
+	num(uint64(s.StartTimestamp()))
+	num(uint64(s.EndTimestamp()))
+	num(uint64(s.Status().Code()))
+	str(s.Status().Message())
+	attrs(s.Attributes(), str)
+	evs := s.Events()
+	num(uint64(evs.Len()))
+	for i := 0; i < evs.Len(); i++ {
+		e := evs.At(i)
+		str(e.Name())
+		num(uint64(e.Timestamp()))
+		attrs(e.Attributes(), str)
+	}
+	return m.Sum(nil)[:sigLen]
+}
+
+// attrs writes how many entries a map has, the signature aside, and then
+// each, sorted by key, as key, type and value.
+func attrs(a pcommon.Map, str func(string)) {
+	keys := make([]string, 0, a.Len())
+	for k := range a.All() {
+		if k != KeySignature {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	str(strconv.Itoa(len(keys)))
+	for _, k := range keys {
+		v, _ := a.Get(k)
+		str(k)
+		str(v.Type().String())
+		str(v.AsString())
+	}
+}

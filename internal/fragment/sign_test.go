@@ -1,0 +1,88 @@
+package fragment
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+func signedSpan(t *testing.T, k Key) ptrace.Span {
+	t.Helper()
+	s := ptrace.NewSpan()
+	s.SetTraceID(TraceID("uid-1", "gen:1"))
+	s.SetSpanID(ObjectSpanID("uid-1", "Pod", "gen:1"))
+	s.SetName("pod.startup")
+	s.SetStartTimestamp(pcommon.Timestamp(1e18))
+	s.SetEndTimestamp(pcommon.Timestamp(1e18 + 5e9))
+	s.Attributes().PutStr(KeyLevel, LevelObject)
+	s.Attributes().PutStr(KeyUID, "uid-1")
+	s.Attributes().PutStr(KeyOwnerUID, "rs-1")
+	e := s.Events().AppendEmpty()
+	e.SetName("Pulled")
+	e.Attributes().PutStr("k8s.event.message", "pulled")
+	k.Sign(s)
+	return s
+}
+
+func TestSignedFragmentVerifiesOnlyUnchangedAndWithItsKey(t *testing.T) {
+	k, err := NewKey([]byte("0123456789abcdef0123456789abcdef"))
+	require.NoError(t, err)
+	other, err := NewKey([]byte("fedcba9876543210fedcba9876543210"))
+	require.NoError(t, err)
+
+	assert.True(t, k.Verify(signedSpan(t, k)))
+	assert.False(t, other.Verify(signedSpan(t, k)), "another key")
+
+	for name, change := range map[string]func(ptrace.Span){
+		"owner":       func(s ptrace.Span) { s.Attributes().PutStr(KeyOwnerUID, "rs-2") },
+		"new key":     func(s ptrace.Span) { s.Attributes().PutStr(KeyTrigger, "gen:2") },
+		"end":         func(s ptrace.Span) { s.SetEndTimestamp(s.EndTimestamp() + 1) },
+		"parent":      func(s ptrace.Span) { s.SetParentSpanID(pcommon.SpanID{1}) },
+		"event":       func(s ptrace.Span) { s.Events().At(0).Attributes().PutStr("k8s.event.message", "x") },
+		"status":      func(s ptrace.Span) { s.Status().SetCode(ptrace.StatusCodeError) },
+		"no sig":      func(s ptrace.Span) { s.Attributes().Remove(KeySignature) },
+		"sig not b64": func(s ptrace.Span) { s.Attributes().PutStr(KeySignature, "!!") },
+		"sig as int":  func(s ptrace.Span) { s.Attributes().PutInt(KeySignature, 1) },
+	} {
+		s := signedSpan(t, k)
+		change(s)
+		assert.False(t, k.Verify(s), name)
+	}
+	// Attribute order is not part of what is signed: a receiver may
+	// rebuild the map in another order.
+	s := signedSpan(t, k)
+	m := pcommon.NewMap()
+	keys := []string{}
+	for key := range s.Attributes().All() {
+		keys = append([]string{key}, keys...)
+	}
+	for _, key := range keys {
+		v, _ := s.Attributes().Get(key)
+		v.CopyTo(m.PutEmpty(key))
+	}
+	m.CopyTo(s.Attributes())
+	assert.True(t, k.Verify(s))
+}
+
+func TestReadKeyWantsEnoughBytes(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("too short\n"), 0o600))
+	_, err := ReadKey(short)
+	assert.ErrorContains(t, err, "at least 32")
+
+	_, err = ReadKey(filepath.Join(dir, "missing"))
+	assert.ErrorContains(t, err, "fragment key")
+
+	good := filepath.Join(dir, "key")
+	require.NoError(t, os.WriteFile(good, []byte("  0123456789abcdef0123456789abcdef\n"), 0o600))
+	k, err := ReadKey(good)
+	require.NoError(t, err)
+	want, _ := NewKey([]byte("0123456789abcdef0123456789abcdef"))
+	assert.True(t, want.Verify(signedSpan(t, k)), "white space around the key is not part of it")
+}
