@@ -78,3 +78,13 @@ func AdmissionTraceID(requestUID string) pcommon.TraceID {
 	copy(id[:], sum[:16])
 	return id
 }
+
+// UnverifiedTraceID is the trace a span with fragment keys but no valid
+// signature is moved to: the first 16 bytes of
+// SHA-256("kubestitch/v1\x00unverified\x00" original trace ID, hex).
+func UnverifiedTraceID(orig pcommon.TraceID) pcommon.TraceID {
+	sum := hash("unverified", orig.String())
+	var id pcommon.TraceID
+	copy(id[:], sum[:16])
+	return id
+}

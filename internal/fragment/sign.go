@@ -24,8 +24,8 @@ import (
 const KeySignature = "kubestitch.fragment.signature"
 
 // KeyUnverified marks, for people reading a backend, a span that carried
-// fragment keys without a valid signature: the processor took it as an
-// app span.
+// fragment keys without a valid signature: the processor moved it to a
+// trace of its own (UnverifiedTraceID).
 const KeyUnverified = "kubestitch.fragment.unverified"
 
 // MinKeyBytes is the shortest fragment key accepted: 256 bits.

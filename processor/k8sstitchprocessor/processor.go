@@ -247,11 +247,12 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 			for k := 0; k < spans.Len(); k++ {
 				s := spans.At(k)
 				a.scan(s)
+				quarantined := false
 				if a.isFrag && !p.verified(s) {
 					// Anyone can set fragment keys: unsigned, it is an
-					// app span, joined by what it says like any other.
-					a.isFrag = false
-					s.Attributes().PutBool(fragment.KeyUnverified, true)
+					// app span of a trace of its own (quarantine).
+					a.isFrag, quarantined = false, true
+					quarantine(s)
 					unverified++
 				}
 				if a.isFrag {
@@ -278,8 +279,8 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 				} else {
 					ts.sawParent(s.ParentSpanID())
 				}
-				if ts.hint.kind == hintUID {
-					continue // the best there is
+				if ts.hint.kind == hintUID || quarantined {
+					continue // the best there is, or none to take
 				}
 				if h := a.hint(s, resUID); h.kind > ts.hint.kind {
 					ts.hint = h
@@ -289,8 +290,22 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 	}
 	if unverified > 0 {
 		p.tel.K8sstitchFragmentsUnverified.Add(context.Background(), unverified)
-		p.set.Logger.Warn("spans with fragment keys but no valid signature were taken as app spans: a sender without the fragment key, or k8swatch and k8sstitch configured with different keys", zap.Int64("spans", unverified))
+		p.set.Logger.Warn("spans with fragment keys but no valid signature left in a trace of their own: a sender without the fragment key, or k8swatch and k8sstitch configured with different keys", zap.Int64("spans", unverified))
 	}
+}
+
+// quarantine moves a span with fragment keys but no valid signature into a
+// trace of its own, derived from its original trace ID, and marks it. It
+// joins no operation: a forgery copies a real fragment's trace and span
+// IDs, and in the operation's trace it would sit beside the genuine span
+// under the same span ID. The sender's other spans with the same trace ID
+// follow it there, so its own parent links hold.
+func quarantine(s ptrace.Span) {
+	orig := s.TraceID()
+	s.SetTraceID(fragment.UnverifiedTraceID(orig))
+	a := s.Attributes()
+	a.PutStr(fragment.KeyOriginalTraceID, orig.String())
+	a.PutBool(fragment.KeyUnverified, true)
 }
 
 // loadKey reads the fragment key, if one is configured.

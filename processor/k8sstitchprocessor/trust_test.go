@@ -134,6 +134,10 @@ func TestUnsignedFragmentShapesNothing(t *testing.T) {
 		other.Sign(s)
 	})
 	rootID, podID := dep.SpanID(), pod.SpanID()
+	forgedTraces := map[pcommon.TraceID]bool{
+		fragment.UnverifiedTraceID(dep.TraceID()): true,
+		fragment.UnverifiedTraceID(pod.TraceID()): true,
+	}
 	genuineEnd := dep.EndTimestamp()
 
 	h.clock = dep.StartTimestamp().AsTime()
@@ -151,8 +155,7 @@ func TestUnsignedFragmentShapesNothing(t *testing.T) {
 	forEachSpan(out, func(_ pcommon.Map, s ptrace.Span) {
 		if v, ok := s.Attributes().Get(fragment.KeyUnverified); ok && v.Bool() {
 			forged++
-			_, hasLevel := s.Attributes().Get(fragment.KeyLevel)
-			assert.True(t, hasLevel, "a forgery leaves as it came, marked")
+			assert.True(t, forgedTraces[s.TraceID()], "a forgery leaves in a trace of its own")
 			return
 		}
 		switch s.SpanID() {
@@ -167,24 +170,28 @@ func TestUnsignedFragmentShapesNothing(t *testing.T) {
 	})
 	assert.Equal(t, 1, genuineRoot, "the genuine Deployment root reached the backend")
 	assert.Equal(t, 1, genuinePod, "the genuine pod span reached the backend")
-	assert.Equal(t, 2, forged, "the forgeries left as app spans")
+	assert.Equal(t, 2, forged, "the forgeries left, marked")
 
-	// The operation's tree, forgeries aside, is the one without them.
-	filtered := ptrace.NewTraces()
-	out.CopyTo(filtered)
-	filtered.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
-		v, _ := rs.Resource().Attributes().Get(fragment.KeyServiceName)
-		return v.Str() == "forger"
+	// The operation's tree is the one without forgeries: none is in it
+	// (the forged root, in its own trace, is left out of the search).
+	genuine := ptrace.NewTraces()
+	out.CopyTo(genuine)
+	genuine.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		return forgedTraces[rs.ScopeSpans().At(0).Spans().At(0).TraceID()]
 	})
-	assert.Equal(t, wantTree, renderTree(operationTrace(t, filtered, "deployment.rollout")))
+	tr := operationTrace(t, genuine, "deployment.rollout")
+	assert.Equal(t, wantTree, renderTree(tr))
+	assert.Zero(t, tr.Duplicates)
+	assert.NotContains(t, tr.Services(), "forger")
 
 	m, err := tel.GetMetric("otelcol_k8sstitch_fragments_unverified")
 	require.NoError(t, err, "the forgeries are counted")
 	assert.Equal(t, int64(2), m.Data.(metricdata.Sum[int64]).DataPoints[0].Value)
 }
 
-// TestFragmentSignedWithAnotherKeyIsAnAppSpan: k8swatch and k8sstitch
-// with different keys (a rotation half done) stitch nothing, and say so.
+// TestUnsignedRecordingStitchesNothingWithAKey: k8swatch without the
+// key (or with another: a rotation half done) stitches nothing, and the
+// processor says so.
 func TestUnsignedRecordingStitchesNothingWithAKey(t *testing.T) {
 	h, tel, _ := signedHarness(t)
 	for _, b := range loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json")) {
