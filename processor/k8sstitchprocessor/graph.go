@@ -94,6 +94,19 @@ type opRecord struct {
 	// objectSpan caches the object span's ID (a SHA-256 of the object and
 	// trigger): it is the parent of every joined request of the operation.
 	objectSpan pcommon.SpanID
+	// watchedSince is when this run began to watch an operation it
+	// restored from storage (zero otherwise): the time the store lay
+	// unused is not time the operation failed to converge.
+	watchedSince time.Time
+}
+
+// timeoutFrom is when the operation's timeout runs from: its start, or
+// for one restored from storage, the restore.
+func (r *opRecord) timeoutFrom() time.Time {
+	if r.watchedSince.After(r.Start) {
+		return r.watchedSince
+	}
+	return r.Start
 }
 
 func (o *object) op(trigger string) *opRecord {

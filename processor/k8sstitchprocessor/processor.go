@@ -714,7 +714,7 @@ func (p *stitchProcessor) releaseTrace(ts *traceState, out ptrace.Traces) {
 // object span has the same ID and is dropped as a duplicate.
 func (p *stitchProcessor) timeouts(now time.Time, out ptrace.Traces) {
 	for r, o := range p.openRoots {
-		if now.Sub(r.Start) < p.cfg.OperationTimeout {
+		if now.Sub(r.timeoutFrom()) < p.cfg.OperationTimeout {
 			continue
 		}
 		delete(p.openRoots, r)

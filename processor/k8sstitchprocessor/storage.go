@@ -77,6 +77,12 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 		}
 		for _, r := range o.Ops {
 			if r.Root && r.Placed && !r.Closed {
+				// A store can be an hour old (a gateway down, a Lease
+				// taken over): the operation gets operation_timeout from
+				// now, or its genuine converged span, coming with the
+				// relist, would find it timed out and be dropped as the
+				// timeout span's duplicate.
+				r.watchedSince = now
 				p.openRoots[r] = o
 			}
 		}

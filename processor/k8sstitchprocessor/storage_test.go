@@ -2,6 +2,9 @@ package k8sstitchprocessor
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -180,4 +183,79 @@ func TestDamagedStoreStartsEmpty(t *testing.T) {
 	m, err := tel.GetMetric("otelcol_k8sstitch_storage_errors")
 	require.NoError(t, err, "the damage is counted")
 	assert.NotNil(t, m)
+}
+
+// TestStaleStoreYieldsTheConvergedSpan: a gateway comes back (or takes
+// the Lease over) with a store whose open operations are an hour old. The
+// time it was away is not time it watched: the operation must not time
+// out on the first tick, and the genuine converged root, arriving after
+// the relist, must leave, not an operation_timeout error.
+func TestStaleStoreYieldsTheConvergedSpan(t *testing.T) {
+	store := &memStorage{kv: map[string][]byte{}}
+	id := component.MustNewID("file_storage")
+	host := storageHost{id, store}
+	withStore := func(c *Config) { c.Storage = &id }
+	batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
+	// The first run ends before the batch that closes the rollout.
+	split := slices.IndexFunc(batches, func(td ptrace.Traces) bool {
+		closes := false
+		forEachSpan(td, func(_ pcommon.Map, s ptrace.Span) {
+			closes = closes || s.Name() == fragment.PhaseDeploymentRollout
+		})
+		return closes
+	})
+	require.Positive(t, split)
+
+	first := newHarness(t, withStore)
+	require.NoError(t, first.p.openStorage(context.Background(), host))
+	for _, b := range batches[:split] {
+		first.feed(t, b)
+	}
+	require.NotEmpty(t, first.p.openRoots, "the rollout is open when the first run ends")
+	first.p.flushStorage(context.Background()) // killed: no Shutdown
+	saved := maps.Clone(store.kv)
+
+	second := newHarness(t, withStore)
+	second.clock = first.clock.Add(time.Hour)
+	require.NoError(t, second.p.openStorage(context.Background(), host))
+	require.NotEmpty(t, second.p.openRoots, "restored open")
+	second.flush()
+	for _, b := range batches[split:] {
+		second.feed(t, b)
+	}
+	second.flush()
+
+	var converged, timedOut int
+	forEachSpan(second.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.Name() != fragment.PhaseDeploymentRollout {
+			return
+		}
+		if r, _ := s.Attributes().Get(fragment.KeyReason); r.Str() == "operation_timeout" {
+			timedOut++
+			return
+		}
+		if c, ok := s.Attributes().Get(fragment.KeyConverged); ok && c.Bool() {
+			converged++
+		}
+	})
+	assert.Zero(t, timedOut, "no operation_timeout for the time the gateway was away")
+	assert.Equal(t, 1, converged, "the genuine converged root left")
+
+	// A restored operation still times out, operation_timeout after the
+	// restore, when nothing more comes.
+	third := newHarness(t, withStore)
+	third.clock = first.clock.Add(time.Hour)
+	require.NoError(t, third.p.openStorage(context.Background(), storageHost{id, &memStorage{kv: saved}}))
+	third.clock = third.clock.Add(third.p.cfg.OperationTimeout - time.Minute)
+	third.flush()
+	assert.Zero(t, third.sink.SpanCount(), "not before operation_timeout since the restore")
+	third.clock = third.clock.Add(2 * time.Minute)
+	third.flush()
+	timedOut = 0
+	forEachSpan(third.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if r, _ := s.Attributes().Get(fragment.KeyReason); s.Name() == fragment.PhaseDeploymentRollout && r.Str() == "operation_timeout" {
+			timedOut++
+		}
+	})
+	assert.Equal(t, 1, timedOut, "the restored rollout times out in the end")
 }
