@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 )
@@ -18,7 +20,8 @@ import (
 // FuzzStitch feeds random owner graphs (cycles, self-owners, missing and
 // deep chains) and random app traces (hints naming known and unknown
 // objects, broken traceparents, bad paths) through a small processor: it
-// must never panic, and its state must stay within its limits.
+// must never panic, its state must stay within its limits, and every span
+// must come out exactly once or be counted as a duplicate.
 func FuzzStitch(f *testing.F) {
 	f.Add([]byte("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"))
 	f.Add([]byte("\x00\x00\x00\x00\xff\xff\xff\xff\x10\x20\x30\x40\x50"))
@@ -28,10 +31,16 @@ func FuzzStitch(f *testing.F) {
 		cfg := createDefaultConfig().(*Config)
 		cfg.MaxObjects, cfg.MaxWaitingSpans = maxObjects, maxWaiting
 		cfg.AcceptUnsignedFragments = true
-		p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, &consumertest.TracesSink{})
+		tel := componenttest.NewTelemetry()
+		defer func() { _ = tel.Shutdown(context.Background()) }()
+		set := processortest.NewNopSettings(metadataType)
+		set.TelemetrySettings = tel.NewTelemetrySettings()
+		sink := &consumertest.TracesSink{}
+		p, err := newStitchProcessor(set, cfg, sink)
 		if err != nil {
 			t.Fatal(err)
 		}
+		in := 0
 		clock := time.Unix(1_700_000_000, 0)
 		p.now = func() time.Time { return clock }
 		kinds := []string{"Deployment", "ReplicaSet", "Pod", "Job", "Widget"}
@@ -83,10 +92,11 @@ func FuzzStitch(f *testing.F) {
 					attrs.PutStr("key", fmt.Sprintf("/pods/default/p%d", a))
 				}
 			}
+			in++
 			_ = p.ConsumeTraces(context.Background(), td)
 			if op%7 == 0 {
 				clock = clock.Add(time.Duration(b) * time.Second)
-				p.tick()
+				_ = sink.ConsumeTraces(context.Background(), p.tick())
 			}
 			if n := p.graph.len(); n > maxObjects {
 				t.Fatalf("owner graph holds %d objects, limit %d", n, maxObjects)
@@ -96,6 +106,30 @@ func FuzzStitch(f *testing.F) {
 			}
 		}
 		clock = clock.Add(time.Hour)
-		p.tick()
+		_ = sink.ConsumeTraces(context.Background(), p.tick())
+
+		// Conservation: every span that came in went out exactly once, or
+		// was counted as a duplicate; operation_timeout spans are the
+		// processor's own.
+		out := 0
+		for _, td := range sink.AllTraces() {
+			forEachSpan(td, func(_ pcommon.Map, s ptrace.Span) {
+				if r, _ := s.Attributes().Get(fragment.KeyReason); r.Str() != "operation_timeout" {
+					out++
+				}
+			})
+		}
+		dups := int64(0)
+		if m, err := tel.GetMetric("otelcol_k8sstitch_spans_duplicate"); err == nil {
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				dups += dp.Value
+			}
+		}
+		if int64(out)+dups != int64(in) {
+			t.Fatalf("%d spans in, %d out and %d counted as duplicates", in, out, dups)
+		}
+		if n := p.waiting.len(); n != 0 {
+			t.Fatalf("%d spans still wait an hour later", n)
+		}
 	})
 }

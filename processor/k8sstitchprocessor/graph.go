@@ -1,6 +1,7 @@
 package k8sstitchprocessor
 
 import (
+	"slices"
 	"hash/maphash"
 	"time"
 
@@ -68,6 +69,14 @@ func (o *object) markSeen(id pcommon.SpanID) bool {
 	}
 	o.Seen = append(o.Seen, id)
 	return true
+}
+
+// unmarkSeen forgets a span ID markSeen recorded: its span was refused
+// downstream, and its sender will send it again.
+func (o *object) unmarkSeen(id pcommon.SpanID) {
+	if i := slices.Index(o.Seen, id); i >= 0 {
+		o.Seen = slices.Delete(o.Seen, i, i+1)
+	}
 }
 
 // opRecord is one trigger of an object and, once known, where it sits:

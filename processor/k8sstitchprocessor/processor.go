@@ -49,6 +49,10 @@ type stitchProcessor struct {
 	// pendingRelease are spans evicted from a full buffer, sent with the
 	// next batch.
 	pendingRelease []*waitingSpan
+	// passedOn are the fragments of the batch in hand that go on, by
+	// object UID: marked seen, to be unmarked if the next consumer
+	// refuses the batch (its sender retries it).
+	passedOn []seenMark
 
 	// key verifies that a fragment came from k8swatch (zero with
 	// accept_unsigned_fragments).
@@ -175,6 +179,7 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	p.mu.Lock()
 	now := p.now()
 	released := ptrace.NewTraces()
+	p.passedOn = p.passedOn[:0]
 	p.learn(td)
 	p.decide(td, now)
 	p.traces.settle(now)
@@ -183,16 +188,42 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	// collector would keep it, and mark it on every cycle.
 	clear(p.infos)
 	clear(p.frags)
+	passedOn := p.passedOn
 	p.mu.Unlock()
-	released.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
 	var err error
 	if td.SpanCount() > 0 {
 		err = p.next.ConsumeTraces(ctx, td)
+	}
+	if err != nil && len(passedOn) > 0 {
+		// The commit point: a refused batch comes again from its sender,
+		// and its fragments must not then be dropped as duplicates.
+		p.mu.Lock()
+		for _, m := range passedOn {
+			if o := p.graph.get(m.uid); o != nil {
+				o.unmarkSeen(m.id)
+				p.markDirty(o)
+			}
+		}
+		p.mu.Unlock()
+	}
+	// Released spans were acknowledged to their senders long ago: they
+	// go on in a call of their own, so a refusal of this batch, which
+	// its sender retries, does not take them with it.
+	if released.SpanCount() > 0 {
+		if rerr := p.next.ConsumeTraces(ctx, released); rerr != nil {
+			p.set.Logger.Warn("next consumer refused released spans", zap.Int("spans", released.SpanCount()), zap.Error(rerr))
+		}
 	}
 	// Persist after the spans went on: a crash in between replays a known
 	// object rather than losing its place in the trace.
 	p.flushStorage(ctx)
 	return err
+}
+
+// seenMark is a fragment marked seen on its object.
+type seenMark struct {
+	uid string
+	id  pcommon.SpanID
 }
 
 // spanInfo is what the first pass learned of one span, for the second:
@@ -422,6 +453,7 @@ func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
 		return fateDrop
 	}
 	if p.placeFragment(s, o, f.key, false) {
+		p.passedOn = append(p.passedOn, seenMark{o.UID, s.SpanID()})
 		return fateGo
 	}
 	return fateWait
