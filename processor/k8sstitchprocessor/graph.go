@@ -1,8 +1,8 @@
 package k8sstitchprocessor
 
 import (
-	"slices"
 	"hash/maphash"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"

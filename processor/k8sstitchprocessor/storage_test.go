@@ -3,8 +3,8 @@ package k8sstitchprocessor
 import (
 	"context"
 	"maps"
-	"slices"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
