@@ -211,6 +211,9 @@ type ownerGraph struct {
 	// operation.
 	hand       int
 	maxObjects int
+	// free are the slots below n of objects dropped (deleted objects whose
+	// operations closed): reused before the graph grows or sheds.
+	free []int
 	// onShed is called for every object shed at the limit.
 	onShed func(*object)
 }
@@ -301,7 +304,9 @@ func (g *ownerGraph) put(stored *object) *object {
 // it sheds at the limit.
 func (g *ownerGraph) add(uid string) *object {
 	var i int
-	if g.n < g.maxObjects {
+	if k := len(g.free); k > 0 {
+		i, g.free = g.free[k-1], g.free[:k-1]
+	} else if g.n < g.maxObjects {
 		i = g.n
 		if i/objectSlab == len(g.slabs) {
 			g.slabs = append(g.slabs, make([]object, min(objectSlab, g.maxObjects-i)))
@@ -335,6 +340,15 @@ func (g *ownerGraph) shedOne() int {
 		}
 		return i
 	}
+}
+
+// drop takes o out of the graph for good and frees its slot: a deleted
+// object whose operations all closed.
+func (g *ownerGraph) drop(o *object) {
+	i := int(o.slot - 1)
+	g.remove(o)
+	*o = object{}
+	g.free = append(g.free, i)
 }
 
 // remove takes o out of both indexes; its slot is the caller's to reuse.
@@ -415,4 +429,4 @@ func (o *object) created() time.Time {
 	return first
 }
 
-func (g *ownerGraph) len() int { return g.n }
+func (g *ownerGraph) len() int { return g.n - len(g.free) }

@@ -2,6 +2,7 @@ package k8sstitchprocessor
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,6 +50,10 @@ type stitchProcessor struct {
 	// pendingRelease are spans evicted from a full buffer, sent with the
 	// next batch.
 	pendingRelease []*waitingSpan
+	// retiring are deleted objects whose deletion closed, oldest first:
+	// they leave the graph keepJoinedFor waits later (late requests and
+	// dependents' fragments still find them until then).
+	retiring []retiree
 	// passedOn are the fragments of the batch in hand that go on, by
 	// object UID: marked seen, to be unmarked if the next consumer
 	// refuses the batch (its sender retries it).
@@ -171,6 +176,7 @@ func (p *stitchProcessor) tick() ptrace.Traces {
 		p.releaseExpired(w, out)
 	}
 	p.timeouts(now, out)
+	p.retire(now)
 	p.tel.K8sstitchObjectsTracked.Record(context.Background(), int64(p.graph.len()))
 	return out
 }
@@ -218,6 +224,36 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	// object rather than losing its place in the trace.
 	p.flushStorage(ctx)
 	return err
+}
+
+// retiree is a deleted object, and when its deletion closed.
+type retiree struct {
+	uid    string
+	closed time.Time
+}
+
+// retire drops the deleted objects whose deletion closed keepJoinedFor
+// waits ago and which have no open operation: without it, ordinary churn
+// (Jobs, pods) would fill the graph to max_objects and evict live objects.
+func (p *stitchProcessor) retire(now time.Time) {
+	grace := keepJoinedFor * p.cfg.Wait
+	n := 0
+	for _, r := range p.retiring {
+		if now.Sub(r.closed) < grace {
+			break
+		}
+		n++
+		o := p.graph.get(r.uid)
+		if o == nil || slices.ContainsFunc(o.Ops, func(op *opRecord) bool { return !op.Closed }) {
+			continue
+		}
+		if p.storage != nil {
+			delete(p.dirty, o.UID)
+			p.shed = append(p.shed, o.UID)
+		}
+		p.graph.drop(o)
+	}
+	p.retiring = append(p.retiring[:0], p.retiring[n:]...)
 }
 
 // seenMark is a fragment marked seen on its object.
@@ -375,6 +411,9 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
 		if r.Root {
 			delete(p.openRoots, r)
 			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
+		}
+		if fk.trigger == fragment.TriggerDelete {
+			p.retiring = append(p.retiring, retiree{o.UID, p.now()})
 		}
 	}
 	p.markDirty(o)

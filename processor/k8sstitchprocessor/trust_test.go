@@ -89,7 +89,7 @@ func forge(rs ptrace.ResourceSpans, s ptrace.Span, change func(ptrace.Span)) ptr
 // it and what its operations are.
 func graphView(p *stitchProcessor) []string {
 	var out []string
-	for i := 0; i < p.graph.len(); i++ {
+	for i := 0; i < p.graph.n; i++ {
 		o := p.graph.slot(i)
 		if o.UID == "" {
 			continue

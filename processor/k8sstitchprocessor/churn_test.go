@@ -1,0 +1,83 @@
+package k8sstitchprocessor
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// churnFragment adds one fragment of a Job's operation for trigger.
+func churnFragment(m *spanMaker, uid, trigger, level string, at time.Time) {
+	phase := fragment.ObjectPhase("Job", trigger)
+	id := fragment.ObjectSpanID(uid, "Job", trigger)
+	var parent = id
+	if level == fragment.LevelTrigger {
+		phase, id = fragment.PhaseTrigger, fragment.TriggerSpanID(uid, trigger)
+	} else {
+		parent = [8]byte{}
+	}
+	s := m.span("kube-controller-manager", fragment.TraceID(uid, trigger), parent, phase, at, time.Millisecond)
+	s.SetSpanID(id)
+	a := s.Attributes()
+	a.PutStr(fragment.KeyLevel, level)
+	a.PutStr(fragment.KeyKind, "Job")
+	a.PutStr(fragment.KeyUID, uid)
+	a.PutStr(fragment.KeyName, "job-"+uid)
+	a.PutStr(fragment.KeyNamespace, "batch")
+	a.PutStr(fragment.KeyTrigger, trigger)
+	a.PutInt(fragment.KeyTriggerTime, at.UnixNano())
+	if level == fragment.LevelObject {
+		a.PutBool(fragment.KeyConverged, true)
+	}
+}
+
+// TestDeletedObjectsLeaveTheGraph: ordinary churn must not fill the owner
+// graph. 200,000 Jobs are created, complete and are deleted, a Job every
+// 2 ms (400 s of churn), with max_objects 100,000: a deleted object leaves
+// once its deletion closed and late spans had their time, so nothing live
+// is ever shed.
+func TestDeletedObjectsLeaveTheGraph(t *testing.T) {
+	const jobs, maxObjects = 200_000, 100_000
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	set := processortest.NewNopSettings(metadataType)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	h := newHarnessWith(t, set, func(c *Config) { c.MaxObjects = maxObjects })
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	const perBatch = 500
+	most := 0
+	for first := 0; first < jobs; first += perBatch {
+		m := newSpanMaker()
+		for i := first; i < first+perBatch; i++ {
+			uid := fmt.Sprintf("job-%07d", i)
+			at := t0.Add(time.Duration(i) * 2 * time.Millisecond)
+			churnFragment(m, uid, "gen:1", fragment.LevelTrigger, at)
+			churnFragment(m, uid, "gen:1", fragment.LevelObject, at.Add(500*time.Microsecond))
+			churnFragment(m, uid, fragment.TriggerDelete, fragment.LevelTrigger, at.Add(time.Millisecond))
+			churnFragment(m, uid, fragment.TriggerDelete, fragment.LevelObject, at.Add(1500*time.Microsecond))
+		}
+		h.feed(t, m.td)
+		most = max(most, h.p.graph.len())
+	}
+	h.drain()
+
+	_, err := tel.GetMetric("otelcol_k8sstitch_objects_shed")
+	assert.Error(t, err, "no object was ever shed")
+	m, err := tel.GetMetric("otelcol_k8sstitch_operations_opened")
+	require.NoError(t, err)
+	opened := int64(0)
+	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		opened += dp.Value
+	}
+	assert.Equal(t, int64(2*jobs), opened, "every create and delete was an operation")
+	assert.Less(t, most, maxObjects, "the graph never reached max_objects")
+	t.Logf("%d Jobs created and deleted: at most %d objects in the graph (max_objects %d), %d after", jobs, most, maxObjects, h.p.graph.len())
+}
