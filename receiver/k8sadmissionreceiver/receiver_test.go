@@ -12,12 +12,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -387,4 +389,109 @@ func TestConcurrentReviewsAreBounded(t *testing.T) {
 	assert.Equal(t, http.StatusOK, post(r, body, nil).Code)
 	_, err := tel.GetMetric("otelcol_k8sadmission_reviews_bad")
 	require.NoError(t, err)
+}
+
+// TestForgedHugeReviewsHoldLittle: a review's strings go into a queued
+// span, and the queue is bounded by count (queue_size, 10,000). Reviews
+// whose name, namespace, user and owner are megabytes long (a forged
+// client, within max_request_body_size) must not each keep megabytes
+// alive while they wait: 100 of them, with nothing draining the queue,
+// may hold a few KiB each, not 4 MiB (10,000 would be 40 GiB).
+func TestForgedHugeReviewsHoldLittle(t *testing.T) {
+	r, _ := newTestReceiver(t, nil)
+	body, _, _ := recorded(t, "create_deployment.json")
+	var review map[string]any
+	require.NoError(t, json.Unmarshal(body, &review))
+	huge := strings.Repeat("x", 1<<20-16<<10) // four of them: a 4 MiB body
+	req := review["request"].(map[string]any)
+	req["name"] = huge
+	req["namespace"] = huge
+	req["userInfo"] = map[string]any{"username": huge}
+	req["kind"] = map[string]any{"group": "apps", "version": "v1", "kind": huge}
+	const reviews = 100
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range reviews {
+		req["uid"] = fmt.Sprintf("forged-%d", i)
+		b, err := json.Marshal(review)
+		require.NoError(t, err)
+		w := post(r, b, nil)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	}
+	require.Len(t, r.queue, reviews, "all wait in the queue")
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d queued reviews of 4 MiB hold %d KiB", reviews, held>>10)
+	assert.Less(t, held, int64(reviews*64<<10), "each queued review holds less than 64 KiB")
+	s := spanOf(t, r)
+	assert.LessOrEqual(t, len(str(s, fragment.KeyName)), maxReviewString)
+	assert.LessOrEqual(t, len(str(s, fragment.KeyAdmissionUser)), maxReviewString)
+}
+
+// TestClientCertificateIsVerified: with tls.client_ca_file, only a client
+// presenting a certificate signed by that CA (kube-apiserver, with the
+// kubeconfig its --admission-control-config-file names for this webhook)
+// gets through; any other fails the TLS handshake, before a byte of a
+// review is read.
+func TestClientCertificateIsVerified(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeCert(t, certFile, keyFile, 1)
+	caFile := filepath.Join(dir, "client-ca.crt")
+	clientCert := writeClientCA(t, caFile)
+	cfg := createDefaultConfig().(*Config)
+	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile}, ClientCAFile: caFile})
+	require.NoError(t, cfg.Validate())
+	sink := &consumertest.TracesSink{}
+	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	body, _, _ := recorded(t, "create_deployment.json")
+
+	postWith := func(certs []tls.Certificate) (*http.Response, error) {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: certs}}} //nolint:gosec // self-signed test server
+		defer hc.CloseIdleConnections()
+		return hc.Post("https://"+r.addr+"/validate", "application/json", bytes.NewReader(body))
+	}
+	_, err = postWith(nil)
+	require.Error(t, err, "no client certificate: the handshake fails")
+	assert.Contains(t, err.Error(), "certificate required")
+
+	resp, err := postWith([]tls.Certificate{clientCert})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Eventually(t, func() bool { return sink.SpanCount() == 1 }, 5*time.Second, 10*time.Millisecond, "only the verified client's review became a span")
+}
+
+// writeClientCA writes a CA certificate to caFile and returns a client
+// certificate it signed, as kube-apiserver's would be.
+func writeClientCA(t *testing.T, caFile string) tls.Certificate {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(10), Subject: pkix.Name{CommonName: "kubestitch-webhook-client-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(11), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -10,6 +10,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
 )
 
 // review is what one AdmissionReview says of a write request: who wrote
@@ -84,6 +86,11 @@ const (
 	reasonNoRequest = "no_request"
 )
 
+// maxReviewString bounds every string a review puts into its span: a
+// queued review must hold bytes, not the megabytes a forged review can
+// carry in a name (Kubernetes names are at most 253 bytes).
+const maxReviewString = 1024
+
 // readReview decodes one AdmissionReview request body.
 func readReview(r *http.Request) (review, error) {
 	if r.Method != http.MethodPost {
@@ -108,18 +115,19 @@ func readReview(r *http.Request) (review, error) {
 	if q == nil || q.UID == "" {
 		return review{}, &badReview{reasonNoRequest, "AdmissionReview without a request or a request uid"}
 	}
+	b := func(s string) string { return fragment.TruncateUTF8(s, maxReviewString) }
 	rv := review{
-		requestUID:  q.UID,
-		operation:   q.Operation,
-		group:       q.Resource.Group,
-		version:     q.Resource.Version,
-		resource:    q.Resource.Resource,
-		subresource: q.SubResource,
-		kind:        q.Kind.Kind,
-		namespace:   q.Namespace,
-		name:        q.Name,
+		requestUID:  b(q.UID),
+		operation:   b(q.Operation),
+		group:       b(q.Resource.Group),
+		version:     b(q.Resource.Version),
+		resource:    b(q.Resource.Resource),
+		subresource: b(q.SubResource),
+		kind:        b(q.Kind.Kind),
+		namespace:   b(q.Namespace),
+		name:        b(q.Name),
 		dryRun:      q.DryRun != nil && *q.DryRun,
-		user:        q.UserInfo.Username,
+		user:        b(q.UserInfo.Username),
 	}
 	obj := q.Object
 	if q.Operation == string(admissionv1.Delete) || obj == nil {
@@ -127,16 +135,16 @@ func readReview(r *http.Request) (review, error) {
 	}
 	if obj != nil {
 		m := obj.Metadata
-		rv.uid = m.UID
+		rv.uid = b(m.UID)
 		if rv.name == "" {
-			rv.name = m.Name
+			rv.name = b(m.Name)
 		}
 		if rv.namespace == "" {
-			rv.namespace = m.Namespace
+			rv.namespace = b(m.Namespace)
 		}
 		for _, o := range m.OwnerReferences {
 			if o.Controller != nil && *o.Controller {
-				rv.ownerKind, rv.ownerName, rv.ownerUID = o.Kind, o.Name, string(o.UID)
+				rv.ownerKind, rv.ownerName, rv.ownerUID = b(o.Kind), b(o.Name), b(string(o.UID))
 				break
 			}
 		}

@@ -25,7 +25,7 @@ func toTraces(frags []fragmentSpan, version string) ptrace.Traces {
 		if !ok {
 			rs := td.ResourceSpans().AppendEmpty()
 			ra := rs.Resource().Attributes()
-			ra.PutStr(fragment.KeyServiceName, truncateUTF8(k.service, 128))
+			ra.PutStr(fragment.KeyServiceName, fragment.TruncateUTF8(k.service, 128))
 			if k.namespace != "" {
 				ra.PutStr(fragment.KeyNamespace, k.namespace)
 			}
@@ -70,7 +70,7 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	a.PutStr(fragment.KeyLevel, f.level)
 	a.PutStr(fragment.KeyKind, o.kind)
 	a.PutStr(fragment.KeyUID, o.uid)
-	a.PutStr(fragment.KeyName, truncateUTF8(o.name, maxAttrLen))
+	a.PutStr(fragment.KeyName, fragment.TruncateUTF8(o.name, maxAttrLen))
 	if o.namespace != "" {
 		a.PutStr(fragment.KeyNamespace, o.namespace)
 	}
@@ -100,26 +100,26 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	switch o.kind {
 	case "Pod":
 		a.PutStr(fragment.KeyPodUID, o.uid)
-		a.PutStr(fragment.KeyPodName, truncateUTF8(o.name, maxAttrLen))
+		a.PutStr(fragment.KeyPodName, fragment.TruncateUTF8(o.name, maxAttrLen))
 		if o.pod != nil && o.pod.node != "" {
 			a.PutStr(fragment.KeyNodeName, o.pod.node)
 		}
 	case "ReplicaSet", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Node":
 		lk := lowerKind(o.kind)
 		a.PutStr("k8s."+lk+".uid", o.uid)
-		a.PutStr("k8s."+lk+".name", truncateUTF8(o.name, maxAttrLen))
+		a.PutStr("k8s."+lk+".name", fragment.TruncateUTF8(o.name, maxAttrLen))
 	}
 	if f.container != "" {
-		a.PutStr(fragment.KeyContainerName, truncateUTF8(f.container, maxAttrLen))
+		a.PutStr(fragment.KeyContainerName, fragment.TruncateUTF8(f.container, maxAttrLen))
 	}
 	if f.image != "" {
-		a.PutStr("container.image.name", truncateUTF8(f.image, maxAttrLen))
+		a.PutStr("container.image.name", fragment.TruncateUTF8(f.image, maxAttrLen))
 	}
 	if o.traceparent != "" && f.level == fragment.LevelObject {
-		a.PutStr(fragment.KeyTraceparent, truncateUTF8(o.traceparent, 128))
+		a.PutStr(fragment.KeyTraceparent, fragment.TruncateUTF8(o.traceparent, 128))
 	}
 	for k, v := range o.annotations {
-		a.PutStr("k8s."+lowerKind(o.kind)+".annotation."+k, truncateUTF8(v, maxAttrLen))
+		a.PutStr("k8s."+lowerKind(o.kind)+".annotation."+k, fragment.TruncateUTF8(v, maxAttrLen))
 	}
 	for _, e := range f.events {
 		se := s.Events().AppendEmpty()

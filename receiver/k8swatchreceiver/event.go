@@ -82,7 +82,7 @@ func finishEvent(v eventView) eventView {
 			v.duration = d
 		}
 	}
-	v.note = truncateUTF8(v.note, maxNoteLen)
+	v.note = fragment.TruncateUTF8(v.note, maxNoteLen)
 	return v
 }
 
@@ -107,18 +107,3 @@ func containerFromFieldPath(p string) string {
 	}
 	return p[i+1 : len(p)-1]
 }
-
-// truncateUTF8 cuts s to at most n bytes and replaces invalid UTF-8, so a
-// span never carries a broken string.
-func truncateUTF8(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
