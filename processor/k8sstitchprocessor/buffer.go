@@ -8,60 +8,133 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
+// waitingResource is the resource of waiting spans, copied once per
+// ResourceSpans of a batch and shared by all of its spans that wait: a
+// request with a 2 MiB resource and 50,000 spans holds one copy, not
+// 50,000.
+type waitingResource struct {
+	res       pcommon.Resource
+	schemaURL string
+	bytes     int
+	refs      int
+}
+
+// waitingScope is the scope of waiting spans, shared like the resource.
+type waitingScope struct {
+	res       *waitingResource
+	scope     pcommon.InstrumentationScope
+	schemaURL string
+	bytes     int
+	refs      int
+}
+
+func newWaitingResource(rs ptrace.ResourceSpans) *waitingResource {
+	r := &waitingResource{res: pcommon.NewResource(), schemaURL: rs.SchemaUrl()}
+	rs.Resource().CopyTo(r.res)
+	r.bytes = sharedOverhead + mapBytes(r.res.Attributes()) + len(r.schemaURL)
+	return r
+}
+
+func newWaitingScope(res *waitingResource, ss ptrace.ScopeSpans) *waitingScope {
+	sc := &waitingScope{res: res, scope: pcommon.NewInstrumentationScope(), schemaURL: ss.SchemaUrl()}
+	ss.Scope().CopyTo(sc.scope)
+	sc.bytes = sharedOverhead + len(sc.scope.Name()) + len(sc.scope.Version()) + mapBytes(sc.scope.Attributes()) + len(sc.schemaURL)
+	return sc
+}
+
 // waitingSpan is a span held until its object or its trace's decision is
-// known, with its own copy of resource and scope.
+// known. It owns its span (moved out of the batch) and shares its resource
+// and scope.
 type waitingSpan struct {
-	td      ptrace.Traces
+	s       ptrace.Span
+	scope   *waitingScope
+	bytes   int
 	arrived time.Time
 	orig    pcommon.TraceID
 	frag    *fragmentKey
 	elem    *list.Element
+	// gone: the span was emitted (moved into an output batch).
+	gone bool
 }
 
-func (w *waitingSpan) span() ptrace.Span {
-	return w.td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+func (w *waitingSpan) span() ptrace.Span { return w.s }
+
+// traces is a copy of the span with its resource and scope, as a batch of
+// its own (for storage).
+func (w *waitingSpan) traces() ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	w.scope.res.res.CopyTo(rs.Resource())
+	rs.SetSchemaUrl(w.scope.res.schemaURL)
+	ss := rs.ScopeSpans().AppendEmpty()
+	w.scope.scope.CopyTo(ss.Scope())
+	ss.SetSchemaUrl(w.scope.schemaURL)
+	w.s.CopyTo(ss.Spans().AppendEmpty())
+	return td
 }
 
-// waitBuffer holds spans in arrival order, bounded: put returns what it
+// waitBuffer holds spans in arrival order, bounded in spans and in bytes
+// (spans, and each shared resource and scope once): put returns what it
 // evicted, and the caller decides and counts what happens to it.
 type waitBuffer struct {
-	order   *list.List
-	byTrace map[pcommon.TraceID][]*waitingSpan
-	max     int
+	order    *list.List
+	byTrace  map[pcommon.TraceID][]*waitingSpan
+	max      int
+	maxBytes int
+	bytes    int
 	// onFragment, when set, hears every fragment entering (in) or leaving
 	// the buffer: the processor persists waiting fragments with them.
 	onFragment func(w *waitingSpan, in bool)
 }
 
-func newWaitBuffer(max int) *waitBuffer {
-	return &waitBuffer{order: list.New(), byTrace: map[pcommon.TraceID][]*waitingSpan{}, max: max}
+func newWaitBuffer(max, maxBytes int) *waitBuffer {
+	return &waitBuffer{order: list.New(), byTrace: map[pcommon.TraceID][]*waitingSpan{}, max: max, maxBytes: maxBytes}
 }
 
-func (b *waitBuffer) put(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace.Span, orig pcommon.TraceID, frag *fragmentKey, now time.Time) (evicted *waitingSpan) {
-	if b.order.Len() >= b.max {
-		evicted = b.order.Front().Value.(*waitingSpan)
-		b.remove(evicted)
+// put moves s into the buffer. At either limit the oldest spans are
+// evicted, the new one too if it alone is over max_waiting_bytes.
+func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceID, frag *fragmentKey, now time.Time) (evicted []*waitingSpan) {
+	w := &waitingSpan{s: ptrace.NewSpan(), scope: scope, arrived: now, orig: orig, frag: frag}
+	s.MoveTo(w.s)
+	w.bytes = spanBytes(w.s)
+	b.bytes += w.bytes
+	if scope.refs == 0 {
+		b.bytes += scope.bytes
+		if scope.res.refs == 0 {
+			b.bytes += scope.res.bytes
+		}
+		scope.res.refs++
 	}
-	td := ptrace.NewTraces()
-	nrs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().CopyTo(nrs.Resource())
-	nrs.SetSchemaUrl(rs.SchemaUrl())
-	nss := nrs.ScopeSpans().AppendEmpty()
-	ss.Scope().CopyTo(nss.Scope())
-	nss.SetSchemaUrl(ss.SchemaUrl())
-	s.CopyTo(nss.Spans().AppendEmpty())
-	w := &waitingSpan{td: td, arrived: now, orig: orig, frag: frag}
+	scope.refs++
 	w.elem = b.order.PushBack(w)
 	if frag == nil {
 		b.byTrace[orig] = append(b.byTrace[orig], w)
 	} else if b.onFragment != nil {
 		b.onFragment(w, true)
 	}
+	for b.order.Len() > 0 && (b.order.Len() > b.max || b.bytes > b.maxBytes) {
+		ev := b.order.Front().Value.(*waitingSpan)
+		b.remove(ev)
+		evicted = append(evicted, ev)
+	}
 	return evicted
 }
 
-func (b *waitBuffer) remove(w *waitingSpan) {
+// unref gives back w's bytes and its share of its resource and scope.
+func (b *waitBuffer) unref(w *waitingSpan) {
 	b.order.Remove(w.elem)
+	w.elem = nil
+	b.bytes -= w.bytes
+	if w.scope.refs--; w.scope.refs == 0 {
+		b.bytes -= w.scope.bytes
+		if w.scope.res.refs--; w.scope.res.refs == 0 {
+			b.bytes -= w.scope.res.bytes
+		}
+	}
+}
+
+func (b *waitBuffer) remove(w *waitingSpan) {
+	b.unref(w)
 	if w.frag != nil {
 		if b.onFragment != nil {
 			b.onFragment(w, false)
@@ -87,7 +160,7 @@ func (b *waitBuffer) takeTrace(orig pcommon.TraceID) []*waitingSpan {
 	ws := b.byTrace[orig]
 	delete(b.byTrace, orig)
 	for _, w := range ws {
-		b.order.Remove(w.elem)
+		b.unref(w)
 	}
 	return ws
 }
@@ -117,3 +190,85 @@ func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 }
 
 func (b *waitBuffer) len() int { return b.order.Len() }
+
+// spanOut builds an output batch from released spans: one ResourceSpans
+// per shared resource and one ScopeSpans per shared scope, so a resource
+// is copied once per batch, not once per span.
+type spanOut struct {
+	td        ptrace.Traces
+	resources map[*waitingResource]ptrace.ResourceSpans
+	scopes    map[*waitingScope]ptrace.SpanSlice
+}
+
+func newSpanOut() *spanOut {
+	return &spanOut{td: ptrace.NewTraces(), resources: map[*waitingResource]ptrace.ResourceSpans{}, scopes: map[*waitingScope]ptrace.SpanSlice{}}
+}
+
+// emit moves a released span into the batch.
+func (o *spanOut) emit(w *waitingSpan) {
+	spans, ok := o.scopes[w.scope]
+	if !ok {
+		rs, ok := o.resources[w.scope.res]
+		if !ok {
+			rs = o.td.ResourceSpans().AppendEmpty()
+			w.scope.res.res.CopyTo(rs.Resource())
+			rs.SetSchemaUrl(w.scope.res.schemaURL)
+			o.resources[w.scope.res] = rs
+		}
+		ss := rs.ScopeSpans().AppendEmpty()
+		w.scope.scope.CopyTo(ss.Scope())
+		ss.SetSchemaUrl(w.scope.schemaURL)
+		spans = ss.Spans()
+		o.scopes[w.scope] = spans
+	}
+	w.s.MoveTo(spans.AppendEmpty())
+	w.gone = true
+}
+
+// Sizes are estimates of the memory a span holds: its strings and a fixed
+// overhead per span, attribute, event and link.
+const (
+	spanOverhead   = 200
+	attrOverhead   = 48
+	sharedOverhead = 128
+)
+
+func spanBytes(s ptrace.Span) int {
+	n := spanOverhead + len(s.Name()) + len(s.TraceState().AsRaw()) + len(s.Status().Message()) + mapBytes(s.Attributes())
+	evs := s.Events()
+	for i := 0; i < evs.Len(); i++ {
+		n += attrOverhead + len(evs.At(i).Name()) + mapBytes(evs.At(i).Attributes())
+	}
+	ls := s.Links()
+	for i := 0; i < ls.Len(); i++ {
+		n += attrOverhead + len(ls.At(i).TraceState().AsRaw()) + mapBytes(ls.At(i).Attributes())
+	}
+	return n
+}
+
+func mapBytes(m pcommon.Map) int {
+	n := 0
+	for k, v := range m.All() {
+		n += attrOverhead + len(k) + valueBytes(v)
+	}
+	return n
+}
+
+func valueBytes(v pcommon.Value) int {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		return len(v.Str())
+	case pcommon.ValueTypeBytes:
+		return v.Bytes().Len()
+	case pcommon.ValueTypeMap:
+		return mapBytes(v.Map())
+	case pcommon.ValueTypeSlice:
+		n := 0
+		sl := v.Slice()
+		for i := 0; i < sl.Len(); i++ {
+			n += attrOverhead + valueBytes(sl.At(i))
+		}
+		return n
+	}
+	return 0
+}

@@ -22,6 +22,11 @@ type Config struct {
 	// MaxWaitingSpans bounds the wait buffer; at the limit the oldest span
 	// leaves early. Default: 50000.
 	MaxWaitingSpans int `mapstructure:"max_waiting_spans"`
+	// MaxWaitingBytes bounds the wait buffer in bytes (estimated: the
+	// spans' strings plus a fixed overhead, each shared resource and scope
+	// counted once); at the limit the oldest span leaves early. Default:
+	// 67108864 (64 MiB).
+	MaxWaitingBytes int `mapstructure:"max_waiting_bytes"`
 	// ClockTolerance absorbs the whole-second object timestamps and the gap
 	// between a request and the watch event it causes. Default: 1s.
 	ClockTolerance time.Duration `mapstructure:"clock_tolerance"`
@@ -61,6 +66,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxWaitingSpans <= 0 {
 		return errors.New("max_waiting_spans must be positive")
+	}
+	if cfg.MaxWaitingBytes <= 0 {
+		return errors.New("max_waiting_bytes must be positive")
 	}
 	if cfg.ClockTolerance < 0 || cfg.ClockTolerance >= cfg.Wait {
 		return errors.New("clock_tolerance must be at least 0 and shorter than wait")

@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	storage := component.MustNewID("file_storage")
 	assert.Equal(t, &Config{
 		Wait: 2 * time.Second, OperationTimeout: 5 * time.Minute, MaxObjects: 5000,
-		MaxWaitingSpans: 1000, ClockTolerance: 500 * time.Millisecond, Storage: &storage,
+		MaxWaitingSpans: 1000, MaxWaitingBytes: 1 << 20, ClockTolerance: 500 * time.Millisecond, Storage: &storage,
 		FragmentKeyFile: "/etc/kubestitch/fragment-key/key",
 	}, cfg)
 }
@@ -50,6 +50,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no objects", func(c *Config) { c.MaxObjects = 0 }, "max_objects must be positive"},
 		{"too many objects", func(c *Config) { c.MaxObjects = 1<<29 + 1 }, "max_objects must be at most 536870912"},
 		{"no waiting spans", func(c *Config) { c.MaxWaitingSpans = -1 }, "max_waiting_spans must be positive"},
+		{"no waiting bytes", func(c *Config) { c.MaxWaitingBytes = 0 }, "max_waiting_bytes must be positive"},
 		{"tolerance too big", func(c *Config) { c.ClockTolerance = time.Minute }, "clock_tolerance must be at least 0 and shorter than wait"},
 		{"key and no key", func(c *Config) { c.AcceptUnsignedFragments = true }, "fragment_key_file and accept_unsigned_fragments exclude each other"},
 	}

@@ -16,6 +16,7 @@ const (
 	defaultOperationTimeout = 10 * time.Minute
 	defaultMaxObjects       = 100_000
 	defaultMaxWaitingSpans  = 50_000
+	defaultMaxWaitingBytes  = 64 << 20
 	defaultClockTolerance   = time.Second
 )
 
@@ -34,6 +35,7 @@ func createDefaultConfig() component.Config {
 		OperationTimeout: defaultOperationTimeout,
 		MaxObjects:       defaultMaxObjects,
 		MaxWaitingSpans:  defaultMaxWaitingSpans,
+		MaxWaitingBytes:  defaultMaxWaitingBytes,
 		ClockTolerance:   defaultClockTolerance,
 	}
 }

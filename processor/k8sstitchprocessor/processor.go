@@ -88,7 +88,7 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 		cfg: cfg, set: set, next: next, tel: tel, now: time.Now,
 		graph:     newOwnerGraph(cfg.MaxObjects),
 		traces:    newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
-		waiting:   newWaitBuffer(cfg.MaxWaitingSpans),
+		waiting:   newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
 		openRoots: map[*opRecord]*object{},
 		dirty:     map[string]*object{},
 	}
@@ -132,13 +132,13 @@ func (p *stitchProcessor) Shutdown(ctx context.Context) error {
 	p.wg.Wait()
 	// Whatever still waits leaves as it is: nothing is lost at shutdown.
 	p.mu.Lock()
-	out := ptrace.NewTraces()
+	out := newSpanOut()
 	for _, w := range p.waiting.expired(p.now().Add(365*24*time.Hour), 0) {
 		p.releaseExpired(w, out)
 	}
 	p.mu.Unlock()
-	if out.SpanCount() > 0 {
-		_ = p.next.ConsumeTraces(ctx, out)
+	if out.td.SpanCount() > 0 {
+		_ = p.next.ConsumeTraces(ctx, out.td)
 	}
 	p.flushStorage(ctx)
 	if p.storage != nil {
@@ -171,20 +171,20 @@ func (p *stitchProcessor) tick() ptrace.Traces {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	out := ptrace.NewTraces()
+	out := newSpanOut()
 	for _, w := range p.waiting.expired(now, p.cfg.Wait) {
 		p.releaseExpired(w, out)
 	}
 	p.timeouts(now, out)
 	p.retire(now)
 	p.tel.K8sstitchObjectsTracked.Record(context.Background(), int64(p.graph.len()))
-	return out
+	return out.td
 }
 
 func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	p.mu.Lock()
 	now := p.now()
-	released := ptrace.NewTraces()
+	released := newSpanOut()
 	p.passedOn = p.passedOn[:0]
 	p.learn(td)
 	p.decide(td, now)
@@ -215,9 +215,9 @@ func (p *stitchProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	// Released spans were acknowledged to their senders long ago: they
 	// go on in a call of their own, so a refusal of this batch, which
 	// its sender retries, does not take them with it.
-	if released.SpanCount() > 0 {
-		if rerr := p.next.ConsumeTraces(ctx, released); rerr != nil {
-			p.set.Logger.Warn("next consumer refused released spans", zap.Int("spans", released.SpanCount()), zap.Error(rerr))
+	if released.td.SpanCount() > 0 {
+		if rerr := p.next.ConsumeTraces(ctx, released.td); rerr != nil {
+			p.set.Logger.Warn("next consumer refused released spans", zap.Int("spans", released.td.SpanCount()), zap.Error(rerr))
 		}
 	}
 	// Persist after the spans went on: a crash in between replays a known
@@ -501,9 +501,13 @@ func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
 // removeLeaving takes the dropped and waiting spans out of the batch, in
 // the first pass's order.
 func (p *stitchProcessor) removeLeaving(td ptrace.Traces, now time.Time) {
-	n := 0
+	n, shed := 0, 0
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		// The resource and each scope are copied once, for all of their
+		// spans that wait, and only if one does.
+		var res *waitingResource
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
+			var scope *waitingScope
 			ss.Spans().RemoveIf(func(s ptrace.Span) bool {
 				info := &p.infos[n]
 				n++
@@ -516,7 +520,13 @@ func (p *stitchProcessor) removeLeaving(td ptrace.Traces, now time.Time) {
 						k := p.frags[info.frag].key
 						fk = &k
 					}
-					p.wait(rs, ss, s, fk, now)
+					if scope == nil {
+						if res == nil {
+							res = newWaitingResource(rs)
+						}
+						scope = newWaitingScope(res, ss)
+					}
+					shed += p.wait(scope, s, fk, now)
 					return true
 				}
 				return false
@@ -525,18 +535,24 @@ func (p *stitchProcessor) removeLeaving(td ptrace.Traces, now time.Time) {
 		})
 		return rs.ScopeSpans().Len() == 0
 	})
+	if shed > 0 {
+		p.set.Logger.Warn("waiting spans released early: the wait buffer is full; raise max_waiting_spans or max_waiting_bytes, or lower wait",
+			zap.Int("spans", shed), zap.Int("max_waiting_spans", p.cfg.MaxWaitingSpans), zap.Int("max_waiting_bytes", p.cfg.MaxWaitingBytes))
+	}
 }
 
-func (p *stitchProcessor) wait(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, s ptrace.Span, fk *fragmentKey, now time.Time) {
-	ev := p.waiting.put(rs, ss, s, s.TraceID(), fk, now)
-	if ev == nil {
-		return
+// wait moves s into the wait buffer and returns how many spans that
+// evicted.
+func (p *stitchProcessor) wait(scope *waitingScope, s ptrace.Span, fk *fragmentKey, now time.Time) int {
+	ev := p.waiting.put(scope, s, s.TraceID(), fk, now)
+	if len(ev) == 0 {
+		return 0
 	}
-	p.tel.K8sstitchSpansShed.Add(context.Background(), 1)
-	p.set.Logger.Warn("waiting span released early: the wait buffer is full; raise max_waiting_spans or lower wait", zap.Int("max_waiting_spans", p.cfg.MaxWaitingSpans))
-	// The evicted span is not lost: it leaves now, decided as if it had
-	// waited out its time. It goes out with the next batch.
-	p.pendingRelease = append(p.pendingRelease, ev)
+	p.tel.K8sstitchSpansShed.Add(context.Background(), int64(len(ev)))
+	// An evicted span is not lost: it leaves now, decided as if it had
+	// waited out its time, with this batch's released spans.
+	p.pendingRelease = append(p.pendingRelease, ev...)
+	return len(ev)
 }
 
 // placeFragment rewrites a fragment into its operation, if the operation
@@ -709,7 +725,7 @@ var joinBy = [...]string{
 }
 
 // retryWaiting re-tries what waits, after a batch taught something new.
-func (p *stitchProcessor) retryWaiting(out ptrace.Traces) {
+func (p *stitchProcessor) retryWaiting(out *spanOut) {
 	for _, w := range p.pendingRelease {
 		p.releaseExpired(w, out)
 	}
@@ -717,7 +733,7 @@ func (p *stitchProcessor) retryWaiting(out ptrace.Traces) {
 	for _, w := range p.waiting.fragments() {
 		if p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, false) {
 			p.waiting.remove(w)
-			w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+			out.emit(w)
 			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
 		}
 	}
@@ -744,13 +760,13 @@ func (p *stitchProcessor) objectOf(fk *fragmentKey) *object {
 
 // releaseExpired lets a span that waited out its time go: a fragment opens
 // its own operation, an app trace passes through as it is.
-func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
+func (p *stitchProcessor) releaseExpired(w *waitingSpan, out *spanOut) {
 	if w.frag != nil {
 		if w.elem != nil {
 			p.waiting.remove(w)
 		}
 		p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, true)
-		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+		out.emit(w)
 		return
 	}
 	ts := p.traces.pendingState(w.orig)
@@ -761,21 +777,21 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out ptrace.Traces) {
 	p.traces.resolve(ts)
 	p.releaseTrace(ts, out)
 	// An evicted span was already taken out of the buffer.
-	if w.td.SpanCount() > 0 {
+	if !w.gone {
 		if ts.join {
 			rewriteApp(w.span(), ts)
 		}
-		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+		out.emit(w)
 	}
 }
 
-func (p *stitchProcessor) releaseTrace(ts *traceState, out ptrace.Traces) {
+func (p *stitchProcessor) releaseTrace(ts *traceState, out *spanOut) {
 	for _, w := range p.waiting.takeTrace(ts.id) {
 		if ts.join {
 			rewriteApp(w.span(), ts)
 			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
 		}
-		w.td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
+		out.emit(w)
 	}
 }
 
@@ -783,7 +799,7 @@ func (p *stitchProcessor) releaseTrace(ts *traceState, out ptrace.Traces) {
 // emits their object span with status Error, so the trace has its root even
 // when the object never converges. If the object converges later, its own
 // object span has the same ID and is dropped as a duplicate.
-func (p *stitchProcessor) timeouts(now time.Time, out ptrace.Traces) {
+func (p *stitchProcessor) timeouts(now time.Time, out *spanOut) {
 	for r, o := range p.openRoots {
 		if now.Sub(r.timeoutFrom()) < p.cfg.OperationTimeout {
 			continue
@@ -795,7 +811,7 @@ func (p *stitchProcessor) timeouts(now time.Time, out ptrace.Traces) {
 		if !o.markSeen(id) {
 			continue
 		}
-		rs := out.ResourceSpans().AppendEmpty()
+		rs := out.td.ResourceSpans().AppendEmpty()
 		rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "kubestitch")
 		if o.Namespace != "" {
 			rs.Resource().Attributes().PutStr(fragment.KeyNamespace, o.Namespace)

@@ -60,7 +60,8 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			ss := rs.ScopeSpans().At(0)
 			s := ss.Spans().At(0)
 			if fk, ok := readFragment(s); ok && fk.valid() {
-				p.waiting.put(rs, ss, s, s.TraceID(), &fk, now)
+				// Restored as they were kept, within the buffer's bounds.
+				p.pendingRelease = append(p.pendingRelease, p.waiting.put(newWaitingScope(newWaitingResource(rs), ss), s, s.TraceID(), &fk, now)...)
 				waiting++
 			}
 			return nil, nil
@@ -133,7 +134,7 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	}
 	var pm ptrace.ProtoMarshaler
 	for id, w := range p.waitIn {
-		b, err := pm.MarshalTraces(w.td)
+		b, err := pm.MarshalTraces(w.traces())
 		if err != nil {
 			continue
 		}
