@@ -82,7 +82,7 @@ func BenchmarkPodEvents(b *testing.B) {
 			events = append(events, p)
 		}
 	}
-	transform := newTransform(nil)
+	transform := newTransform(nil, "")
 	b.ReportAllocs()
 	b.ResetTimer()
 	var tr *tracker
@@ -134,7 +134,7 @@ func BenchmarkCacheBytesPerPod(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		keep := make([]any, n)
-		transform := newTransform(nil)
+		transform := newTransform(nil, "")
 		raw := lifecycle("x")[3]
 		for i := range n {
 			p := &corev1.Pod{}

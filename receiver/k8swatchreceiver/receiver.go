@@ -22,6 +22,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -233,7 +234,7 @@ func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc d
 				continue
 			}
 			inf := cache.NewSharedIndexInformer(s.listWatch(ns, r.cfg), s.example, 0, cache.Indexers{})
-			_ = inf.SetTransform(newTransform(r.allow))
+			_ = inf.SetTransform(newTransform(r.allow, r.transformNode()))
 			kind := s.kind
 			_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 				r.tel.K8swatchWatchErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
@@ -280,6 +281,8 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	now := time.Now()
 	var frags []fragmentSpan
 	switch o := obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		return // another node's Event, kept by its key only (trimEvent)
 	case *eventsv1.Event:
 		frags = r.tracker.event(r.redact(seenAt(viewEventsV1(o), now)))
 	case *corev1.Event:

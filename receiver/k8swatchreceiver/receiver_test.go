@@ -173,7 +173,7 @@ func TestNothingSecretLeaves(t *testing.T) {
 	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: "hunter2"}}
 	p.Spec.Containers[0].Args = []string{"--token=abc"}
 	allow := map[string]bool{"team": true}
-	obj, err := newTransform(allow)(p)
+	obj, err := newTransform(allow, "")(p)
 	require.NoError(t, err)
 	frags := newTracker().observe(viewPod(obj.(*corev1.Pod), allow), t0, false)
 	td := toTraces(frags, "test")

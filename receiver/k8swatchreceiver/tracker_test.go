@@ -268,7 +268,7 @@ func TestPodDeletionIsFinishedByItsNodeAgentWhoeverWroteItsStatusLast(t *testing
 			tr := newTracker()
 			view := func(p *corev1.Pod) objectView {
 				if transformed {
-					obj, err := newTransform(nil)(p.DeepCopy())
+					obj, err := newTransform(nil, "")(p.DeepCopy())
 					require.NoError(t, err)
 					p = obj.(*corev1.Pod)
 				}
