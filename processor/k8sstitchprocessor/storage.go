@@ -2,7 +2,6 @@ package k8sstitchprocessor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -67,9 +66,14 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			return nil, nil
 		}
 		stored := &object{}
-		if err := json.Unmarshal(value, stored); err != nil {
-			p.storageError("record")
-			p.set.Logger.Warn("k8sstitch: ignoring unreadable stored object", zap.Error(err))
+		if err := statestore.Decode(value, storedVersion, stored); err != nil {
+			reason := "record"
+			var ve *statestore.VersionError
+			if errors.As(err, &ve) {
+				reason = "version"
+			}
+			p.storageError(reason)
+			p.set.Logger.Warn("k8sstitch: ignoring a stored object it cannot read", zap.String("key", key), zap.Error(err))
 			return []*storage.Operation{storage.DeleteOperation(key)}, nil
 		}
 		o := p.graph.put(stored)
@@ -93,6 +97,12 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 	p.set.Logger.Info("k8sstitch: owner graph restored", zap.Int("objects", loaded), zap.Int("waiting_fragments", waiting))
 	return err
 }
+
+// storedVersion is the version of the stored objects (statestore's
+// envelope): raise it when object's or opRecord's stored form changes.
+// Waiting fragments are stored as OTLP protobuf, a format of its own that
+// stays readable.
+const storedVersion = 1
 
 // waitingKeyPrefix keys the stored copies of waiting fragments, by span
 // ID; object records are keyed by UID.
@@ -123,7 +133,7 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	p.mu.Lock()
 	ops := make([]*storage.Operation, 0, len(p.dirty)+len(p.shed))
 	for uid, o := range p.dirty {
-		b, err := json.Marshal(o)
+		b, err := statestore.Encode(storedVersion, o)
 		if err != nil {
 			continue
 		}

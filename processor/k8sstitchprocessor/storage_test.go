@@ -20,8 +20,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/statestore"
 	"github.com/kubestitch/kubestitch/internal/statestore/statestoretest"
 )
 
@@ -74,12 +76,16 @@ func (c memClient) Walk(_ context.Context, fn storage.WalkFunc) error {
 	}
 	c.m.mu.Unlock()
 	sort.Strings(keys)
+	var ops []*storage.Operation
 	for _, k := range keys {
-		if _, err := fn(k, c.m.kv[k]); err != nil {
+		o, err := fn(k, c.m.kv[k])
+		if err != nil {
 			return err
 		}
+		ops = append(ops, o...)
 	}
-	return nil
+	// As file_storage does: the operations the walk returned, applied.
+	return c.Batch(context.Background(), ops...)
 }
 
 func (m *memStorage) keys(prefix string) int {
@@ -258,4 +264,32 @@ func TestStaleStoreYieldsTheConvergedSpan(t *testing.T) {
 		}
 	})
 	assert.Equal(t, 1, timedOut, "the restored rollout times out in the end")
+}
+
+// TestStoredRecordOfAnotherVersionIsSkipped: a store written by another
+// release (a rollback) is not read as this one's: the record is skipped,
+// deleted and counted, and the processor starts without it.
+func TestStoredRecordOfAnotherVersionIsSkipped(t *testing.T) {
+	id := component.MustNewID("file_storage")
+	cur, err := statestore.Encode(storedVersion, &object{UID: "rs-1", Kind: "ReplicaSet", Name: "web-1"})
+	require.NoError(t, err)
+	next, err := statestore.Encode(storedVersion+1, &object{UID: "rs-2", Kind: "ReplicaSet", Name: "web-2"})
+	require.NoError(t, err)
+	store := &memStorage{kv: map[string][]byte{"rs-1": cur, "rs-2": next}}
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	set := processortest.NewNopSettings(metadataType)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	h := newHarnessWith(t, set, func(c *Config) { c.Storage = &id })
+	require.NoError(t, h.p.openStorage(context.Background(), storageHost{id, store}))
+
+	assert.NotNil(t, h.p.graph.get("rs-1"), "this version's record is read")
+	assert.Nil(t, h.p.graph.get("rs-2"), "another version's is not")
+	assert.Equal(t, 1, store.keys("rs-"), "and it is deleted")
+	m, err := tel.GetMetric("otelcol_k8sstitch_storage_errors")
+	require.NoError(t, err)
+	dp := m.Data.(metricdata.Sum[int64]).DataPoints[0]
+	reason, _ := dp.Attributes.Value("reason")
+	assert.Equal(t, "version", reason.AsString())
+	assert.Equal(t, int64(1), dp.Value)
 }

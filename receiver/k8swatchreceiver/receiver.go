@@ -2,7 +2,6 @@ package k8swatchreceiver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -410,6 +409,10 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 	}
 }
 
+// storedVersion is the version of the stored object states: raise it
+// when objectState's stored form changes.
+const storedVersion = 1
+
 // persist writes an object's state, so a restart neither repeats nor loses
 // a step. Called under the tracker's lock, in the order of changes.
 func (r *watchReceiver) persist(uid string, st *objectState) {
@@ -419,7 +422,7 @@ func (r *watchReceiver) persist(uid string, st *objectState) {
 		err = r.storage.Delete(ctx, uid)
 	} else {
 		var b []byte
-		if b, err = json.Marshal(st); err == nil {
+		if b, err = statestore.Encode(storedVersion, st); err == nil {
 			err = r.storage.Set(ctx, uid, b)
 		}
 	}
@@ -437,9 +440,14 @@ func (r *watchReceiver) restore(uid string) {
 		return
 	}
 	st := &objectState{}
-	if err := json.Unmarshal(b, st); err != nil {
-		r.storageError("record")
-		r.set.Logger.Warn("k8swatch: ignoring unreadable stored state", zap.String("uid", uid), zap.Error(err))
+	if err := statestore.Decode(b, storedVersion, st); err != nil {
+		reason := "record"
+		var ve *statestore.VersionError
+		if errors.As(err, &ve) {
+			reason = "version"
+		}
+		r.storageError(reason)
+		r.set.Logger.Warn("k8swatch: ignoring stored state it cannot read", zap.String("uid", uid), zap.Error(err))
 		return
 	}
 	r.tracker.restore(uid, st)

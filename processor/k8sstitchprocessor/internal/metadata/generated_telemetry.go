@@ -33,7 +33,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings) (*TelemetryBuilde
 	m := settings.MeterProvider.Meter(ScopeName)
 	b := &TelemetryBuilder{}
 	var err, e error
-	b.K8sstitchStorageErrors, e = m.Int64Counter("otelcol_k8sstitch_storage_errors", metric.WithDescription("Stored state the processor could not use and went on without, by reason (open: the store did not open; record: an unreadable record)."))
+	b.K8sstitchStorageErrors, e = m.Int64Counter("otelcol_k8sstitch_storage_errors", metric.WithDescription("Stored state the processor could not use and went on without, by reason (open: the store did not open; record: an unreadable record; version: a record of another release)."))
 	err = errors.Join(err, e)
 	b.K8sstitchSpansJoined, e = m.Int64Counter("otelcol_k8sstitch_spans_joined", metric.WithDescription("Spans rewritten into an operation's trace."))
 	err = errors.Join(err, e)

@@ -27,7 +27,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings) (*TelemetryBuilde
 	m := settings.MeterProvider.Meter(ScopeName)
 	b := &TelemetryBuilder{}
 	var err, e error
-	b.K8swatchStorageErrors, e = m.Int64Counter("otelcol_k8swatch_storage_errors", metric.WithDescription("Stored state the receiver could not use and went on without, by reason (open: the store did not open; record: an unreadable record)."), metric.WithUnit("{errors}"))
+	b.K8swatchStorageErrors, e = m.Int64Counter("otelcol_k8swatch_storage_errors", metric.WithDescription("Stored state the receiver could not use and went on without, by reason (open: the store did not open; record: an unreadable record; version: a record of another release)."), metric.WithUnit("{errors}"))
 	err = errors.Join(err, e)
 	b.K8swatchFragmentsEmitted, e = m.Int64Counter("otelcol_k8swatch_fragments_emitted", metric.WithDescription("Fragments (spans) emitted, by phase."), metric.WithUnit("{spans}"))
 	err = errors.Join(err, e)
