@@ -13,7 +13,7 @@ import (
 )
 
 // TestDockerfileLint checks the image build (no engine here to build it):
-// a pinned distroless static base, a non-root numeric user, exec-form
+// a distroless static base pinned by digest, a non-root numeric user, exec-form
 // entrypoint, nothing fetched at build time.
 func TestDockerfileLint(t *testing.T) {
 	root, err := localcluster.RepoRoot()
@@ -40,6 +40,7 @@ func TestDockerfileLint(t *testing.T) {
 	}
 	assert.True(t, strings.HasPrefix(from, "gcr.io/distroless/static"), "distroless static base, got %q", from)
 	assert.NotContains(t, from, ":latest")
+	assert.Regexp(t, `@sha256:[0-9a-f]{64}$`, from, "the base pinned by digest")
 	require.NotEmpty(t, user, "USER must be set")
 	assert.NotContains(t, []string{"0", "root", "0:0"}, user)
 	assert.True(t, strings.HasPrefix(entrypoint, "["), "exec-form ENTRYPOINT")
