@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -42,9 +43,15 @@ func build(t *testing.T, overlay string) []*unstructured.Unstructured {
 	t.Helper()
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
+	return buildDir(t, filepath.Join(root, "deploy", "overlays", overlay))
+}
+
+// buildDir runs kustomize build on a directory.
+func buildDir(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	res, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, "deploy", "overlays", overlay))
-	require.NoError(t, err, "kustomize build %s", overlay)
+	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	require.NoError(t, err, "kustomize build %s", dir)
 	var out []*unstructured.Unstructured
 	for _, r := range res.Resources() {
 		// Through JSON: kustomize's maps hold Go ints, unstructured wants int64.
@@ -252,7 +259,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cluster.RESTConfig)
 	require.NoError(t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	sets := map[string][]*unstructured.Unstructured{"self-signed.sh": selfSigned(t), "fragment-key.sh": fragmentKey(t)}
+	sets := map[string][]*unstructured.Unstructured{"self-signed.sh": selfSigned(t), "fragment-key.sh": fragmentKey(t), "network-policy example": networkPolicyExample(t)}
 	for _, o := range overlays {
 		sets[o] = build(t, o)
 	}
@@ -279,6 +286,19 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 			_, err = ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-test", DryRun: []string{metav1.DryRunAll}})
 			assert.NoError(t, err, "%s: the apiserver rejects %s %s", o, gvk.Kind, obj.GetName())
 		}
+	}
+
+	// The network policy with its node range forgotten is refused, loudly.
+	for _, obj := range buildDir(t, filepath.Join(repoRoot(t), "test", "deploy", "testdata", "network-policy-unset")) {
+		if obj.GetKind() != "NetworkPolicy" {
+			continue
+		}
+		body, err := obj.MarshalJSON()
+		require.NoError(t, err)
+		_, err = dyn.Resource(networkingv1.SchemeGroupVersion.WithResource("networkpolicies")).Namespace(obj.GetNamespace()).
+			Patch(ctx, obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "kubestitch-test", DryRun: []string{metav1.DryRunAll}})
+		require.Error(t, err, "a NetworkPolicy without the node range is refused")
+		assert.Contains(t, err.Error(), "NODE_CIDR")
 	}
 
 	// The gateway watches once it holds the Lease (the namespace exists only
