@@ -47,9 +47,6 @@ func spanNames(td []ptrace.Traces) map[string]int {
 }
 
 func startWithFake(t *testing.T, cfg *Config, client kubernetes.Interface) *consumertest.TracesSink {
-	// The fake clientset serves no streaming list (it never sends the
-	// initial-events bookmark), so informers on it must list and watch.
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
 	sink := &consumertest.TracesSink{}
 	r, err := newWatchReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink, func(*Config) (kubernetes.Interface, dynamic.Interface, error) {
 		return client, nil, nil
@@ -61,6 +58,12 @@ func startWithFake(t *testing.T, cfg *Config, client kubernetes.Interface) *cons
 }
 
 const testKeySecret = "0123456789abcdef0123456789abcdef"
+
+// The fake clientset serves no streaming list (it never sends the
+// initial-events bookmark), so informers on it must list and watch.
+// client-go reads its feature gates once, at first use, which may be any
+// test of the package (the generated lifecycle test): set before all.
+func init() { _ = os.Setenv("KUBE_FEATURE_WatchListClient", "false") }
 
 // forEachFragment calls fn for every span of td.
 func forEachFragment(td ptrace.Traces, fn func(ptrace.Span)) {
