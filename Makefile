@@ -14,10 +14,16 @@ all: build
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./distribution
 
-## generate: regenerate distribution/ from builder-config.yaml with ocb
+COMPONENTS := processor/k8sstitchprocessor processor/k8snamespaceprocessor receiver/k8swatchreceiver receiver/k8sadmissionreceiver
+
+## generate: regenerate distribution/ from builder-config.yaml with ocb, and
+## each component's telemetry, documentation.md and lifecycle tests from its
+## metadata.yaml with mdatagen (tools/); test/generate checks both
 generate:
 	tmp=$$(mktemp -d) && TMPDIR=$$tmp $(GO) tool builder --config builder-config.yaml --skip-get-modules --skip-compilation; rc=$$?; rm -rf $$tmp; exit $$rc
 	gofmt -w distribution
+	tmp=$$(mktemp -d) && $(GO) -C tools build -o $$tmp/mdatagen go.opentelemetry.io/collector/cmd/mdatagen && \
+	  for c in $(COMPONENTS); do (cd $$c && $$tmp/mdatagen metadata.yaml) || { rm -rf $$tmp; exit 1; }; done; rm -rf $$tmp
 
 ## test: unit tests under the race detector, then the tests on the real local control plane
 test: build race-test cluster-test
