@@ -14,20 +14,6 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 )
 
-// forEachSpan visits every span of td with its resource.
-func forEachSpan(td ptrace.Traces, f func(res pcommon.Map, s ptrace.Span)) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				f(rss.At(i).Resource().Attributes(), spans.At(k))
-			}
-		}
-	}
-}
-
 // admissionSpan is the k8sadmission receiver's span for a review of the
 // request whose apiserver trace is trace, under parent.
 func admissionSpan(trace pcommon.TraceID, parent pcommon.SpanID, at pcommon.Timestamp, op, sub, uid string, dryRun bool) ptrace.Traces {

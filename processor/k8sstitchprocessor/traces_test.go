@@ -69,16 +69,3 @@ func TestLateSpansFollowTheirTrace(t *testing.T) {
 	assert.Equal(t, joined.SpanID(), got[lateJoined.SpanID()].ParentSpanID())
 	assert.Equal(t, noise, got[latePassed.SpanID()].TraceID(), "the late span of a passed trace stays in its trace")
 }
-
-func appSpan(td ptrace.Traces, trace pcommon.TraceID, parent, id pcommon.SpanID, at time.Time) ptrace.Span {
-	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "app")
-	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	s.SetTraceID(trace)
-	s.SetParentSpanID(parent)
-	s.SetSpanID(id)
-	s.SetName("work")
-	s.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(-time.Millisecond)))
-	s.SetEndTimestamp(pcommon.NewTimestampFromTime(at))
-	return s
-}

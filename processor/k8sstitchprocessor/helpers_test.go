@@ -1,5 +1,0 @@
-package k8sstitchprocessor
-
-import "github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
-
-var metadataType = metadata.Type

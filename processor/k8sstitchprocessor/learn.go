@@ -1,0 +1,129 @@
+package k8sstitchprocessor
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// spanInfo is what the first pass learned of one span, for the second:
+// an app span's trace, or a fragment (trace nil) as p.frags[frag]; and
+// what the second pass decided.
+type spanInfo struct {
+	span  ptrace.Span
+	trace *traceState
+	frag  int32
+	fate  spanFate
+}
+
+// spanFate is what the second pass does with a span.
+type spanFate uint8
+
+const (
+	// fateGo: the span goes on, rewritten or as it is.
+	fateGo spanFate = iota
+	// fateDrop: a duplicate.
+	fateDrop
+	// fateWait: it moves to the wait buffer.
+	fateWait
+)
+
+// fragInfo is a fragment's key and, if it is valid, its object.
+type fragInfo struct {
+	key fragmentKey
+	obj *object
+}
+
+// learn is the first pass over a batch: what fragments say about objects
+// and operations, and what app spans say about their traces. Learning first
+// makes the outcome independent of the order of spans within a batch.
+func (p *stitchProcessor) learn(td ptrace.Traces) {
+	p.infos, p.frags = p.infos[:0], p.frags[:0]
+	p.traces.startBatch(td.SpanCount())
+	// On the stack: resetting it for every span writes no heap pointers.
+	var scan spanAttrs
+	a := &scan
+	var last *traceState
+	var unverified int64
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		var resUID string
+		if v, ok := rs.Resource().Attributes().Get(fragment.KeyPodUID); ok {
+			resUID = v.Str()
+		}
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				s := spans.At(k)
+				a.scan(s)
+				quarantined := false
+				if a.isFrag && !p.verified(s) {
+					// Anyone can set fragment keys: unsigned, it is an
+					// app span of a trace of its own (quarantine).
+					a.isFrag, quarantined = false, true
+					quarantine(s)
+					unverified++
+				}
+				if a.isFrag {
+					f := fragInfo{key: a.fk}
+					if a.fk.valid() {
+						f.obj = p.learnFragment(s, a.fk)
+					}
+					p.infos = append(p.infos, spanInfo{span: s, frag: int32(len(p.frags))})
+					p.frags = append(p.frags, f)
+					continue
+				}
+				// Spans of one trace mostly come together: the last trace's
+				// state saves a map lookup.
+				if last == nil || last.id != s.TraceID() {
+					last = p.traces.inBatch(s.TraceID())
+				}
+				ts := last
+				p.infos = append(p.infos, spanInfo{span: s, trace: ts})
+				if ts.decided {
+					continue
+				}
+				if s.ParentSpanID().IsEmpty() {
+					ts.rootSeen, ts.rootID = true, s.SpanID()
+				} else {
+					ts.sawParent(s.ParentSpanID())
+				}
+				if ts.hint.kind == hintUID || quarantined {
+					continue // the best there is, or none to take
+				}
+				if h := a.hint(s, resUID); h.kind > ts.hint.kind {
+					ts.hint = h
+				}
+			}
+		}
+	}
+	if unverified > 0 {
+		p.tel.K8sstitchFragmentsUnverified.Add(context.Background(), unverified)
+		p.set.Logger.Warn("spans with fragment keys but no valid signature left in a trace of their own: a sender without the fragment key, or k8swatch and k8sstitch configured with different keys", zap.Int64("spans", unverified))
+	}
+}
+
+func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
+	o := p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+	r := o.addOp(fk.trigger, fk.triggerTime)
+	if fk.traceparent != "" && !r.Placed {
+		r.Traceparent = fk.traceparent
+	}
+	if fk.level == fragment.LevelObject && !r.Closed {
+		r.Closed, r.End = true, s.EndTimestamp().AsTime()
+		if r.Root {
+			delete(p.openRoots, r)
+			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
+		}
+		if fk.trigger == fragment.TriggerDelete {
+			p.retiring = append(p.retiring, retiree{o.UID, p.now()})
+		}
+	}
+	p.markDirty(o)
+	return o
+}

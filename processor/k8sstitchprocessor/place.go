@@ -1,0 +1,182 @@
+package k8sstitchprocessor
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// placeFragment rewrites a fragment into its operation, if the operation
+// can be placed. waitedOut forces a decision: an object whose owner never
+// showed up opens its own operation.
+func (p *stitchProcessor) placeFragment(s ptrace.Span, o *object, fk fragmentKey, waitedOut bool) bool {
+	r := o.addOp(fk.trigger, fk.triggerTime)
+	if !p.place(o, r, waitedOut, 0) {
+		return false
+	}
+	// A fragment's own trace ID is derived from its object and trigger
+	// (fragment.TraceID), so it needs no attribute to be recovered.
+	s.SetTraceID(r.TraceID)
+	if fk.level == fragment.LevelObject && !r.Parent.IsEmpty() {
+		s.SetParentSpanID(r.Parent)
+	}
+	return true
+}
+
+// place decides the operation an object's trigger belongs to: the operation
+// of the nearest ancestor that was open when the trigger happened, else its
+// own. It returns false while an ancestor needed for the answer is unknown.
+func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth int) bool {
+	if r.Placed {
+		return true
+	}
+	if depth > maxOwnerDepth {
+		p.tel.K8sstitchOwnerCycles.Add(context.Background(), 1)
+		p.set.Logger.Warn("owner chain too deep or cyclic; the object opens its own operation", zap.String("uid", o.UID), zap.String("kind", o.Kind))
+		p.placeRoot(o, r)
+		return true
+	}
+	if o.OwnerUID == "" || o.OwnerUID == o.UID {
+		p.placeRoot(o, r)
+		return true
+	}
+	owner := p.graph.get(o.OwnerUID)
+	var oop *opRecord
+	if owner != nil {
+		oop = owner.opAt(r.Start, p.cfg.ClockTolerance)
+	}
+	if oop == nil {
+		// The owner is unknown, or no operation of it covers the trigger
+		// yet: its trigger may still be on its way, so wait for it.
+		if waitedOut {
+			p.placeRoot(o, r)
+			return true
+		}
+		return false
+	}
+	if !p.place(owner, oop, waitedOut, depth+1) {
+		return false
+	}
+	r.Placed, r.TraceID, r.Parent = true, oop.TraceID, owner.objectSpanID(oop)
+	p.markDirty(o)
+	return true
+}
+
+func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
+	r.Placed, r.Root = true, true
+	r.TraceID = fragment.TraceID(o.UID, r.Trigger)
+	if tid, sid, ok := parseTraceparent(r.Traceparent); ok {
+		// The user's own tool started this trace: continue it.
+		r.TraceID, r.Parent = tid, sid
+	}
+	if !r.Closed {
+		p.openRoots[r] = o
+	}
+	p.markDirty(o)
+	p.tel.K8sstitchOperationsOpened.Add(context.Background(), 1, metric.WithAttributes(attribute.String("kind", o.Kind)))
+}
+
+// tryDecide places an app trace by its best hint, or lets it pass when its
+// root and a child of the root arrived without any hint. Spans are exported
+// as they end, children first, so the root closes a process's part of a
+// trace; its child is awaited too because a batch split between
+// instrumentation scopes can deliver the root (kube-apiserver's
+// "authentication") before the request span that names the object.
+func (p *stitchProcessor) tryDecide(ts *traceState) {
+	if ts.hint.kind == hintNone && ts.rootSeen && ts.rootHasChild() {
+		ts.decided = true
+		return
+	}
+	if !ts.checkedPassed && !ts.rootSeen {
+		// Before a trace joins or waits: if its earlier spans passed, so
+		// do these (joining them would orphan them in the operation). A
+		// trace whose root is here did not pass before: a trace passes
+		// only once its root came, and the root comes once.
+		ts.checkedPassed = true
+		if p.traces.passed.has(ts.id) {
+			ts.decided = true
+			return
+		}
+	}
+	if ts.hint.kind == hintNone {
+		return
+	}
+	o, r, parent := p.resolveHint(ts.hint)
+	if o == nil || !p.place(o, r, false, 0) {
+		return
+	}
+	if parent.IsEmpty() {
+		parent = o.objectSpanID(r)
+		if ts.hint.verb == verbCreate && !r.Root {
+			// A controller created this object: its create request hangs
+			// under the controller's work (pod creates under replicaset.scale).
+			parent = r.Parent
+		}
+	}
+	ts.decided, ts.join, ts.newTrace, ts.parent = true, true, r.TraceID, parent
+}
+
+// resolveHint finds the object and operation an app span names; parent is
+// set where the hint names a step rather than the object span.
+func (p *stitchProcessor) resolveHint(h joinHint) (*object, *opRecord, pcommon.SpanID) {
+	var o *object
+	tol := p.cfg.ClockTolerance
+	if h.kind == hintUID {
+		o = p.graph.get(h.uid)
+	} else {
+		o = p.graph.byNameAt(h.objKind, h.namespace, h.name, h.at, tol)
+	}
+	if o == nil {
+		return nil, nil, pcommon.SpanID{}
+	}
+	var r *opRecord
+	switch h.verb {
+	case verbCreate:
+		r = o.op(fragment.TriggerGeneration(1))
+	case verbDelete:
+		r = o.op(fragment.TriggerDelete)
+	default:
+		r = o.opAt(h.at, tol)
+	}
+	if r == nil {
+		return nil, nil, pcommon.SpanID{}
+	}
+	if h.verb == verbBinding {
+		return o, r, fragment.SpanID(o.UID, fragment.PhasePodSchedule, r.Trigger)
+	}
+	return o, r, pcommon.SpanID{}
+}
+
+// rewriteApp moves one span of an app trace into its operation. The
+// trace's root, the one span whose parent changes, keeps where it came
+// from: the original trace ID as an attribute and a link to itself in the
+// original trace. Its descendants keep their parents, so the original
+// trace is recoverable from the root alone.
+func rewriteApp(s ptrace.Span, ts *traceState) {
+	orig := s.TraceID()
+	s.SetTraceID(ts.newTrace)
+	if s.ParentSpanID().IsEmpty() {
+		s.SetParentSpanID(ts.parent)
+		a := s.Attributes()
+		a.EnsureCapacity(a.Len() + 2)
+		a.PutStr(fragment.KeyOriginalTraceID, orig.String())
+		a.PutStr(fragment.KeyJoinBy, joinBy[ts.hint.kind])
+		l := s.Links().AppendEmpty()
+		l.SetTraceID(orig)
+		l.SetSpanID(s.SpanID())
+	}
+}
+
+// joinBy names each hint kind on the rewritten root (fragment.KeyJoinBy).
+var joinBy = [...]string{
+	hintNone:      "",
+	hintCreateKey: fragment.JoinByCreateKey,
+	hintPath:      fragment.JoinByPath,
+	hintUID:       fragment.JoinByUID,
+}

@@ -1,0 +1,160 @@
+package k8sstitchprocessor
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
+)
+
+// retiree is a deleted object, and when its deletion closed.
+type retiree struct {
+	uid    string
+	closed time.Time
+}
+
+// retire drops the deleted objects whose deletion closed keepJoinedFor
+// waits ago and which have no open operation: without it, ordinary churn
+// (Jobs, pods) would fill the graph to max_objects and evict live objects.
+func (p *stitchProcessor) retire(now time.Time) {
+	grace := keepJoinedFor * p.cfg.Wait
+	n := 0
+	for _, r := range p.retiring {
+		if now.Sub(r.closed) < grace {
+			break
+		}
+		n++
+		o := p.graph.get(r.uid)
+		if o == nil || slices.ContainsFunc(o.Ops, func(op *opRecord) bool { return !op.Closed }) {
+			continue
+		}
+		if p.storage != nil {
+			delete(p.dirty, o.UID)
+			p.shed = append(p.shed, o.UID)
+		}
+		p.graph.drop(o)
+	}
+	p.retiring = append(p.retiring[:0], p.retiring[n:]...)
+}
+
+// retryWaiting re-tries what waits, after a batch taught something new.
+func (p *stitchProcessor) retryWaiting(out *spanOut) {
+	for _, w := range p.pendingRelease {
+		p.releaseExpired(w, out)
+	}
+	p.pendingRelease = p.pendingRelease[:0]
+	for _, w := range p.waiting.fragments() {
+		if p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, false) {
+			p.waiting.remove(w)
+			out.emit(w)
+			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
+		}
+	}
+	for orig := range p.waiting.byTrace {
+		ts := p.traces.pendingState(orig)
+		if !ts.decided {
+			p.tryDecide(ts)
+		}
+		if ts.decided {
+			p.traces.resolve(ts)
+			p.releaseTrace(ts, out)
+		}
+	}
+}
+
+// objectOf is the object of a fragment, learned again if it was shed
+// since (while the fragment waited, or between the two passes).
+func (p *stitchProcessor) objectOf(fk *fragmentKey) *object {
+	if o := p.graph.get(fk.uid); o != nil {
+		return o
+	}
+	return p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+}
+
+// releaseExpired lets a span that waited out its time go: a fragment opens
+// its own operation, an app trace passes through as it is.
+func (p *stitchProcessor) releaseExpired(w *waitingSpan, out *spanOut) {
+	if w.frag != nil {
+		if w.elem != nil {
+			p.waiting.remove(w)
+		}
+		p.placeFragment(w.span(), p.objectOf(w.frag), *w.frag, true)
+		out.emit(w)
+		return
+	}
+	ts := p.traces.pendingState(w.orig)
+	if !ts.decided {
+		ts.decided = true
+		p.tel.K8sstitchSpansPassedThrough.Add(context.Background(), 1)
+	}
+	p.traces.resolve(ts)
+	p.releaseTrace(ts, out)
+	// An evicted span was already taken out of the buffer.
+	if !w.gone {
+		if ts.join {
+			rewriteApp(w.span(), ts)
+		}
+		out.emit(w)
+	}
+}
+
+func (p *stitchProcessor) releaseTrace(ts *traceState, out *spanOut) {
+	for _, w := range p.waiting.takeTrace(ts.id) {
+		if ts.join {
+			rewriteApp(w.span(), ts)
+			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
+		}
+		out.emit(w)
+	}
+}
+
+// timeouts closes root operations open longer than operation_timeout and
+// emits their object span with status Error, so the trace has its root even
+// when the object never converges. If the object converges later, its own
+// object span has the same ID and is dropped as a duplicate.
+func (p *stitchProcessor) timeouts(now time.Time, out *spanOut) {
+	for r, o := range p.openRoots {
+		if now.Sub(r.timeoutFrom()) < p.cfg.OperationTimeout {
+			continue
+		}
+		delete(p.openRoots, r)
+		r.Closed, r.End, r.TimedOut = true, now, true
+		p.markDirty(o)
+		id := o.objectSpanID(r)
+		if !o.markSeen(id) {
+			continue
+		}
+		rs := out.td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "kubestitch")
+		if o.Namespace != "" {
+			rs.Resource().Attributes().PutStr(fragment.KeyNamespace, o.Namespace)
+		}
+		ss := rs.ScopeSpans().AppendEmpty()
+		ss.Scope().SetName(metadata.ScopeName)
+		s := ss.Spans().AppendEmpty()
+		s.SetTraceID(r.TraceID)
+		s.SetSpanID(id)
+		s.SetParentSpanID(r.Parent)
+		s.SetName(fragment.ObjectPhase(o.Kind, r.Trigger))
+		s.SetStartTimestamp(pcommon.NewTimestampFromTime(r.Start))
+		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
+		s.Status().SetCode(ptrace.StatusCodeError)
+		s.Status().SetMessage("operation_timeout: the object did not converge in time")
+		a := s.Attributes()
+		a.PutStr(fragment.KeyLevel, fragment.LevelObject)
+		a.PutStr(fragment.KeyKind, o.Kind)
+		a.PutStr(fragment.KeyUID, o.UID)
+		a.PutStr(fragment.KeyName, o.Name)
+		a.PutStr(fragment.KeyTrigger, r.Trigger)
+		a.PutBool(fragment.KeyConverged, false)
+		a.PutStr(fragment.KeyReason, "operation_timeout")
+		p.tel.K8sstitchOperationsTimedOut.Add(context.Background(), 1)
+		p.set.Logger.Info("operation timed out", zap.String("kind", o.Kind), zap.String("name", o.Name), zap.String("trigger", r.Trigger))
+	}
+}
