@@ -93,16 +93,13 @@ func (p *stitchProcessor) tryDecide(ts *traceState) {
 		ts.decided = true
 		return
 	}
-	if !ts.checkedPassed && !ts.rootSeen {
+	if !ts.rootSeen && p.traces.passedBefore(ts) {
 		// Before a trace joins or waits: if its earlier spans passed, so
 		// do these (joining them would orphan them in the operation). A
 		// trace whose root is here did not pass before: a trace passes
 		// only once its root came, and the root comes once.
-		ts.checkedPassed = true
-		if p.traces.passed.has(ts.id) {
-			ts.decided = true
-			return
-		}
+		ts.decided = true
+		return
 	}
 	if ts.hint.kind == hintNone {
 		return

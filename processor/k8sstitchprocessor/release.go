@@ -57,12 +57,7 @@ func (p *stitchProcessor) retryWaiting(out *spanOut) {
 		}
 	}
 	for orig := range p.waiting.byTrace {
-		ts := p.traces.pendingState(orig)
-		if !ts.decided {
-			p.tryDecide(ts)
-		}
-		if ts.decided {
-			p.traces.resolve(ts)
+		if ts := p.traces.decideWaiting(orig, p.tryDecide); ts.decided {
 			p.releaseTrace(ts, out)
 		}
 	}
@@ -88,12 +83,10 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out *spanOut) {
 		out.emit(w)
 		return
 	}
-	ts := p.traces.pendingState(w.orig)
-	if !ts.decided {
-		ts.decided = true
+	ts := p.traces.decideWaiting(w.orig, func(ts *traceState) {
+		ts.decided = true // waited out: it passes as it is
 		p.tel.K8sstitchSpansPassedThrough.Add(context.Background(), 1)
-	}
-	p.traces.resolve(ts)
+	})
 	p.releaseTrace(ts, out)
 	// An evicted span was already taken out of the buffer.
 	if !w.gone {

@@ -234,8 +234,30 @@ func (t *traceTable) keep(ts *traceState) {
 	t.filter.add(ts.id)
 }
 
+// passedBefore says whether earlier spans of ts's trace passed (in an
+// earlier batch), asking the passed set once per state: the lookup is a
+// cache miss, worth it only for a trace about to join or wait.
+func (t *traceTable) passedBefore(ts *traceState) bool {
+	if ts.checkedPassed {
+		return false
+	}
+	ts.checkedPassed = true
+	return t.passed.has(ts.id)
+}
+
+// decideWaiting is, outside a batch, the state of a trace whose spans
+// wait: decide runs on it if it is undecided, and a decided trace moves to
+// what settle keeps. The state is valid until the next call on the table.
+func (t *traceTable) decideWaiting(id pcommon.TraceID, decide func(*traceState)) *traceState {
+	ts := t.pendingState(id)
+	if !ts.decided {
+		decide(ts)
+	}
+	t.resolve(ts)
+	return ts
+}
+
 // pendingState is the state of a trace whose spans wait, outside a batch.
-// After deciding it, the caller calls resolve.
 func (t *traceTable) pendingState(id pcommon.TraceID) *traceState {
 	if ts, ok := t.pending[id]; ok {
 		return ts
