@@ -82,33 +82,34 @@ type opRecord struct {
 	Start   time.Time `json:"s"`
 	// End is set when the object span arrived (converged or not) or the
 	// operation timed out; zero while open.
-	End    time.Time `json:"e,omitzero"`
-	Closed bool      `json:"c,omitempty"`
-	// Placed says the placement below is decided.
-	Placed  bool            `json:"pl,omitempty"`
-	TraceID pcommon.TraceID `json:"ti"`
-	Parent  pcommon.SpanID  `json:"pa"`
-	// Root is true when this trigger opened its own operation.
-	Root bool `json:"r,omitempty"`
+	End time.Time `json:"e,omitzero"`
 	// Traceparent adopted from the object (tracing.k8s.io/traceparent).
 	Traceparent string `json:"tp,omitempty"`
-	// TimedOut marks an operation closed by operation_timeout.
-	TimedOut bool `json:"to,omitempty"`
-
+	// watchedSince (Unix ns) is when this run began to watch an operation
+	// it restored from storage (zero otherwise): the time the store lay
+	// unused is not time the operation failed to converge.
+	watchedSince int64
+	TraceID      pcommon.TraceID `json:"ti"`
+	Parent       pcommon.SpanID  `json:"pa"`
 	// objectSpan caches the object span's ID (a SHA-256 of the object and
 	// trigger): it is the parent of every joined request of the operation.
 	objectSpan pcommon.SpanID
-	// watchedSince is when this run began to watch an operation it
-	// restored from storage (zero otherwise): the time the store lay
-	// unused is not time the operation failed to converge.
-	watchedSince time.Time
+	// The flags last, together: one object holds its first opRecord
+	// inline, and padding between fields is memory per object.
+	Closed bool `json:"c,omitempty"`
+	// Placed says the placement below is decided.
+	Placed bool `json:"pl,omitempty"`
+	// Root is true when this trigger opened its own operation.
+	Root bool `json:"r,omitempty"`
+	// TimedOut marks an operation closed by operation_timeout.
+	TimedOut bool `json:"to,omitempty"`
 }
 
 // timeoutFrom is when the operation's timeout runs from: its start, or
 // for one restored from storage, the restore.
 func (r *opRecord) timeoutFrom() time.Time {
-	if r.watchedSince.After(r.Start) {
-		return r.watchedSince
+	if w := time.Unix(0, r.watchedSince); r.watchedSince != 0 && w.After(r.Start) {
+		return w
 	}
 	return r.Start
 }

@@ -87,7 +87,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 				// now, or its genuine converged span, coming with the
 				// relist, would find it timed out and be dropped as the
 				// timeout span's duplicate.
-				r.watchedSince = now
+				r.watchedSince = now.UnixNano()
 				p.openRoots[r] = o
 			}
 		}
