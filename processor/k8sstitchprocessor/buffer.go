@@ -82,9 +82,13 @@ type waitBuffer struct {
 	max      int
 	maxBytes int
 	bytes    int
-	// onFragment, when set, hears every fragment entering (in) or leaving
-	// the buffer: the processor persists waiting fragments with them.
-	onFragment func(w *waitingSpan, in bool)
+	// With trackFragments (storage on), fragIn and fragOut are the
+	// fragments that entered and left since takeFragmentChanges: a waiting
+	// fragment was acknowledged to its sender, so it is stored until it
+	// leaves.
+	trackFragments bool
+	fragIn         map[pcommon.SpanID]*waitingSpan
+	fragOut        map[pcommon.SpanID]struct{}
 }
 
 func newWaitBuffer(max, maxBytes int) *waitBuffer {
@@ -109,8 +113,10 @@ func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceI
 	w.elem = b.order.PushBack(w)
 	if frag == nil {
 		b.byTrace[orig] = append(b.byTrace[orig], w)
-	} else if b.onFragment != nil {
-		b.onFragment(w, true)
+	} else if b.trackFragments {
+		id := w.s.SpanID()
+		delete(b.fragOut, id)
+		b.fragIn[id] = w
 	}
 	for b.order.Len() > 0 && (b.order.Len() > b.max || b.bytes > b.maxBytes) {
 		ev := b.order.Front().Value.(*waitingSpan)
@@ -136,8 +142,13 @@ func (b *waitBuffer) unref(w *waitingSpan) {
 func (b *waitBuffer) remove(w *waitingSpan) {
 	b.unref(w)
 	if w.frag != nil {
-		if b.onFragment != nil {
-			b.onFragment(w, false)
+		if b.trackFragments {
+			id := w.s.SpanID()
+			if _, unstored := b.fragIn[id]; unstored {
+				delete(b.fragIn, id) // never stored
+			} else {
+				b.fragOut[id] = struct{}{}
+			}
 		}
 		return
 	}
@@ -153,6 +164,21 @@ func (b *waitBuffer) remove(w *waitingSpan) {
 	} else {
 		b.byTrace[w.orig] = ws
 	}
+}
+
+// trackFragmentChanges starts recording the fragments that enter and
+// leave, for storage.
+func (b *waitBuffer) trackFragmentChanges() {
+	b.trackFragments = true
+	b.fragIn, b.fragOut = map[pcommon.SpanID]*waitingSpan{}, map[pcommon.SpanID]struct{}{}
+}
+
+// takeFragmentChanges returns the fragments that entered (still waiting)
+// and left since the last call, and starts anew.
+func (b *waitBuffer) takeFragmentChanges() (in map[pcommon.SpanID]*waitingSpan, out map[pcommon.SpanID]struct{}) {
+	in, out = b.fragIn, b.fragOut
+	b.fragIn, b.fragOut = map[pcommon.SpanID]*waitingSpan{}, map[pcommon.SpanID]struct{}{}
+	return in, out
 }
 
 // takeTrace removes and returns every waiting span of an app trace.

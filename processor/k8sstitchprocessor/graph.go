@@ -47,8 +47,10 @@ type ownerGraph struct {
 	// free are the slots below n of objects dropped (deleted objects whose
 	// operations closed): reused before the graph grows or sheds.
 	free []int
-	// onShed is called for every object shed at the limit.
-	onShed func(*object)
+	// shed lists the objects shed at the limit since takeShed: the owner
+	// of the graph reports them (it must not hold on to a shed object: its
+	// slot already holds the object that displaced it).
+	shed []shedRecord
 }
 
 func newOwnerGraph(maxObjects int) *ownerGraph {
@@ -168,11 +170,19 @@ func (g *ownerGraph) shedOne() int {
 			continue
 		}
 		g.remove(o)
-		if g.onShed != nil {
-			g.onShed(o)
-		}
+		g.shed = append(g.shed, shedRecord{uid: o.UID, kind: o.Kind})
 		return i
 	}
+}
+
+// shedRecord is an object shed at the limit.
+type shedRecord struct{ uid, kind string }
+
+// takeShed returns the objects shed since the last call.
+func (g *ownerGraph) takeShed() []shedRecord {
+	s := g.shed
+	g.shed = nil
+	return s
 }
 
 // drop takes o out of the graph for good and frees its slot: a deleted

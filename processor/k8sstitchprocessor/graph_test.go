@@ -16,20 +16,25 @@ import (
 func TestOwnerGraphShedsWhatWasNotSeenAgain(t *testing.T) {
 	g := newOwnerGraph(3)
 	var shed []string
-	g.onShed = func(o *object) { shed = append(shed, o.UID) }
-	for _, uid := range []string{"a", "b", "c"} {
+	learn := func(uid string) {
 		g.learn(uid, "Pod", "ns", uid, "")
+		for _, s := range g.takeShed() {
+			shed = append(shed, s.uid)
+		}
+	}
+	for _, uid := range []string{"a", "b", "c"} {
+		learn(uid)
 	}
 	// a is seen again: a later fragment of a pod still starting.
-	g.learn("a", "Pod", "ns", "a", "")
-	g.learn("d", "Pod", "ns", "d", "")
+	learn("a")
+	learn("d")
 	assert.Equal(t, []string{"b"}, shed)
 	assert.Equal(t, 3, g.len())
 	assert.NotNil(t, g.get("a"))
 	assert.Nil(t, g.byNameAt("Pod", "ns", "b", time.Now(), 0), "a shed object is not found by name")
 
 	// The hand moved on: c was not seen again either, d is new.
-	g.learn("e", "Pod", "ns", "e", "")
+	learn("e")
 	assert.Equal(t, []string{"b", "c"}, shed)
 	for i := range g.len() {
 		assert.Contains(t, []string{"a", "d", "e"}, g.slot(i).UID)
@@ -98,11 +103,13 @@ func TestOwnerGraphKeysThatCollide(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	live := map[string]string{} // uid -> name
 	var order []string          // uids, in learning order
-	g.onShed = func(o *object) { delete(live, o.UID) }
 	for i := range 200 {
 		uid := fmt.Sprintf("uid-%d", i%60)
 		name := fmt.Sprintf("pod-%d", (i*7)%45) // renames, and names reused
 		o := g.learn(uid, "Pod", "ns", name, "")
+		for _, s := range g.takeShed() {
+			delete(live, s.uid)
+		}
 		o.addOp("generation/1", t0)
 		if _, ok := live[uid]; !ok {
 			order = append(order, uid)

@@ -109,7 +109,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 }
 
 func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
-	o := p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+	o := p.learnObject(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
 	r := o.addOp(fk.trigger, fk.triggerTime)
 	if fk.traceparent != "" && !r.Placed {
 		r.Traceparent = fk.traceparent
@@ -117,7 +117,7 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
 	if fk.level == fragment.LevelObject && !r.Closed {
 		r.Closed, r.End = true, s.EndTimestamp().AsTime()
 		if r.Root {
-			delete(p.openRoots, r)
+			delete(p.openRoots, opKey{o.UID, r.Trigger})
 			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
 		}
 		if fk.trigger == fragment.TriggerDelete {

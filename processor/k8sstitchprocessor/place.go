@@ -76,7 +76,7 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 		r.TraceID, r.Parent = tid, sid
 	}
 	if !r.Closed {
-		p.openRoots[r] = o
+		p.openRoots[opKey{o.UID, r.Trigger}] = struct{}{}
 	}
 	p.markDirty(o)
 	p.tel.K8sstitchOperationsOpened.Add(context.Background(), 1, metric.WithAttributes(attribute.String("kind", o.Kind)))

@@ -36,12 +36,13 @@ type stitchProcessor struct {
 	graph   *ownerGraph
 	traces  *traceTable
 	waiting *waitBuffer
-	// openRoots are the root operations not yet closed, for the timeout.
-	openRoots map[*opRecord]*object
-	// dirty and shed are the objects to store and to delete at the next
-	// flush (with storage only).
-	dirty map[string]*object
-	shed  []string
+	// openRoots are the root operations not yet closed, for the timeout,
+	// by value: an object's slot is reused when it is shed, so a pointer
+	// into it would name another object's operation.
+	openRoots map[opKey]struct{}
+	// dirty are the objects to store, or to delete if they left the graph,
+	// at the next flush (with storage only), by UID.
+	dirty map[string]struct{}
 	// infos and frags are the first pass's result, reused from batch to
 	// batch.
 	infos []spanInfo
@@ -63,10 +64,6 @@ type stitchProcessor struct {
 	key fragment.Key
 
 	storage storage.Client
-	// waitIn and waitOut are the waiting fragments to store and to delete
-	// at the next flush (with storage only).
-	waitIn  map[pcommon.SpanID]*waitingSpan
-	waitOut map[pcommon.SpanID]struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -88,21 +85,31 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 		graph:     newOwnerGraph(cfg.MaxObjects),
 		traces:    newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
 		waiting:   newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
-		openRoots: map[*opRecord]*object{},
-		dirty:     map[string]*object{},
-	}
-	p.graph.onShed = func(o *object) {
-		for _, r := range o.Ops {
-			delete(p.openRoots, r)
-		}
-		if p.storage != nil {
-			delete(p.dirty, o.UID)
-			p.shed = append(p.shed, o.UID)
-		}
-		p.tel.K8sstitchObjectsShed.Add(context.Background(), 1)
-		p.set.Logger.Warn("object evicted from the owner graph: its later spans may start traces of their own; raise max_objects to avoid this", zap.String("uid", o.UID), zap.String("kind", o.Kind))
+		openRoots: map[opKey]struct{}{},
+		dirty:     map[string]struct{}{},
 	}
 	return p, nil
+}
+
+// opKey names an operation by value: its object's UID and its trigger.
+type opKey struct{ uid, trigger string }
+
+// learnObject is the graph's object for a fragment's key, learnt (maybe
+// shedding another object at max_objects, which it reports).
+func (p *stitchProcessor) learnObject(uid, kind, namespace, name, owner string) *object {
+	o := p.graph.learn(uid, kind, namespace, name, owner)
+	p.reportShed()
+	return o
+}
+
+// reportShed counts and logs the objects the graph shed; their stored
+// records go at the next flush (flushStorage finds them gone).
+func (p *stitchProcessor) reportShed() {
+	for _, s := range p.graph.takeShed() {
+		p.markDirtyUID(s.uid)
+		p.tel.K8sstitchObjectsShed.Add(context.Background(), 1)
+		p.set.Logger.Warn("object evicted from the owner graph: its later spans may start traces of their own; raise max_objects to avoid this", zap.String("uid", s.uid), zap.String("kind", s.kind))
+	}
 }
 
 func (p *stitchProcessor) Capabilities() consumer.Capabilities {
@@ -232,9 +239,13 @@ type seenMark struct {
 }
 
 // markDirty queues o for the next flush to storage.
-func (p *stitchProcessor) markDirty(o *object) {
+func (p *stitchProcessor) markDirty(o *object) { p.markDirtyUID(o.UID) }
+
+// markDirtyUID queues an object for the next flush, by UID: the flush
+// stores it, or deletes its record if it left the graph.
+func (p *stitchProcessor) markDirtyUID(uid string) {
 	if p.storage != nil {
-		p.dirty[o.UID] = o
+		p.dirty[uid] = struct{}{}
 	}
 }
 

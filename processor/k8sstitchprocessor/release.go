@@ -34,10 +34,7 @@ func (p *stitchProcessor) retire(now time.Time) {
 		if o == nil || slices.ContainsFunc(o.Ops, func(op *opRecord) bool { return !op.Closed }) {
 			continue
 		}
-		if p.storage != nil {
-			delete(p.dirty, o.UID)
-			p.shed = append(p.shed, o.UID)
-		}
+		p.markDirty(o) // the flush finds it gone and deletes its record
 		p.graph.drop(o)
 	}
 	p.retiring = append(p.retiring[:0], p.retiring[n:]...)
@@ -69,7 +66,7 @@ func (p *stitchProcessor) objectOf(fk *fragmentKey) *object {
 	if o := p.graph.get(fk.uid); o != nil {
 		return o
 	}
-	return p.graph.learn(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
+	return p.learnObject(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
 }
 
 // releaseExpired lets a span that waited out its time go: a fragment opens
@@ -112,11 +109,20 @@ func (p *stitchProcessor) releaseTrace(ts *traceState, out *spanOut) {
 // when the object never converges. If the object converges later, its own
 // object span has the same ID and is dropped as a duplicate.
 func (p *stitchProcessor) timeouts(now time.Time, out *spanOut) {
-	for r, o := range p.openRoots {
+	for k := range p.openRoots {
+		o := p.graph.get(k.uid)
+		var r *opRecord
+		if o != nil {
+			r = o.op(k.trigger)
+		}
+		if r == nil || r.Closed {
+			delete(p.openRoots, k) // shed, or its record dropped for newer triggers
+			continue
+		}
 		if now.Sub(r.timeoutFrom()) < p.cfg.OperationTimeout {
 			continue
 		}
-		delete(p.openRoots, r)
+		delete(p.openRoots, k)
 		r.Closed, r.End, r.TimedOut = true, now, true
 		p.markDirty(o)
 		id := o.objectSpanID(r)

@@ -8,7 +8,6 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -35,8 +34,8 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 		return fmt.Errorf("k8sstitch: %w", err)
 	}
 	p.storage = c
-	p.waitIn, p.waitOut = map[pcommon.SpanID]*waitingSpan{}, map[pcommon.SpanID]struct{}{}
-	defer func() { p.waiting.onFragment = p.fragmentWaits }()
+	// Restored fragments are stored already: record changes from then on.
+	defer p.waiting.trackFragmentChanges()
 	w, ok := c.(storage.Walker)
 	if !ok {
 		p.set.Logger.Warn("k8sstitch: the storage cannot list its keys; the graph starts empty after a restart")
@@ -77,6 +76,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			return []*storage.Operation{storage.DeleteOperation(key)}, nil
 		}
 		o := p.graph.put(stored)
+		p.reportShed()
 		if o == nil {
 			return nil, nil
 		}
@@ -88,7 +88,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 				// relist, would find it timed out and be dropped as the
 				// timeout span's duplicate.
 				r.watchedSince = now.UnixNano()
-				p.openRoots[r] = o
+				p.openRoots[opKey{o.UID, r.Trigger}] = struct{}{}
 			}
 		}
 		loaded++
@@ -108,55 +108,39 @@ const storedVersion = 1
 // ID; object records are keyed by UID.
 const waitingKeyPrefix = "w/"
 
-// fragmentWaits records a fragment entering or leaving the wait buffer,
-// for the next flush: a fragment that waits has been acknowledged to its
-// sender, so a crash before it leaves must not lose it.
-func (p *stitchProcessor) fragmentWaits(w *waitingSpan, in bool) {
-	id := w.span().SpanID()
-	if in {
-		delete(p.waitOut, id)
-		p.waitIn[id] = w
-		return
-	}
-	if _, pending := p.waitIn[id]; pending {
-		delete(p.waitIn, id) // never stored
-		return
-	}
-	p.waitOut[id] = struct{}{}
-}
-
 // flushStorage writes the objects changed since the last flush in one batch.
 func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	if p.storage == nil {
 		return
 	}
 	p.mu.Lock()
-	ops := make([]*storage.Operation, 0, len(p.dirty)+len(p.shed))
-	for uid, o := range p.dirty {
+	waitIn, waitOut := p.waiting.takeFragmentChanges()
+	ops := make([]*storage.Operation, 0, len(p.dirty)+len(waitIn)+len(waitOut))
+	for uid := range p.dirty {
+		o := p.graph.get(uid)
+		if o == nil {
+			// Shed at max_objects, or a deleted object retired.
+			ops = append(ops, storage.DeleteOperation(uid))
+			continue
+		}
 		b, err := statestore.Encode(storedVersion, o)
 		if err != nil {
 			continue
 		}
 		ops = append(ops, storage.SetOperation(uid, b))
 	}
-	for _, uid := range p.shed {
-		ops = append(ops, storage.DeleteOperation(uid))
-	}
 	var pm ptrace.ProtoMarshaler
-	for id, w := range p.waitIn {
+	for id, w := range waitIn {
 		b, err := pm.MarshalTraces(w.traces())
 		if err != nil {
 			continue
 		}
 		ops = append(ops, storage.SetOperation(waitingKeyPrefix+id.String(), b))
 	}
-	for id := range p.waitOut {
+	for id := range waitOut {
 		ops = append(ops, storage.DeleteOperation(waitingKeyPrefix+id.String()))
 	}
-	clear(p.waitIn)
-	clear(p.waitOut)
 	clear(p.dirty)
-	p.shed = p.shed[:0]
 	p.mu.Unlock()
 	if len(ops) == 0 {
 		return

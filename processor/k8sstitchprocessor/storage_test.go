@@ -293,3 +293,37 @@ func TestStoredRecordOfAnotherVersionIsSkipped(t *testing.T) {
 	assert.Equal(t, "version", reason.AsString())
 	assert.Equal(t, int64(1), dp.Value)
 }
+
+// TestShedAndRetiredObjectsLeaveTheStore: an object shed at max_objects,
+// or retired after its deletion, has its stored record deleted at the next
+// flush, and no other object's record is written in its name (its slot
+// holds another object by then).
+func TestShedAndRetiredObjectsLeaveTheStore(t *testing.T) {
+	id := component.MustNewID("file_storage")
+	store := &memStorage{kv: map[string][]byte{}}
+	h := newHarness(t, func(c *Config) { c.Storage = &id; c.MaxObjects = 2 })
+	require.NoError(t, h.p.openStorage(context.Background(), storageHost{id, store}))
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	m := newSpanMaker()
+	for i, uid := range []string{"job-a", "job-b", "job-c"} {
+		churnFragment(m, uid, "gen:1", fragment.LevelTrigger, t0.Add(time.Duration(i)*time.Second))
+	}
+	h.feed(t, m.td)
+	h.p.flushStorage(context.Background())
+	assert.Equal(t, 2, store.keys("job-"), "the shed object's record is gone")
+	for k, v := range store.kv {
+		var o object
+		require.NoError(t, statestore.Decode(v, storedVersion, &o))
+		assert.Equal(t, k, o.UID, "each record is its own object's")
+	}
+
+	m = newSpanMaker()
+	churnFragment(m, "job-c", fragment.TriggerDelete, fragment.LevelTrigger, t0.Add(time.Minute))
+	churnFragment(m, "job-c", fragment.TriggerDelete, fragment.LevelObject, t0.Add(time.Minute+time.Second))
+	h.feed(t, m.td)
+	h.clock = h.clock.Add(time.Hour)
+	h.flush()
+	h.p.flushStorage(context.Background())
+	_, kept := store.kv["job-c"]
+	assert.False(t, kept, "a retired object's record is gone")
+}
