@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
-	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/statestore"
 	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
 )
 
@@ -63,7 +63,7 @@ type stitchProcessor struct {
 	// accept_unsigned_fragments).
 	key fragment.Key
 
-	storage storage.Client
+	storage *statestore.Store
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -33,18 +32,13 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 	if err != nil {
 		return fmt.Errorf("k8sstitch: %w", err)
 	}
-	p.storage = c
+	p.storage = statestore.NewStore(c, storedVersion)
 	// Restored fragments are stored already: record changes from then on.
 	defer p.waiting.trackFragmentChanges()
-	w, ok := c.(storage.Walker)
-	if !ok {
-		p.set.Logger.Warn("k8sstitch: the storage cannot list its keys; the graph starts empty after a restart")
-		return nil
-	}
 	loaded, waiting := 0, 0
 	var pu ptrace.ProtoUnmarshaler
 	now := p.now()
-	err = w.Walk(ctx, func(key string, value []byte) ([]*storage.Operation, error) {
+	err = p.storage.Walk(ctx, func(key string, value []byte) (drop bool) {
 		if strings.HasPrefix(key, waitingKeyPrefix) {
 			// A fragment that waited when the last run ended (or was
 			// killed): acknowledged upstream, so only this copy is left.
@@ -52,7 +46,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			if err != nil || td.SpanCount() != 1 {
 				p.storageError("record")
 				p.set.Logger.Warn("k8sstitch: ignoring an unreadable stored waiting fragment", zap.String("key", key))
-				return []*storage.Operation{storage.DeleteOperation(key)}, nil
+				return true
 			}
 			rs := td.ResourceSpans().At(0)
 			ss := rs.ScopeSpans().At(0)
@@ -62,10 +56,10 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 				p.pendingRelease = append(p.pendingRelease, p.waiting.put(newWaitingScope(newWaitingResource(rs), ss), s, s.TraceID(), &fk, now)...)
 				waiting++
 			}
-			return nil, nil
+			return false
 		}
 		stored := &object{}
-		if err := statestore.Decode(value, storedVersion, stored); err != nil {
+		if err := p.storage.Decode(value, stored); err != nil {
 			reason := "record"
 			var ve *statestore.VersionError
 			if errors.As(err, &ve) {
@@ -73,12 +67,12 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			}
 			p.storageError(reason)
 			p.set.Logger.Warn("k8sstitch: ignoring a stored object it cannot read", zap.String("key", key), zap.Error(err))
-			return []*storage.Operation{storage.DeleteOperation(key)}, nil
+			return true
 		}
 		o := p.graph.put(stored)
 		p.reportShed()
 		if o == nil {
-			return nil, nil
+			return false
 		}
 		for _, r := range o.Ops {
 			if r.Root && r.Placed && !r.Closed {
@@ -92,8 +86,12 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			}
 		}
 		loaded++
-		return nil, nil
+		return false
 	})
+	if errors.Is(err, statestore.ErrCannotWalk) {
+		p.set.Logger.Warn("k8sstitch: the storage cannot list its keys; the graph starts empty after a restart")
+		return nil
+	}
 	p.set.Logger.Info("k8sstitch: owner graph restored", zap.Int("objects", loaded), zap.Int("waiting_fragments", waiting))
 	return err
 }
@@ -115,37 +113,25 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	}
 	p.mu.Lock()
 	waitIn, waitOut := p.waiting.takeFragmentChanges()
-	ops := make([]*storage.Operation, 0, len(p.dirty)+len(waitIn)+len(waitOut))
 	for uid := range p.dirty {
-		o := p.graph.get(uid)
-		if o == nil {
-			// Shed at max_objects, or a deleted object retired.
-			ops = append(ops, storage.DeleteOperation(uid))
-			continue
+		if o := p.graph.get(uid); o != nil {
+			_ = p.storage.Put(uid, o)
+		} else {
+			p.storage.Delete(uid) // shed at max_objects, or a deleted object retired
 		}
-		b, err := statestore.Encode(storedVersion, o)
-		if err != nil {
-			continue
-		}
-		ops = append(ops, storage.SetOperation(uid, b))
 	}
 	var pm ptrace.ProtoMarshaler
 	for id, w := range waitIn {
-		b, err := pm.MarshalTraces(w.traces())
-		if err != nil {
-			continue
+		if b, err := pm.MarshalTraces(w.traces()); err == nil {
+			p.storage.PutRaw(waitingKeyPrefix+id.String(), b)
 		}
-		ops = append(ops, storage.SetOperation(waitingKeyPrefix+id.String(), b))
 	}
 	for id := range waitOut {
-		ops = append(ops, storage.DeleteOperation(waitingKeyPrefix+id.String()))
+		p.storage.Delete(waitingKeyPrefix + id.String())
 	}
 	clear(p.dirty)
 	p.mu.Unlock()
-	if len(ops) == 0 {
-		return
-	}
-	if err := p.storage.Batch(ctx, ops...); err != nil {
+	if err := p.storage.Flush(ctx); err != nil {
 		p.set.Logger.Warn("k8sstitch: cannot persist the owner graph; a restart may split traces", zap.Error(err))
 	}
 }

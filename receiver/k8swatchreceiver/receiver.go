@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
-	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.opentelemetry.io/otel/attribute"
@@ -85,8 +84,12 @@ type watchReceiver struct {
 	tel     *metadata.TelemetryBuilder
 	tracker *tracker
 	allow   map[string]bool
-	storage storage.Client
-	version string
+	storage *statestore.Store
+	// restored are the stored states read at start, by UID, until their
+	// object is first listed.
+	restoredMu sync.Mutex
+	restored   map[string][]byte
+	version    string
 	// key signs every fragment, so that k8sstitch knows it came from here
 	// (zero: fragments leave unsigned).
 	key      fragment.Key
@@ -143,8 +146,9 @@ func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
 		case err != nil:
 			return fmt.Errorf("k8swatch: %w", err)
 		default:
-			r.storage = c
-			r.tracker.onChange = r.persist
+			r.storage = statestore.NewStore(c, storedVersion)
+			r.loadStored(ctx)
+			r.tracker.trackChanges()
 		}
 	}
 	kc, dc, err := r.clients(r.cfg)
@@ -168,6 +172,7 @@ func (r *watchReceiver) Shutdown(ctx context.Context) error {
 	}
 	r.wg.Wait()
 	if r.storage != nil {
+		r.persistChanges(ctx)
 		return r.storage.Close(ctx)
 	}
 	return nil
@@ -377,6 +382,7 @@ func (r *watchReceiver) emit(frags []fragmentSpan) {
 	}
 	err := r.next.ConsumeTraces(ctx, td)
 	r.obsrecv.EndTracesOp(ctx, "k8s", len(frags), err)
+	r.persistChanges(ctx)
 	if err != nil {
 		r.set.Logger.Warn("k8swatch: next consumer refused fragments; retrying every second", zap.Int("spans", len(frags)), zap.Error(err))
 		r.keepForRetry(frags)
@@ -405,6 +411,8 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 			if n := r.tracker.takeDroppedEvents(); n > 0 {
 				r.tel.K8swatchEventsDropped.Add(ctx, n)
 			}
+			// Changes that emitted nothing (an object gone quietly).
+			r.persistChanges(ctx)
 		}
 	}
 }
@@ -413,21 +421,38 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 // when objectState's stored form changes.
 const storedVersion = 1
 
-// persist writes an object's state, so a restart neither repeats nor loses
-// a step. Called under the tracker's lock, in the order of changes.
-func (r *watchReceiver) persist(uid string, st *objectState) {
-	ctx := context.Background()
-	var err error
-	if st == nil {
-		err = r.storage.Delete(ctx, uid)
-	} else {
-		var b []byte
-		if b, err = statestore.Encode(storedVersion, st); err == nil {
-			err = r.storage.Set(ctx, uid, b)
-		}
-	}
+// loadStored reads every stored state once, by walking the store, for
+// restore to hand out as objects are first listed.
+func (r *watchReceiver) loadStored(ctx context.Context) {
+	r.restored = map[string][]byte{}
+	err := r.storage.Walk(ctx, func(uid string, value []byte) bool {
+		r.restored[uid] = value
+		return false
+	})
 	if err != nil {
-		r.set.Logger.Warn("k8swatch: cannot persist object state; a restart may repeat this object's steps", zap.String("uid", uid), zap.Error(err))
+		r.set.Logger.Warn("k8swatch: cannot read the stored states; steps already emitted may be emitted again", zap.Error(err))
+	}
+}
+
+// persistChanges writes the states changed since the last call in one
+// batch: after the fragments they emitted went on, so a crash in between
+// repeats a step (which k8sstitch drops as a duplicate) rather than lose
+// one.
+func (r *watchReceiver) persistChanges(ctx context.Context) {
+	if r.storage == nil {
+		return
+	}
+	r.tracker.takeChanges(func(uid string, st *objectState) {
+		if st == nil {
+			r.storage.Delete(uid)
+			return
+		}
+		if err := r.storage.Put(uid, st); err != nil {
+			r.set.Logger.Warn("k8swatch: cannot encode object state", zap.String("uid", uid), zap.Error(err))
+		}
+	})
+	if err := r.storage.Flush(ctx); err != nil {
+		r.set.Logger.Warn("k8swatch: cannot persist object states; a restart may repeat their steps", zap.Error(err))
 	}
 }
 
@@ -435,12 +460,15 @@ func (r *watchReceiver) restore(uid string) {
 	if r.storage == nil {
 		return
 	}
-	b, err := r.storage.Get(context.Background(), uid)
-	if err != nil || b == nil {
+	r.restoredMu.Lock()
+	b, ok := r.restored[uid]
+	delete(r.restored, uid)
+	r.restoredMu.Unlock()
+	if !ok {
 		return
 	}
 	st := &objectState{}
-	if err := statestore.Decode(b, storedVersion, st); err != nil {
+	if err := r.storage.Decode(b, st); err != nil {
 		reason := "record"
 		var ve *statestore.VersionError
 		if errors.As(err, &ve) {

@@ -250,3 +250,42 @@ func TestDamagedStoreStartsEmpty(t *testing.T) {
 	_, err := tel.GetMetric("otelcol_k8swatch_storage_errors")
 	require.NoError(t, err, "the damage is counted")
 }
+
+// TestRestartWithStoreEmitsNoStepTwice: the receiver on a real
+// file_storage, a pod scheduled, a restart (a new receiver on the same
+// store, the same cluster): the relisted pod's trigger and schedule step
+// are not emitted again, and its later steps are.
+func TestRestartWithStoreEmitsNoStepTwice(t *testing.T) {
+	dir := t.TempDir()
+	client := fake.NewClientset()
+	cfg := createDefaultConfig().(*Config)
+	cfg.Storage = &statestoretest.ID
+	cfg.Mode, cfg.NodeName, cfg.Kinds = ModeNode, "node-1", []string{"Pod"}
+	start := func() (*watchReceiver, *consumertest.TracesSink) {
+		sink := &consumertest.TracesSink{}
+		set := receivertest.NewNopSettings(metadata.Type)
+		set.ID = component.NewID(metadata.Type) // the same store on restart
+		r, err := newWatchReceiver(set, cfg, sink, func(*Config) (kubernetes.Interface, dynamic.Interface, error) {
+			return client, nil, nil
+		})
+		require.NoError(t, err)
+		require.NoError(t, r.Start(t.Context(), statestoretest.FileStorage(t, dir)))
+		return r, sink
+	}
+	r, sink := start()
+	p := scheduled(testPod("pod-restart"), time.Now())
+	p.Spec.NodeName = "node-1"
+	_, err := client.CoreV1().Pods("default").Create(t.Context(), p, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return spanNames(sink.AllTraces())[fragment.PhasePodSchedule] == 1 }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, r.Shutdown(t.Context()))
+
+	r, sink = start()
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	_, err = client.CoreV1().Pods("default").UpdateStatus(t.Context(), running(p, time.Now()), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return spanNames(sink.AllTraces())[fragment.PhasePodStartup] == 1 }, 30*time.Second, 20*time.Millisecond)
+	names := spanNames(sink.AllTraces())
+	assert.Zero(t, names[fragment.PhaseTrigger], "the trigger was emitted before the restart")
+	assert.Zero(t, names[fragment.PhasePodSchedule], "so was the schedule step")
+}

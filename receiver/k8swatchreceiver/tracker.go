@@ -80,15 +80,43 @@ func (s *objectState) emitted(key string) bool {
 type tracker struct {
 	mu     sync.Mutex
 	states map[string]*objectState
-	// onChange is called with the state after every change that emitted
-	// something (persistence); nil state means the object is gone.
-	onChange func(uid string, st *objectState)
+	// persist turns on change tracking: changed lists the objects whose
+	// state changed since takeChanges (what emitted something, and
+	// objects gone), for storage.
+	persist bool
+	changed map[string]struct{}
 	// droppedEvents counts Kubernetes Events that had no span to go on.
 	droppedEvents int64
 }
 
 func newTracker() *tracker {
 	return &tracker{states: map[string]*objectState{}}
+}
+
+// markChanged records, with persist on, that uid's state changed.
+// Called under the lock.
+func (t *tracker) markChanged(uid string) {
+	if t.persist {
+		t.changed[uid] = struct{}{}
+	}
+}
+
+// trackChanges turns on change tracking for storage.
+func (t *tracker) trackChanges() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.persist, t.changed = true, map[string]struct{}{}
+}
+
+// takeChanges calls fn, under the lock, with every object whose state
+// changed since the last call (st nil: it is gone), and starts anew.
+func (t *tracker) takeChanges(fn func(uid string, st *objectState)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for uid := range t.changed {
+		fn(uid, t.states[uid])
+	}
+	clear(t.changed)
 }
 
 // restore puts a persisted state back before the object is first observed.
@@ -168,8 +196,8 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		out = append(out, t.objectSpan(st, end, src, true, ""))
 		changed = true
 	}
-	if changed && t.onChange != nil {
-		t.onChange(v.uid, st)
+	if changed {
+		t.markChanged(v.uid)
 	}
 	return out
 }
@@ -185,9 +213,7 @@ func (t *tracker) quiet(now time.Time, period time.Duration) []fragmentSpan {
 			continue
 		}
 		out = append(out, t.objectSpan(st, st.LastChange, fragment.TimeSourceWatch, true, "quiet"))
-		if t.onChange != nil {
-			t.onChange(uid, st)
-		}
+		t.markChanged(uid)
 	}
 	return out
 }
@@ -214,9 +240,7 @@ func (t *tracker) gone(v objectView, at time.Time) []fragmentSpan {
 		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, true, ""))
 	}
 	delete(t.states, v.uid)
-	if t.onChange != nil {
-		t.onChange(v.uid, nil)
-	}
+	t.markChanged(v.uid)
 	return out
 }
 
@@ -410,9 +434,7 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 		s := t.stepSpan(st, fragment.PhaseImagePull, disc, ev.at.Add(-ev.duration), ev.at, ev.timeSource, ev.source)
 		s.container = ev.container
 		s.reason = ev.reason
-		if t.onChange != nil {
-			t.onChange(ev.objectUID, st)
-		}
+		t.markChanged(ev.objectUID)
 		return []fragmentSpan{s}
 	}
 	if len(st.pending) >= maxPendingEvents {

@@ -98,15 +98,17 @@ func TestPodStartupLiveYieldsEachStepOnce(t *testing.T) {
 func TestRelistAndRestartYieldNoDuplicate(t *testing.T) {
 	// prepare: a pod observed up to scheduled, its state persisted.
 	tr := newTracker()
+	tr.trackChanges()
 	var saved []byte
-	tr.onChange = func(_ string, st *objectState) {
-		var err error
-		saved, err = json.Marshal(st)
-		require.NoError(t, err)
-	}
 	p := scheduled(testPod("pod-1"), t0)
 	first := tr.observe(viewPod(p, nil), t0.Add(time.Second), false)
 	require.Equal(t, []string{fragment.PhaseTrigger, fragment.PhasePodSchedule}, names(first))
+	tr.takeChanges(func(_ string, st *objectState) {
+		var err error
+		saved, err = json.Marshal(st)
+		require.NoError(t, err)
+	})
+	require.NotNil(t, saved, "the change is there to persist")
 
 	// test: a relist in the same process, and a restart that restores state.
 	relist := tr.observe(viewPod(p, nil), t0.Add(5*time.Second), false)
