@@ -2,6 +2,8 @@ package k8sstitchprocessor
 
 import (
 	"container/list"
+	"iter"
+	"maps"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -179,6 +181,12 @@ func (b *waitBuffer) takeFragmentChanges() (in map[pcommon.SpanID]*waitingSpan, 
 	in, out = b.fragIn, b.fragOut
 	b.fragIn, b.fragOut = map[pcommon.SpanID]*waitingSpan{}, map[pcommon.SpanID]struct{}{}
 	return in, out
+}
+
+// traces yields the original IDs of the app traces with spans waiting;
+// the caller may take a trace (takeTrace) while ranging.
+func (b *waitBuffer) traces() iter.Seq[pcommon.TraceID] {
+	return maps.Keys(b.byTrace)
 }
 
 // takeTrace removes and returns every waiting span of an app trace.

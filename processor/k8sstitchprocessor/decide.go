@@ -20,7 +20,7 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 		ts := info.trace
 		if ts == nil {
 			f := &p.frags[info.frag]
-			if f.obj == nil {
+			if !f.valid {
 				p.badSpan("fragment without uid, kind or trigger")
 				passed++
 				continue
@@ -64,11 +64,7 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 // decideFragment places a fragment into its operation (fateGo), or drops
 // it as a duplicate, or lets it wait for its owner's operation.
 func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
-	o := f.obj
-	if o.UID != f.key.uid {
-		// Shed since the first pass: its slot holds another object now.
-		o = p.objectOf(&f.key)
-	}
+	o := p.objectOf(&f.key) // learnt again if shed since the first pass
 	if !o.markSeen(s.SpanID()) {
 		return fateDrop
 	}

@@ -31,10 +31,12 @@ const (
 	fateWait
 )
 
-// fragInfo is a fragment's key and, if it is valid, its object.
+// fragInfo is a fragment's key, and whether it is valid (learnt). It holds
+// no *object: a later fragment of the batch may shed that object, and its
+// slot then holds another; the second pass looks the object up by UID.
 type fragInfo struct {
-	key fragmentKey
-	obj *object
+	key   fragmentKey
+	valid bool
 }
 
 // learn is the first pass over a batch: what fragments say about objects
@@ -72,7 +74,8 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 				if a.isFrag {
 					f := fragInfo{key: a.fk}
 					if a.fk.valid() {
-						f.obj = p.learnFragment(s, a.fk)
+						p.learnFragment(s, a.fk)
+						f.valid = true
 					}
 					p.infos = append(p.infos, spanInfo{span: s, frag: int32(len(p.frags))})
 					p.frags = append(p.frags, f)
@@ -108,7 +111,9 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 	}
 }
 
-func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
+// learnFragment puts what a fragment says of its object and operation
+// into the graph.
+func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 	o := p.learnObject(fk.uid, fk.kind, fk.namespace, fk.name, fk.owner)
 	r := o.addOp(fk.trigger, fk.triggerTime)
 	if fk.traceparent != "" && !r.Placed {
@@ -125,5 +130,4 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) *object {
 		}
 	}
 	p.markDirty(o)
-	return o
 }

@@ -53,7 +53,7 @@ func (p *stitchProcessor) retryWaiting(out *spanOut) {
 			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
 		}
 	}
-	for orig := range p.waiting.byTrace {
+	for orig := range p.waiting.traces() {
 		if ts := p.traces.decideWaiting(orig, p.tryDecide); ts.decided {
 			p.releaseTrace(ts, out)
 		}
