@@ -126,13 +126,22 @@ func (o *object) op(trigger string) *opRecord {
 // opAt is the operation of o that was open at t. tol absorbs the second
 // precision of object timestamps and the gap between a request and the
 // watch event it causes.
-func (o *object) opAt(t time.Time, tol time.Duration) *opRecord {
+//
+// afterEnd is how far past a closed operation's end t may still be. A
+// child's trigger time is never after the end of the operation that made
+// it (object times are truncated down to the second, watch times come
+// later than the event but the end is observed later still), so a child
+// placed as it arrives takes 0: one that comes after a closed operation
+// ended may belong to its owner's next operation, whose trigger can still
+// be on its way (another informer, another process). Once it waited out,
+// the caller gives the clock tolerance.
+func (o *object) opAt(t time.Time, tol, afterEnd time.Duration) *opRecord {
 	var best *opRecord
 	for _, r := range o.Ops {
 		if t.Before(r.Start.Add(-tol)) {
 			continue
 		}
-		if r.Closed && t.After(r.End.Add(tol)) {
+		if r.Closed && t.After(r.End.Add(afterEnd)) {
 			continue
 		}
 		// The newest trigger wins where two overlap.

@@ -1,6 +1,8 @@
 package k8sstitchprocessor
 
 import (
+	"time"
+
 	"context"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -49,7 +51,11 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 	owner := p.graph.get(o.OwnerUID)
 	var oop *opRecord
 	if owner != nil {
-		oop = owner.opAt(r.Start, p.cfg.ClockTolerance)
+		afterEnd := time.Duration(0)
+		if waitedOut {
+			afterEnd = p.cfg.ClockTolerance
+		}
+		oop = owner.opAt(r.Start, p.cfg.ClockTolerance, afterEnd)
 	}
 	if oop == nil {
 		// The owner is unknown, or no operation of it covers the trigger
@@ -139,7 +145,7 @@ func (p *stitchProcessor) resolveHint(h joinHint) (*object, *opRecord, pcommon.S
 	case verbDelete:
 		r = o.op(fragment.TriggerDelete)
 	default:
-		r = o.opAt(h.at, tol)
+		r = o.opAt(h.at, tol, tol)
 	}
 	if r == nil {
 		return nil, nil, pcommon.SpanID{}

@@ -458,8 +458,11 @@ func TestClientCertificateIsVerified(t *testing.T) {
 		return hc.Post("https://"+r.addr+"/validate", "application/json", bytes.NewReader(body))
 	}
 	_, err = postWith(nil)
+	// With TLS 1.3 the server's refusal comes after the client's side of
+	// the handshake: the client sees the alert ("certificate required") or,
+	// writing its body first, the reset.
 	require.Error(t, err, "no client certificate: the handshake fails")
-	assert.Contains(t, err.Error(), "certificate required")
+	assert.Zero(t, sink.SpanCount(), "and nothing of the review was read")
 
 	resp, err := postWith([]tls.Certificate{clientCert})
 	require.NoError(t, err)

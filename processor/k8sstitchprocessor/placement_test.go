@@ -1,0 +1,105 @@
+package k8sstitchprocessor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// opFragment adds one fragment of kind/uid's operation for trigger: its
+// trigger marker, its object span, or a step (phase).
+func opFragment(m *spanMaker, kind, uid, owner, trigger, level, phase string, trig, start, end time.Time) {
+	id, parent := fragment.ObjectSpanID(uid, kind, trigger), pcommon.SpanID{}
+	name := fragment.ObjectPhase(kind, trigger)
+	switch level {
+	case fragment.LevelTrigger:
+		id, parent, name = fragment.TriggerSpanID(uid, trigger), fragment.ObjectSpanID(uid, kind, trigger), fragment.PhaseTrigger
+	case fragment.LevelStep:
+		id, parent, name = fragment.SpanID(uid, phase, trigger), fragment.ObjectSpanID(uid, kind, trigger), phase
+	}
+	s := m.span("k8swatch", fragment.TraceID(uid, trigger), parent, name, start, end.Sub(start))
+	s.SetSpanID(id)
+	a := s.Attributes()
+	a.PutStr(fragment.KeyLevel, level)
+	a.PutStr(fragment.KeyKind, kind)
+	a.PutStr(fragment.KeyUID, uid)
+	a.PutStr(fragment.KeyName, uid)
+	a.PutStr(fragment.KeyNamespace, "default")
+	if owner != "" {
+		a.PutStr(fragment.KeyOwnerKind, "ReplicaSet")
+		a.PutStr(fragment.KeyOwnerUID, owner)
+	}
+	a.PutStr(fragment.KeyTrigger, trigger)
+	a.PutInt(fragment.KeyTriggerTime, trig.UnixNano())
+}
+
+// TestChildAfterItsOwnersOperationEndedWaitsForTheNext replays the order
+// of a failed shake run (3_scale_5_to_8 on a loaded machine): a
+// ReplicaSet's rolling-update step (gen:4) converged at 02.795; the
+// Deployment was scaled at 03.6, and the scale-up pod, which the agent
+// first saw already bound, carries its creation time truncated to the
+// second, 03.000; it reached k8sstitch before the gateway's ReplicaSet
+// watch delivered gen:5 (trigger 03.602). gen:4 covered 03.000 within the
+// 1 s tolerance, so the pod went into the finished operation's trace. A
+// child's time is never after the end of the operation that made it: the
+// pod must wait for the owner's next operation, and join it.
+func TestChildAfterItsOwnersOperationEndedWaitsForTheNext(t *testing.T) {
+	h := newHarness(t, nil)
+	base := time.Date(2026, 12, 2, 8, 48, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelTrigger, "", at(2649), at(2649), at(2649))
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelObject, "", at(2649), at(2649), at(2795))
+	h.feed(t, m.td)
+
+	m = newSpanMaker()
+	opFragment(m, "Pod", "pod-new", "rs-1", "gen:1", fragment.LevelTrigger, "", at(3000), at(3000), at(3000))
+	opFragment(m, "Pod", "pod-new", "rs-1", "gen:1", fragment.LevelStep, fragment.PhasePodSchedule, at(3000), at(3000), at(3650))
+	h.feed(t, m.td)
+
+	m = newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:5", fragment.LevelTrigger, "", at(3602), at(3602), at(3602))
+	h.clock = at(5000) // the ReplicaSet watch delivered it 1.4 s late, within wait
+	require.NoError(t, h.p.ConsumeTraces(t.Context(), m.td))
+	h.drain()
+
+	placed := map[string]pcommon.TraceID{}
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if uid, _ := s.Attributes().Get(fragment.KeyUID); uid.Str() == "pod-new" {
+			placed[s.Name()] = s.TraceID()
+		}
+	})
+	require.Len(t, placed, 2)
+	for name, tid := range placed {
+		assert.Equal(t, fragment.TraceID("rs-1", "gen:5"), tid, "%s joins the scale that made the pod, not the step that ended before it", name)
+	}
+}
+
+// TestChildAfterItsOwnersOperationEndedJoinsItWhenNoNextComes: with no
+// newer operation of the owner, the child that waited out joins the
+// closed one within the clock tolerance, as before.
+func TestChildAfterItsOwnersOperationEndedJoinsItWhenNoNextComes(t *testing.T) {
+	h := newHarness(t, nil)
+	base := time.Date(2026, 12, 2, 8, 48, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelTrigger, "", at(2649), at(2649), at(2649))
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelObject, "", at(2649), at(2649), at(2795))
+	opFragment(m, "Pod", "pod-late", "rs-1", "gen:1", fragment.LevelTrigger, "", at(3000), at(3000), at(3000))
+	h.feed(t, m.td)
+	h.drain()
+	var got pcommon.TraceID
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if uid, _ := s.Attributes().Get(fragment.KeyUID); uid.Str() == "pod-late" {
+			got = s.TraceID()
+		}
+	})
+	assert.Equal(t, fragment.TraceID("rs-1", "gen:4"), got)
+}
