@@ -2,6 +2,7 @@ package statestore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -20,6 +21,16 @@ type VersionError struct{ Got, Want int }
 
 func (e *VersionError) Error() string {
 	return fmt.Sprintf("stored record of version %d, this release reads version %d", e.Got, e.Want)
+}
+
+// Reason names, for a storage_errors counter, why a stored record could
+// not be read: "version" (another release's) or "record" (damaged).
+func Reason(err error) string {
+	var ve *VersionError
+	if errors.As(err, &ve) {
+		return "version"
+	}
+	return "record"
 }
 
 // Encode wraps rec, as JSON, in an envelope of version.

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/spans"
 )
 
 type spanMaker struct {
@@ -97,15 +98,8 @@ func apiRequest(m *spanMaker, trace pcommon.TraceID, method, route, target strin
 
 // forEachSpan visits every span of td with its resource.
 func forEachSpan(td ptrace.Traces, f func(res pcommon.Map, s ptrace.Span)) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				f(rss.At(i).Resource().Attributes(), spans.At(k))
-			}
-		}
+	for res, s := range spans.All(td) {
+		f(res, s)
 	}
 }
 

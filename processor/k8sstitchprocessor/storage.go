@@ -60,12 +60,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 		}
 		stored := &object{}
 		if err := p.storage.Decode(value, stored); err != nil {
-			reason := "record"
-			var ve *statestore.VersionError
-			if errors.As(err, &ve) {
-				reason = "version"
-			}
-			p.storageError(reason)
+			p.storageError(statestore.Reason(err))
 			p.set.Logger.Warn("k8sstitch: ignoring a stored object it cannot read", zap.String("key", key), zap.Error(err))
 			return true
 		}

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/spans"
 )
 
 // maxAttrLen bounds every string attribute taken from an object.
@@ -42,15 +43,8 @@ func toTraces(frags []fragmentSpan, version string) ptrace.Traces {
 
 // signAll signs every fragment of td, last, once nothing changes them.
 func signAll(td ptrace.Traces, key fragment.Key) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				key.Sign(spans.At(k))
-			}
-		}
+	for _, s := range spans.All(td) {
+		key.Sign(s)
 	}
 }
 

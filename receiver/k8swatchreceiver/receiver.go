@@ -469,12 +469,7 @@ func (r *watchReceiver) restore(uid string) {
 	}
 	st := &objectState{}
 	if err := r.storage.Decode(b, st); err != nil {
-		reason := "record"
-		var ve *statestore.VersionError
-		if errors.As(err, &ve) {
-			reason = "version"
-		}
-		r.storageError(reason)
+		r.storageError(statestore.Reason(err))
 		r.set.Logger.Warn("k8swatch: ignoring stored state it cannot read", zap.String("uid", uid), zap.Error(err))
 		return
 	}

@@ -25,6 +25,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/spans"
 	"github.com/kubestitch/kubestitch/internal/statestore/statestoretest"
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
@@ -67,13 +68,8 @@ func init() { _ = os.Setenv("KUBE_FEATURE_WatchListClient", "false") }
 
 // forEachFragment calls fn for every span of td.
 func forEachFragment(td ptrace.Traces, fn func(ptrace.Span)) {
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		sss := td.ResourceSpans().At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			for k := 0; k < sss.At(j).Spans().Len(); k++ {
-				fn(sss.At(j).Spans().At(k))
-			}
-		}
+	for _, s := range spans.All(td) {
+		fn(s)
 	}
 }
 
