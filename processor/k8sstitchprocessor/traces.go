@@ -142,7 +142,12 @@ func (ts *traceState) follow(d traceDecision) {
 const scratchChunk = 256
 
 func newTraceTable(maxDecided int, keepFor time.Duration) *traceTable {
-	h := newTraceHash()
+	return newTraceTableHashed(maxDecided, keepFor, newTraceHash())
+}
+
+// newTraceTableHashed is newTraceTable with a given hash (random in use,
+// so that no sender can aim at the tables' slots; fixed in tests).
+func newTraceTableHashed(maxDecided int, keepFor time.Duration, h traceHash) *traceTable {
 	return &traceTable{
 		decided: newDecisionTable(maxDecided, h),
 		pending: map[pcommon.TraceID]*traceState{},

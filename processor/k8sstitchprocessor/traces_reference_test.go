@@ -103,6 +103,20 @@ func (m *mapTraces) decideWaiting(id pcommon.TraceID, decide func(*traceState)) 
 	return ts
 }
 
+// testTraceHash gives the test's trace IDs distinct passed-set slots.
+const testTraceHash = traceHash(0x9e3779b97f4a7c15)
+
+func TestReferenceTracesHaveSlotsOfTheirOwn(t *testing.T) {
+	slots := map[uint64]bool{}
+	for i := 1; i <= 41; i++ {
+		slot := testTraceHash.sum(pcommon.TraceID{byte(i)}) >> (64 - passedSetBits)
+		if slots[slot] {
+			t.Fatalf("trace %d shares a passed-set slot: pick another testTraceHash", i)
+		}
+		slots[slot] = true
+	}
+}
+
 // answer is what a caller can see of a trace state.
 func answer(ts *traceState) string {
 	return fmt.Sprintf("decided=%t join=%t new=%s parent=%s hint=%d root=%t", ts.decided, ts.join, ts.newTrace, ts.parent, ts.hint.kind, ts.rootSeen)
@@ -117,7 +131,11 @@ func answer(ts *traceState) string {
 func TestTraceMemoryMatchesReference(t *testing.T) {
 	for seed := range uint64(200) {
 		r := rand.New(rand.NewPCG(seed, 0xd1ff))
-		fast := newTraceTable(4096, time.Hour)
+		// The passed set keeps one fingerprint per slot (the last ~65,000
+		// traces): a collision forgets a trace, by design. Within bounds
+		// means no two of the test's traces share a slot, so the hash is
+		// fixed, and checked.
+		fast := newTraceTableHashed(4096, time.Hour, testTraceHash)
 		ref := newMapTraces()
 		now := time.Unix(1_700_000_000, 0)
 		// decide changes a state the same way in both: a function of the
