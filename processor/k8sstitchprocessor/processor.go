@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
-	"github.com/kubestitch/kubestitch/internal/statestore"
 	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
 )
 
@@ -40,9 +39,6 @@ type stitchProcessor struct {
 	// by value: an object's slot is reused when it is shed, so a pointer
 	// into it would name another object's operation.
 	openRoots map[opKey]struct{}
-	// dirty are the objects to store, or to delete if they left the graph,
-	// at the next flush (with storage only), by UID.
-	dirty map[string]struct{}
 	// infos and frags are the first pass's result, reused from batch to
 	// batch.
 	infos []spanInfo
@@ -63,7 +59,8 @@ type stitchProcessor struct {
 	// accept_unsigned_fragments).
 	key fragment.Key
 
-	storage *statestore.Store
+	// storage keeps the graph and waiting fragments (nil without storage).
+	storage *persistence
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -86,7 +83,6 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 		traces:    newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
 		waiting:   newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
 		openRoots: map[opKey]struct{}{},
-		dirty:     map[string]struct{}{},
 	}
 	return p, nil
 }
@@ -245,7 +241,7 @@ func (p *stitchProcessor) markDirty(o *object) { p.markDirtyUID(o.UID) }
 // stores it, or deletes its record if it left the graph.
 func (p *stitchProcessor) markDirtyUID(uid string) {
 	if p.storage != nil {
-		p.dirty[uid] = struct{}{}
+		p.storage.dirty[uid] = struct{}{}
 	}
 }
 

@@ -32,7 +32,7 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 	if err != nil {
 		return fmt.Errorf("k8sstitch: %w", err)
 	}
-	p.storage = statestore.NewStore(c, storedVersion)
+	p.storage = &persistence{Store: statestore.NewStore(c, storedVersion), dirty: map[string]struct{}{}}
 	// Restored fragments are stored already: record changes from then on.
 	defer p.waiting.trackFragmentChanges()
 	loaded, waiting := 0, 0
@@ -91,6 +91,13 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 	return err
 }
 
+// persistence is what k8sstitch stores: the store, and the objects to
+// write (or, if they left the graph, delete) at the next flush, by UID.
+type persistence struct {
+	*statestore.Store
+	dirty map[string]struct{}
+}
+
 // storedVersion is the version of the stored objects (statestore's
 // envelope): raise it when object's or opRecord's stored form changes.
 // Waiting fragments are stored as OTLP protobuf, a format of its own that
@@ -108,7 +115,7 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	}
 	p.mu.Lock()
 	waitIn, waitOut := p.waiting.takeFragmentChanges()
-	for uid := range p.dirty {
+	for uid := range p.storage.dirty {
 		if o := p.graph.get(uid); o != nil {
 			_ = p.storage.Put(uid, o)
 		} else {
@@ -124,7 +131,7 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 	for id := range waitOut {
 		p.storage.Delete(waitingKeyPrefix + id.String())
 	}
-	clear(p.dirty)
+	clear(p.storage.dirty)
 	p.mu.Unlock()
 	if err := p.storage.Flush(ctx); err != nil {
 		p.set.Logger.Warn("k8sstitch: cannot persist the owner graph; a restart may split traces", zap.Error(err))
