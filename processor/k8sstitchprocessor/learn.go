@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
@@ -130,4 +132,30 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 		}
 	}
 	p.markDirty(o)
+}
+
+// opKey names an operation by value: its object's UID and its trigger.
+type opKey struct{ uid, trigger string }
+
+// learnObject is the graph's object for a fragment's key, learnt (maybe
+// shedding another object at max_objects, which it reports).
+func (p *stitchProcessor) learnObject(uid, kind, namespace, name, owner string) *object {
+	o := p.graph.learn(uid, kind, namespace, name, owner)
+	p.reportShed()
+	return o
+}
+
+// reportShed counts and logs the objects the graph shed; their stored
+// records go at the next flush (flushStorage finds them gone).
+func (p *stitchProcessor) reportShed() {
+	for _, s := range p.graph.takeShed() {
+		p.markDirtyUID(s.uid)
+		p.tel.K8sstitchObjectsShed.Add(context.Background(), 1)
+		p.set.Logger.Warn("object evicted from the owner graph: its later spans may start traces of their own; raise max_objects to avoid this", zap.String("uid", s.uid), zap.String("kind", s.kind))
+	}
+}
+
+func (p *stitchProcessor) badSpan(reason string) {
+	p.tel.K8sstitchBadSpans.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+	p.set.Logger.Debug("span passed through unchanged", zap.String("reason", reason))
 }

@@ -137,3 +137,14 @@ func (p *stitchProcessor) flushStorage(ctx context.Context) {
 		p.set.Logger.Warn("k8sstitch: cannot persist the owner graph; a restart may split traces", zap.Error(err))
 	}
 }
+
+// markDirty queues o for the next flush to storage.
+func (p *stitchProcessor) markDirty(o *object) { p.markDirtyUID(o.UID) }
+
+// markDirtyUID queues an object for the next flush, by UID: the flush
+// stores it, or deletes its record if it left the graph.
+func (p *stitchProcessor) markDirtyUID(uid string) {
+	if p.storage != nil {
+		p.storage.dirty[uid] = struct{}{}
+	}
+}
