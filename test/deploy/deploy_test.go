@@ -158,6 +158,41 @@ func writeConfig(t *testing.T, name, body string) string {
 var podEnv = []string{"MY_POD_IP=127.0.0.1", "K8S_NODE_NAME=kwok-node-0", "POD_NAME=gw-0", "POD_NAMESPACE=kubestitch",
 	"KUBESTITCH_GATEWAY_ENDPOINT=127.0.0.1:1", "KUBESTITCH_BACKEND_ENDPOINT=127.0.0.1:1", "KUBESTITCH_BACKEND_INSECURE=true"}
 
+// configFile is one --config file of a collector pod.
+type configFile struct{ name, body string }
+
+// podConfigs are the --config files a collector pod (a Deployment or
+// DaemonSet of objs) runs, in the order of its container args, from the
+// ConfigMap mounted at /conf.
+func podConfigs(t *testing.T, objs []*unstructured.Unstructured, obj *unstructured.Unstructured) []configFile {
+	t.Helper()
+	var spec corev1.PodSpec
+	raw, _, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
+	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec))
+	conf := ""
+	for _, v := range spec.Volumes {
+		if v.Name == "conf" && v.ConfigMap != nil {
+			conf = v.ConfigMap.Name
+		}
+	}
+	var data map[string]string
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" && o.GetName() == conf && o.GetNamespace() == obj.GetNamespace() {
+			data, _, _ = unstructured.NestedStringMap(o.Object, "data")
+		}
+	}
+	require.NotNil(t, data, "%s mounts its config, ConfigMap %q", obj.GetName(), conf)
+	var out []configFile
+	for _, a := range spec.Containers[0].Args {
+		name, ok := strings.CutPrefix(a, "--config=/conf/")
+		require.True(t, ok, "%s: arg %q", obj.GetName(), a)
+		body, ok := data[name]
+		require.True(t, ok, "%s: %s is not in ConfigMap %s", obj.GetName(), name, conf)
+		out = append(out, configFile{name, body})
+	}
+	return out
+}
+
 // TestConfigMapsValidate validates what each collector pod runs: the
 // --config files of its container args, from the ConfigMap mounted at
 // /conf, merged in that order.
@@ -165,45 +200,24 @@ func TestConfigMapsValidate(t *testing.T) {
 	bin := harness.CollectorBinary(t)
 	for _, o := range overlays {
 		objs := build(t, o)
-		maps := map[string]map[string]string{}
-		for _, obj := range objs {
-			if obj.GetKind() == "ConfigMap" {
-				data, _, _ := unstructured.NestedStringMap(obj.Object, "data")
-				maps[obj.GetName()] = data
-			}
-		}
 		pods := 0
 		for _, obj := range objs {
 			if obj.GetKind() != "Deployment" && obj.GetKind() != "DaemonSet" {
 				continue
 			}
 			pods++
-			vols, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "volumes")
-			conf := ""
-			for _, v := range vols {
-				if m := v.(map[string]any); m["name"] == "conf" {
-					conf, _, _ = unstructured.NestedString(m, "configMap", "name")
-				}
-			}
-			require.Contains(t, maps, conf, "%s/%s mounts its config", o, obj.GetName())
-			containers, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
-			args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 			dir := t.TempDir()
 			cmdArgs := []string{"validate"}
-			for _, a := range args {
-				name, ok := strings.CutPrefix(a, "--config=/conf/")
-				require.True(t, ok, "%s/%s: arg %q", o, obj.GetName(), a)
-				body, ok := maps[conf][name]
-				require.True(t, ok, "%s/%s: %s is not in ConfigMap %s", o, obj.GetName(), name, conf)
-				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
-				cmdArgs = append(cmdArgs, "--config", filepath.Join(dir, name))
+			for _, f := range podConfigs(t, objs, obj) {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, f.name), []byte(f.body), 0o644))
+				cmdArgs = append(cmdArgs, "--config", filepath.Join(dir, f.name))
 			}
 			// The state directory is a volume in the pod.
 			cmdArgs = append(cmdArgs, "--config", "yaml:extensions::file_storage::directory: "+t.TempDir())
 			cmd := exec.Command(bin, cmdArgs...)
 			cmd.Env = append(os.Environ(), podEnv...)
 			out, err := cmd.CombinedOutput()
-			assert.NoError(t, err, "%s/%s %v: %s", o, obj.GetName(), args, out)
+			assert.NoError(t, err, "%s/%s %v: %s", o, obj.GetName(), cmdArgs, out)
 		}
 		assert.GreaterOrEqual(t, pods, 2, "%s: an agent and a gateway", o)
 	}

@@ -52,13 +52,6 @@ func TestFragmentKeyScript(t *testing.T) {
 func TestEveryCollectorSignsOrVerifies(t *testing.T) {
 	for _, o := range overlays {
 		objs := build(t, o)
-		cms := map[string]map[string]string{}
-		for _, obj := range objs {
-			if obj.GetKind() == "ConfigMap" {
-				data, _, _ := unstructured.NestedStringMap(obj.Object, "data")
-				cms[obj.GetNamespace()+"/"+obj.GetName()] = data
-			}
-		}
 		for _, obj := range objs {
 			if obj.GetKind() != "DaemonSet" && obj.GetKind() != "Deployment" {
 				continue
@@ -66,9 +59,8 @@ func TestEveryCollectorSignsOrVerifies(t *testing.T) {
 			var spec corev1.PodSpec
 			raw, _, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
 			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec))
-			c := spec.Containers[0]
 			keyDir := ""
-			for _, m := range c.VolumeMounts {
+			for _, m := range spec.Containers[0].VolumeMounts {
 				for _, v := range spec.Volumes {
 					if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == "kubestitch-fragment-key" {
 						keyDir = m.MountPath
@@ -79,19 +71,9 @@ func TestEveryCollectorSignsOrVerifies(t *testing.T) {
 			want := path.Join(keyDir, "key")
 			// The pod's configs, merged in the order of its args.
 			merged := map[string]any{}
-			for _, a := range c.Args {
-				f, ok := strings.CutPrefix(a, "--config=/conf/")
-				if !ok {
-					continue
-				}
-				var cm map[string]string
-				for _, v := range spec.Volumes {
-					if v.Name == "conf" && v.ConfigMap != nil {
-						cm = cms[obj.GetNamespace()+"/"+v.ConfigMap.Name]
-					}
-				}
+			for _, f := range podConfigs(t, objs, obj) {
 				var part map[string]any
-				require.NoError(t, yaml.Unmarshal([]byte(cm[f]), &part))
+				require.NoError(t, yaml.Unmarshal([]byte(f.body), &part))
 				merge(merged, part)
 			}
 			for _, comp := range []string{"receivers", "processors"} {
