@@ -16,27 +16,7 @@ import (
 
 // churnFragment adds one fragment of a Job's operation for trigger.
 func churnFragment(m *spanMaker, uid, trigger, level string, at time.Time) {
-	phase := fragment.ObjectPhase("Job", trigger)
-	id := fragment.ObjectSpanID(uid, "Job", trigger)
-	var parent = id
-	if level == fragment.LevelTrigger {
-		phase, id = fragment.PhaseTrigger, fragment.TriggerSpanID(uid, trigger)
-	} else {
-		parent = [8]byte{}
-	}
-	s := m.span("kube-controller-manager", fragment.TraceID(uid, trigger), parent, phase, at, time.Millisecond)
-	s.SetSpanID(id)
-	a := s.Attributes()
-	a.PutStr(fragment.KeyLevel, level)
-	a.PutStr(fragment.KeyKind, "Job")
-	a.PutStr(fragment.KeyUID, uid)
-	a.PutStr(fragment.KeyName, "job-"+uid)
-	a.PutStr(fragment.KeyNamespace, "batch")
-	a.PutStr(fragment.KeyTrigger, trigger)
-	a.PutInt(fragment.KeyTriggerTime, at.UnixNano())
-	if level == fragment.LevelObject {
-		a.PutBool(fragment.KeyConverged, true)
-	}
+	opFragment(m, "Job", uid, "", trigger, level, "", at, at, at.Add(time.Millisecond))
 }
 
 // TestDeletedObjectsLeaveTheGraph: ordinary churn must not fill the owner

@@ -37,6 +37,21 @@ func opFragment(m *spanMaker, kind, uid, owner, trigger, level, phase string, tr
 	}
 	a.PutStr(fragment.KeyTrigger, trigger)
 	a.PutInt(fragment.KeyTriggerTime, trig.UnixNano())
+	if level == fragment.LevelObject {
+		a.PutBool(fragment.KeyConverged, true)
+	}
+}
+
+// rollingUpdateStep adds the fragments of the failed run's ReplicaSet
+// step, gen:4, converged at 02.795.
+func rollingUpdateStep(m *spanMaker, at func(ms int) time.Time) {
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelTrigger, "", at(2649), at(2649), at(2649))
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelObject, "", at(2649), at(2649), at(2795))
+}
+
+// shakeClock is the failed run's time line, in milliseconds after 08:48.
+func shakeClock(ms int) time.Time {
+	return time.Date(2026, 12, 2, 8, 48, 0, 0, time.UTC).Add(time.Duration(ms) * time.Millisecond)
 }
 
 // TestChildAfterItsOwnersOperationEndedWaitsForTheNext replays the order
@@ -51,12 +66,10 @@ func opFragment(m *spanMaker, kind, uid, owner, trigger, level, phase string, tr
 // pod must wait for the owner's next operation, and join it.
 func TestChildAfterItsOwnersOperationEndedWaitsForTheNext(t *testing.T) {
 	h := newHarness(t, nil)
-	base := time.Date(2026, 12, 2, 8, 48, 0, 0, time.UTC)
-	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	at := shakeClock
 
 	m := newSpanMaker()
-	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelTrigger, "", at(2649), at(2649), at(2649))
-	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelObject, "", at(2649), at(2649), at(2795))
+	rollingUpdateStep(m, at)
 	h.feed(t, m.td)
 
 	m = newSpanMaker()
@@ -87,11 +100,9 @@ func TestChildAfterItsOwnersOperationEndedWaitsForTheNext(t *testing.T) {
 // closed one within the clock tolerance, as before.
 func TestChildAfterItsOwnersOperationEndedJoinsItWhenNoNextComes(t *testing.T) {
 	h := newHarness(t, nil)
-	base := time.Date(2026, 12, 2, 8, 48, 0, 0, time.UTC)
-	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	at := shakeClock
 	m := newSpanMaker()
-	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelTrigger, "", at(2649), at(2649), at(2649))
-	opFragment(m, "ReplicaSet", "rs-1", "", "gen:4", fragment.LevelObject, "", at(2649), at(2649), at(2795))
+	rollingUpdateStep(m, at)
 	opFragment(m, "Pod", "pod-late", "rs-1", "gen:1", fragment.LevelTrigger, "", at(3000), at(3000), at(3000))
 	h.feed(t, m.td)
 	h.drain()
