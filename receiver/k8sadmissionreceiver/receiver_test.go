@@ -263,15 +263,7 @@ func TestServesTLSAndReloadsCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	first := writeCert(t, certFile, keyFile, 1)
-	cfg := createDefaultConfig().(*Config)
-	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
-	cfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 100 * time.Millisecond}})
-	require.NoError(t, cfg.Validate())
-	sink := &consumertest.TracesSink{}
-	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	r, sink := startHTTPS(t, configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 100 * time.Millisecond}})
 
 	served := func() int64 {
 		conn, err := tls.Dial("tcp", r.addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test reads the served certificate
@@ -292,6 +284,22 @@ func TestServesTLSAndReloadsCertificate(t *testing.T) {
 
 	second := writeCert(t, certFile, keyFile, 2)
 	require.Eventually(t, func() bool { return served() == second }, 5*time.Second, 50*time.Millisecond, "the rotated certificate is served")
+}
+
+// startHTTPS runs the receiver as the collector would, on a loopback
+// port with tlsCfg, its spans going to the returned sink.
+func startHTTPS(t *testing.T, tlsCfg configtls.ServerConfig) (*admissionReceiver, *consumertest.TracesSink) {
+	t.Helper()
+	cfg := createDefaultConfig().(*Config)
+	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.ServerConfig.TLS = configoptional.Some(tlsCfg)
+	require.NoError(t, cfg.Validate())
+	sink := &consumertest.TracesSink{}
+	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	return r, sink
 }
 
 func writeCert(t *testing.T, certFile, keyFile string, serial int64) int64 {
@@ -441,15 +449,7 @@ func TestClientCertificateIsVerified(t *testing.T) {
 	writeCert(t, certFile, keyFile, 1)
 	caFile := filepath.Join(dir, "client-ca.crt")
 	clientCert := writeClientCA(t, caFile)
-	cfg := createDefaultConfig().(*Config)
-	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
-	cfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile}, ClientCAFile: caFile})
-	require.NoError(t, cfg.Validate())
-	sink := &consumertest.TracesSink{}
-	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(t.Context(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
+	r, sink := startHTTPS(t, configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile}, ClientCAFile: caFile})
 	body, _, _ := recorded(t, "create_deployment.json")
 
 	postWith := func(certs []tls.Certificate) (*http.Response, error) {
@@ -457,7 +457,7 @@ func TestClientCertificateIsVerified(t *testing.T) {
 		defer hc.CloseIdleConnections()
 		return hc.Post("https://"+r.addr+"/validate", "application/json", bytes.NewReader(body))
 	}
-	_, err = postWith(nil)
+	_, err := postWith(nil)
 	// With TLS 1.3 the server's refusal comes after the client's side of
 	// the handshake: the client sees the alert ("certificate required") or,
 	// writing its body first, the reset.
