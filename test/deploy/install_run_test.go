@@ -1,0 +1,289 @@
+package deploy
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
+	"github.com/kubestitch/kubestitch/test/podrunner"
+	"github.com/kubestitch/kubestitch/test/tracecheck"
+)
+
+// backends is the test's OTLP backend, one sink per gateway pod, so that
+// the test sees which gateway sent what.
+type backends struct {
+	t     *testing.T
+	mu    sync.Mutex
+	sinks map[string]*otlpsink.Sink
+}
+
+func (b *backends) endpoint(pod string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.sinks[pod]
+	if s == nil {
+		s = otlpsink.Start(b.t)
+		b.sinks[pod] = s
+	}
+	return s.Endpoint
+}
+
+// find is the trace of object's operation at each gateway that has one.
+func (b *backends) find(phase, object, trigger string) map[string]*waterfall.Trace {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]*waterfall.Trace{}
+	for pod, s := range b.sinks {
+		if tr := tracecheck.Find(waterfall.Build(s.Traces()), phase, object, trigger); tr != nil {
+			out[pod] = tr
+		}
+	}
+	return out
+}
+
+// TestInstallRunsAsShipped installs the sharded overlay for real and runs
+// every pod of it as a process, exactly as its pod spec says
+// (test/podrunner): the ConfigMap's config and the container's args, the
+// env with fieldRefs resolved from the created pod, the user and groups
+// of its securityContext, a read-only root of its volumes only, and its
+// ServiceAccount's token from the TokenRequest API where the shipped
+// `auth_type: serviceAccount` looks for it, so that a missing RBAC
+// permission fails here. An agent per node (3 kwok nodes, kube-apiserver
+// exporting to kwok-node-0's agent at its 127.0.0.1:4317), 3 gateways, a
+// test backend per gateway. Deployments in several namespaces must each
+// arrive whole, with their apiserver requests, at exactly one gateway.
+// Then the gateway that owns a namespace is SIGKILLed mid-rollout and its
+// pod deleted (a lost node): the next rollout there must be whole at its
+// new owner. What the one in flight lost, the failover time and every
+// process's memory are logged for the note.
+func TestInstallRunsAsShipped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local control plane; `make test` runs it")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("runs the install's pods in namespaces of their own: needs root")
+	}
+	ctx := t.Context()
+	bin := harness.CollectorBinary(t)
+	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
+	runner := podrunner.New(podrunner.Options{
+		Image: bin, Entrypoint: "/otelcol-kubestitch",
+		Namespaces: []string{"kubestitch", "kubestitch-node"}, Selector: "app.kubernetes.io/name=kubestitch",
+		Backends: map[string]func(string) string{"observability/tempo": be.endpoint},
+		Dir:      t.TempDir(), Log: testLog{t},
+	})
+	// kwok-node-0 plays the control-plane node: kube-apiserver exports to
+	// its agent's 127.0.0.1:4317, as deploy/control-plane/ configures it.
+	tracing, err := runner.NodeEndpoint("kwok-node-0", 4317)
+	require.NoError(t, err)
+	cluster := localcluster.Start(t, localcluster.Options{Nodes: 3, TracingEndpoint: tracing, Log: testLog{t}})
+	t.Cleanup(runner.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range runner.Pods() {
+				t.Logf("%s/%s log:\n%s", p.Namespace, p.Name, localcluster.LogTail(p.Log, 40))
+			}
+		}
+	})
+
+	// The backend the gateway's env names (tempo.observability.svc:4317).
+	for _, ns := range []string{"observability"} {
+		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	_, err = cluster.Client.CoreV1().Services("observability").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tempo"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	apply(t, cluster.RESTConfig, append(build(t, "sharded"), fragmentKey(t)...))
+	server, err := url.Parse(cluster.Server)
+	require.NoError(t, err)
+	runner.Start(cluster.Client, server.Host, cluster.CAFile())
+
+	// Every pod of the install runs and is ready.
+	want := map[string]int{"kubestitch-node": len(cluster.Nodes), "kubestitch": 3}
+	require.Eventually(t, func() bool {
+		require.NoError(t, runner.Err())
+		got := map[string]int{}
+		for _, p := range runner.Pods() {
+			if b, _ := os.ReadFile(p.Log); strings.Contains(string(b), "Everything is ready") {
+				got[p.Namespace]++
+			}
+		}
+		return got["kubestitch-node"] == want["kubestitch-node"] && got["kubestitch"] == want["kubestitch"]
+	}, 3*time.Minute, 500*time.Millisecond, "an agent on each of %d nodes and 3 gateways run and report ready", len(cluster.Nodes))
+	require.Eventually(t, func() bool {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		return err == nil && l.Spec.HolderIdentity != nil
+	}, time.Minute, 200*time.Millisecond, "a gateway takes the k8swatch Lease, with its own ServiceAccount's permissions")
+
+	namespaces := []string{"team-1", "team-2", "team-3", "team-4"}
+	for _, ns := range namespaces {
+		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	for _, ns := range namespaces {
+		require.Eventually(t, func() bool {
+			_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil
+		}, 30*time.Second, 100*time.Millisecond)
+		d := localcluster.DemoDeployment("web", 6)
+		d.Namespace = ns
+		_, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	owner := map[string]string{}
+	for _, ns := range namespaces {
+		owner[ns] = wholeAtOneGateway(t, be, ns, "gen:1", 6, "")
+	}
+	t.Logf("namespace -> gateway: %v", owner)
+	nodesOf := map[string]bool{}
+	pods, err := cluster.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	require.NoError(t, err)
+	for _, p := range pods.Items {
+		nodesOf[p.Spec.NodeName] = true
+	}
+	assert.Len(t, nodesOf, len(cluster.Nodes), "the Deployments' pods spread over every node, so every agent took part")
+	logMemory(t, runner, "after the first rollouts")
+
+	// Failover: the owner of team-1 dies mid-rollout, with its node.
+	ns := "team-1"
+	var victim *podrunner.Pod
+	for _, p := range runner.Pods() {
+		if p.Name == owner[ns] {
+			victim = p
+		}
+	}
+	require.NotNil(t, victim)
+	setImage(t, cluster, ns, "registry.k8s.io/pause:3.10")
+	time.Sleep(500 * time.Millisecond)
+	killed := time.Now()
+	require.NoError(t, runner.Kill(victim))
+	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, victim.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+	t.Logf("killed %s (owner of %s) %v after the rollout began", victim.Name, ns, 500*time.Millisecond)
+
+	// The replacement runs; a trace of team-1 reaches a live gateway.
+	var moved time.Duration
+	require.Eventually(t, func() bool {
+		require.NoError(t, runner.Err())
+		for pod := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "") {
+			if pod != victim.Name && moved == 0 {
+				moved = time.Since(killed)
+			}
+		}
+		return moved > 0
+	}, 3*time.Minute, 200*time.Millisecond, "a trace of %s reaches a live gateway", ns)
+	t.Logf("failover: %v from the SIGKILL until a trace of %s reached a live gateway's backend", moved, ns)
+	// What the rollout in flight lost: its trace at each live gateway.
+	waitConverged(t, cluster, ns)
+	time.Sleep(20 * time.Second) // k8sstitch's wait and the agents' retries
+	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
+	inFlight := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:2")
+	for pod, tr := range inFlight {
+		t.Logf("in flight at %s: %d pod.ready of 6, %d apiserver spans, checker: %v", pod, tracecheck.Count(tr, fragment.PhasePodReady), countService(tr, "apiserver"), tracecheck.Check(tr, expect))
+	}
+	if len(inFlight) == 0 {
+		t.Logf("in flight: no trace of the gen:2 rollout at any live gateway")
+	}
+
+	// The next rollout is whole at its new owner.
+	setImage(t, cluster, ns, "registry.k8s.io/pause:3.9")
+	next := wholeAtOneGateway(t, be, ns, "gen:3", 6, victim.Name)
+	t.Logf("after failover %s is owned by %s", ns, next)
+	for _, other := range namespaces[1:] {
+		setImage(t, cluster, other, "registry.k8s.io/pause:3.10")
+		wholeAtOneGateway(t, be, other, "gen:2", 6, victim.Name)
+	}
+	require.NoError(t, runner.Err())
+	logMemory(t, runner, "at the end")
+}
+
+// wholeAtOneGateway waits until the rollout (trigger) of ns/web is one
+// whole trace, with its apiserver requests and replicas pod.ready spans,
+// at exactly one gateway other than not, and returns that gateway.
+func wholeAtOneGateway(t *testing.T, be *backends, ns, trigger string, replicas int, not string) string {
+	t.Helper()
+	object := fmt.Sprintf("Deployment %s/web", ns)
+	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
+	var at []string
+	whole := ""
+	ok := assert.Eventually(t, func() bool {
+		at, whole = at[:0], ""
+		for pod, tr := range be.find(fragment.PhaseDeploymentRollout, object, trigger) {
+			at = append(at, pod)
+			if pod != not && tracecheck.Count(tr, fragment.PhasePodReady) == replicas && countService(tr, "apiserver") > 0 && len(tracecheck.Check(tr, expect)) == 0 {
+				whole = pod
+			}
+		}
+		return whole != "" && len(at) == 1
+	}, 2*time.Minute, time.Second, "%s %s: one whole trace, with its apiserver requests, at one gateway (found at %v)", object, trigger, at)
+	if !ok {
+		for pod, tr := range be.find(fragment.PhaseDeploymentRollout, object, trigger) {
+			t.Logf("%s %s at %s: %d pod.ready; %v", object, trigger, pod, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
+		}
+		t.FailNow()
+	}
+	return whole
+}
+
+func countService(tr *waterfall.Trace, service string) int {
+	n := 0
+	for _, s := range tr.Spans {
+		if s.Service == service {
+			n++
+		}
+	}
+	return n
+}
+
+func setImage(t *testing.T, cluster *localcluster.Cluster, ns, image string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":%q}]}}}}`, image)
+	_, err := cluster.Client.AppsV1().Deployments(ns).Patch(t.Context(), "web", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+	require.NoError(t, err)
+}
+
+func waitConverged(t *testing.T, cluster *localcluster.Cluster, ns string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		d, err := cluster.Client.AppsV1().Deployments(ns).Get(t.Context(), "web", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false
+		}
+		require.NoError(t, err)
+		return d.Status.ObservedGeneration == d.Generation && d.Status.UpdatedReplicas == *d.Spec.Replicas &&
+			d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.Replicas == *d.Spec.Replicas
+	}, 2*time.Minute, 200*time.Millisecond, "%s/web converges", ns)
+}
+
+// logMemory logs each running process's resident set, now and at its peak.
+func logMemory(t *testing.T, runner *podrunner.Runner, when string) {
+	pods := runner.Pods()
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Namespace+pods[i].Name < pods[j].Namespace+pods[j].Name })
+	var lines []string
+	for _, p := range pods {
+		rss, peak := p.Memory()
+		lines = append(lines, fmt.Sprintf("%s/%s (%s): RSS %.1f MiB, peak %.1f MiB", p.Namespace, p.Name, p.Node, float64(rss)/(1<<20), float64(peak)/(1<<20)))
+	}
+	t.Logf("memory %s:\n  %s", when, strings.Join(slices.Clip(lines), "\n  "))
+}

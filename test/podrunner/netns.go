@@ -1,0 +1,153 @@
+package podrunner
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// netns is a network namespace of its own, held by one OS thread: a pod's
+// network, or a node's host network for the pods that ask for it. Sockets
+// keep the namespace they were made in, so the runner listens and dials in
+// each namespace from one process; nothing in a namespace can reach the
+// machine's network (it has only its loopback device, with the cluster
+// addresses it needs added to it).
+type netns struct {
+	name string
+	do   chan func()
+	quit chan struct{}
+	once sync.Once
+
+	mu    sync.Mutex
+	addrs map[string]bool         // addresses on its lo
+	ls    map[string]net.Listener // by ip:port
+}
+
+// newNetns makes a namespace with lo up and addrs on lo.
+func newNetns(name string) (*netns, error) {
+	n := &netns{name: name, do: make(chan func()), quit: make(chan struct{}), addrs: map[string]bool{}, ls: map[string]net.Listener{}}
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: when this goroutine returns, Go ends the thread,
+		// and the namespace goes with its last socket and process.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("podrunner: new network namespace: %w", err)
+			return
+		}
+		errc <- nil
+		for {
+			select {
+			case f := <-n.do:
+				f()
+			case <-n.quit:
+				return
+			}
+		}
+	}()
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	if err := n.ip("link", "set", "lo", "up"); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// run calls f on the namespace's thread: sockets f makes, and processes
+// it starts, are in the namespace.
+func (n *netns) run(f func()) {
+	done := make(chan struct{})
+	select {
+	case n.do <- func() { f(); close(done) }:
+		<-done
+	case <-n.quit:
+	}
+}
+
+// ip runs iproute2's ip in the namespace.
+func (n *netns) ip(args ...string) (err error) {
+	n.run(func() {
+		out, e := exec.Command("ip", args...).CombinedOutput()
+		if e != nil {
+			err = fmt.Errorf("podrunner: ip %v in %s: %v: %s", args, n.name, e, out)
+		}
+	})
+	return err
+}
+
+// addAddr puts addr on the namespace's lo (once).
+func (n *netns) addAddr(addr string) error {
+	n.mu.Lock()
+	have := n.addrs[addr]
+	n.mu.Unlock()
+	if have || addr == "127.0.0.1" {
+		return nil
+	}
+	if err := n.ip("addr", "add", addr+"/32", "dev", "lo"); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.addrs[addr] = true
+	n.mu.Unlock()
+	return nil
+}
+
+// listen listens on hostport in the namespace (once per hostport) and
+// hands each connection to serve; false if it listened already.
+func (n *netns) listen(hostport string, serve func(net.Conn)) (bool, error) {
+	n.mu.Lock()
+	_, have := n.ls[hostport]
+	n.mu.Unlock()
+	if have {
+		return false, nil
+	}
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false, err
+	}
+	if err := n.addAddr(host); err != nil {
+		return false, err
+	}
+	var l net.Listener
+	n.run(func() { l, err = net.Listen("tcp", hostport) })
+	if err != nil {
+		return false, fmt.Errorf("podrunner: listen %s in %s: %w", hostport, n.name, err)
+	}
+	n.mu.Lock()
+	n.ls[hostport] = l
+	n.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return true, nil
+}
+
+// dial connects to hostport from inside the namespace.
+func (n *netns) dial(hostport string) (c net.Conn, err error) {
+	err = fmt.Errorf("podrunner: %s is closed", n.name)
+	n.run(func() { c, err = net.Dial("tcp", hostport) })
+	return c, err
+}
+
+// close stops its listeners and ends its thread.
+func (n *netns) close() {
+	n.once.Do(func() {
+		n.mu.Lock()
+		for _, l := range n.ls {
+			_ = l.Close()
+		}
+		n.mu.Unlock()
+		close(n.quit)
+	})
+}

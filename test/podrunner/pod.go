@@ -1,0 +1,419 @@
+package podrunner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// serviceAccountDir is where client-go's in-cluster config reads the
+// token, CA and namespace.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// mount is a bind mount into the pod's root.
+type mount struct {
+	src, dst string
+	readOnly bool
+}
+
+// start runs pod's container.
+func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
+	if len(pod.Spec.Containers) != 1 || len(pod.Spec.InitContainers) > 0 {
+		return fmt.Errorf("runs pods of one container only")
+	}
+	c := pod.Spec.Containers[0]
+	dir := filepath.Join(r.opts.Dir, pod.Namespace+"_"+pod.Name)
+	if err := os.MkdirAll(filepath.Join(dir, "root"), 0o755); err != nil {
+		return err
+	}
+	p := &Pod{Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, IP: pod.Status.PodIP,
+		Log: filepath.Join(dir, "log"), spec: pod, dir: dir, hosts: filepath.Join(dir, "hosts"), exit: make(chan struct{})}
+	mounts, err := r.volumes(ctx, pod, c, dir)
+	if err != nil {
+		return err
+	}
+	env, err := r.env(pod, c)
+	if err != nil {
+		return err
+	}
+	uid, gid, groups, err := identity(pod, c)
+	if err != nil {
+		return err
+	}
+	argv := c.Command
+	if len(argv) == 0 {
+		argv = []string{r.opts.Entrypoint}
+	}
+	argv = append(argv, c.Args...)
+	for _, a := range argv {
+		if strings.Contains(a, "$(") {
+			return fmt.Errorf("argument %q: $(VAR) expansion is not supported here", a)
+		}
+	}
+	r.mu.Lock()
+	hosts := r.state.hosts
+	r.mu.Unlock()
+	if err := os.WriteFile(p.hosts, []byte(hosts), 0o644); err != nil {
+		return err
+	}
+	resolv := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
+		return err
+	}
+	mounts = append(mounts, mount{src: p.hosts, dst: "/etc/hosts", readOnly: true}, mount{src: resolv, dst: "/etc/resolv.conf", readOnly: true},
+		mount{src: r.opts.Image, dst: r.opts.Entrypoint, readOnly: true})
+	readOnlyRoot := c.SecurityContext != nil && ptr.Deref(c.SecurityContext.ReadOnlyRootFilesystem, false)
+	script := rootScript(filepath.Join(dir, "root"), mounts, readOnlyRoot, uid, gid, groups, argv)
+
+	// The network: the node's for a host-network pod, else its own with
+	// its IP.
+	r.mu.Lock()
+	ns := r.nodes[pod.Spec.NodeName]
+	r.mu.Unlock()
+	if !pod.Spec.HostNetwork || ns == nil {
+		name := "pod " + pod.Namespace + "/" + pod.Name
+		if pod.Spec.HostNetwork {
+			name = "node " + pod.Spec.NodeName
+		}
+		if ns, err = newNetns(name); err != nil {
+			return err
+		}
+		if !pod.Spec.HostNetwork {
+			if err := ns.addAddr(pod.Status.PodIP); err != nil {
+				ns.close()
+				return err
+			}
+		}
+	}
+	p.net = ns
+	log, err := os.Create(p.Log)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command("sh", "-ec", script)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = log, log
+	// A mount namespace of its own: the root and its mounts vanish with
+	// the process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	ns.run(func() { err = cmd.Start() })
+	if err != nil {
+		return err
+	}
+	p.PID = cmd.Process.Pid
+	r.mu.Lock()
+	r.pods[pod.UID] = p
+	if pod.Spec.HostNetwork {
+		r.nodes[pod.Spec.NodeName] = ns
+	}
+	r.owner[ns] = p
+	r.mu.Unlock()
+	r.logf("%s/%s on %s: pid %d, uid %d, %v", pod.Namespace, pod.Name, pod.Spec.NodeName, p.PID, uid, argv)
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exit)
+		r.mu.Lock()
+		killed := p.killed
+		r.mu.Unlock()
+		if !killed {
+			r.fail(fmt.Errorf("podrunner: %s/%s exited on its own (%v); its log ends:\n%s", p.Namespace, p.Name, p.err, tail(p.Log, 30)))
+		}
+		if !pod.Spec.HostNetwork {
+			ns.close()
+		}
+	}()
+	return nil
+}
+
+// rootScript is the shell that builds the container's root in its mount
+// namespace and execs the entrypoint in it, as the pod's user.
+func rootScript(root string, mounts []mount, readOnlyRoot bool, uid, gid int64, groups []int64, argv []string) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("mount --make-rprivate /")
+	w("R=%s", quote(root))
+	w(`mount -t tmpfs -o mode=0755,size=16m tmpfs "$R"`)
+	w(`mkdir -p "$R/proc" "$R/dev" "$R/sys" "$R/tmp" "$R/etc"`)
+	w(`mount -t proc proc "$R/proc"`)
+	w(`mount --rbind /dev "$R/dev"`)
+	w(`mount --rbind /sys "$R/sys" && mount -o remount,bind,ro "$R/sys"`)
+	for _, m := range mounts {
+		dst := `"$R"` + quote(m.dst)
+		if st, err := os.Stat(m.src); err == nil && !st.IsDir() {
+			w(`mkdir -p "$(dirname %s)" && touch %s`, dst, dst)
+		} else {
+			w(`mkdir -p %s`, dst)
+		}
+		w("mount --bind %s %s", quote(m.src), dst)
+		if m.readOnly {
+			w("mount -o remount,bind,ro %s", dst)
+		}
+	}
+	if readOnlyRoot {
+		w(`mount -o remount,ro "$R"`)
+	}
+	gs := make([]string, len(groups))
+	for i, g := range groups {
+		gs[i] = strconv.FormatInt(g, 10)
+	}
+	args := make([]string, len(argv))
+	for i, a := range argv {
+		args[i] = quote(a)
+	}
+	w(`exec chroot --userspec=%d:%d --groups=%s "$R" %s`, uid, gid, strings.Join(gs, ","), strings.Join(args, " "))
+	return b.String()
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// identity is the user, group and supplementary groups the container runs
+// as. The image's own USER is not known here: the pod must say.
+func identity(pod *corev1.Pod, c corev1.Container) (uid, gid int64, groups []int64, err error) {
+	psc := pod.Spec.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	csc := c.SecurityContext
+	if csc == nil {
+		csc = &corev1.SecurityContext{}
+	}
+	u := csc.RunAsUser
+	if u == nil {
+		u = psc.RunAsUser
+	}
+	if u == nil {
+		return 0, 0, nil, fmt.Errorf("no runAsUser: the runner does not read the image's USER")
+	}
+	g := csc.RunAsGroup
+	if g == nil {
+		g = psc.RunAsGroup
+	}
+	if g == nil {
+		g = u
+	}
+	groups = append(groups, *g)
+	if psc.FSGroup != nil {
+		groups = append(groups, *psc.FSGroup)
+	}
+	groups = append(groups, psc.SupplementalGroups...)
+	return *u, *g, groups, nil
+}
+
+// env is the container's environment as the kubelet makes it: its env
+// entries with fieldRefs resolved, and the kubernetes Service's address.
+func (r *Runner) env(pod *corev1.Pod, c corev1.Container) ([]string, error) {
+	if len(c.EnvFrom) > 0 {
+		return nil, fmt.Errorf("envFrom is not supported here")
+	}
+	r.mu.Lock()
+	var apiHost, apiPort string
+	for hostport, rt := range r.state.routes {
+		if rt.service.Namespace == "default" && rt.service.Name == "kubernetes" {
+			apiHost, apiPort, _ = strings.Cut(hostport, ":")
+		}
+	}
+	r.mu.Unlock()
+	if apiHost == "" {
+		return nil, fmt.Errorf("no ClusterIP for default/kubernetes yet")
+	}
+	hostname := pod.Name
+	if pod.Spec.HostNetwork {
+		hostname = pod.Spec.NodeName
+	}
+	env := []string{"HOSTNAME=" + hostname, "KUBERNETES_SERVICE_HOST=" + apiHost, "KUBERNETES_SERVICE_PORT=" + apiPort,
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			if strings.Contains(e.Value, "$(") {
+				return nil, fmt.Errorf("env %s: $(VAR) expansion is not supported here", e.Name)
+			}
+			env = append(env, e.Name+"="+e.Value)
+		case e.ValueFrom.FieldRef != nil:
+			v, err := fieldRef(pod, e.ValueFrom.FieldRef.FieldPath)
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env = append(env, e.Name+"="+v)
+		default:
+			return nil, fmt.Errorf("env %s: only values and fieldRefs are supported here", e.Name)
+		}
+	}
+	return env, nil
+}
+
+func fieldRef(pod *corev1.Pod, path string) (string, error) {
+	switch path {
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	case "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	case "status.podIP":
+		return pod.Status.PodIP, nil
+	case "status.hostIP":
+		return pod.Status.HostIP, nil
+	}
+	return "", fmt.Errorf("fieldRef %s is not supported here", path)
+}
+
+// volumes writes the container's volumes under dir and says where they
+// mount; the ServiceAccount's token volume too, unless the pod opts out.
+func (r *Runner) volumes(ctx context.Context, pod *corev1.Pod, c corev1.Container, dir string) ([]mount, error) {
+	var fsGroup *int64
+	if pod.Spec.SecurityContext != nil {
+		fsGroup = pod.Spec.SecurityContext.FSGroup
+	}
+	byName := map[string]corev1.Volume{}
+	for _, v := range pod.Spec.Volumes {
+		byName[v.Name] = v
+	}
+	var out []mount
+	for _, vm := range c.VolumeMounts {
+		v, ok := byName[vm.Name]
+		if !ok {
+			return nil, fmt.Errorf("volumeMount %s: no such volume", vm.Name)
+		}
+		if vm.SubPath != "" {
+			return nil, fmt.Errorf("volumeMount %s: subPath is not supported here", vm.Name)
+		}
+		src := filepath.Join(dir, "volumes", v.Name)
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return nil, err
+		}
+		var files map[string][]byte
+		mode := int32(0o644)
+		switch {
+		case v.ConfigMap != nil:
+			cm, err := r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			if len(v.ConfigMap.Items) > 0 {
+				return nil, fmt.Errorf("volume %s: items are not supported here", v.Name)
+			}
+			files = map[string][]byte{}
+			for k, s := range cm.Data {
+				files[k] = []byte(s)
+			}
+			mode = ptr.Deref(v.ConfigMap.DefaultMode, mode)
+		case v.Secret != nil:
+			s, err := r.client.CoreV1().Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			if len(v.Secret.Items) > 0 {
+				return nil, fmt.Errorf("volume %s: items are not supported here", v.Name)
+			}
+			files, mode = s.Data, ptr.Deref(v.Secret.DefaultMode, mode)
+		case v.EmptyDir != nil:
+			// Writable by the pod's user; its group is the fsGroup.
+			if err := os.Chmod(src, 0o777); err != nil {
+				return nil, err
+			}
+			if fsGroup != nil {
+				if err := os.Chown(src, 0, int(*fsGroup)); err != nil {
+					return nil, err
+				}
+			}
+		default:
+			return nil, fmt.Errorf("volume %s: only configMap, secret and emptyDir are supported here", v.Name)
+		}
+		if err := writeFiles(src, files, mode, fsGroup); err != nil {
+			return nil, err
+		}
+		out = append(out, mount{src: src, dst: vm.MountPath, readOnly: vm.ReadOnly})
+	}
+	if ptr.Deref(pod.Spec.AutomountServiceAccountToken, true) {
+		m, err := r.serviceAccountVolume(ctx, pod, dir, fsGroup)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// serviceAccountVolume is the kubelet's projected token volume: a token
+// for the pod's ServiceAccount from the TokenRequest API, bound to the pod
+// object, with the cluster's CA and the namespace.
+func (r *Runner) serviceAccountVolume(ctx context.Context, pod *corev1.Pod, dir string, fsGroup *int64) (mount, error) {
+	tr, err := r.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](3607),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return mount{}, fmt.Errorf("token for ServiceAccount %s: %w", pod.Spec.ServiceAccountName, err)
+	}
+	ca, err := os.ReadFile(r.caFile)
+	if err != nil {
+		return mount{}, err
+	}
+	src := filepath.Join(dir, "volumes", "kube-api-access")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return mount{}, err
+	}
+	files := map[string][]byte{"token": []byte(tr.Status.Token), "ca.crt": ca, "namespace": []byte(pod.Namespace)}
+	mode := int32(0o644)
+	if fsGroup != nil {
+		mode = 0o640
+	}
+	if err := writeFiles(src, files, mode, fsGroup); err != nil {
+		return mount{}, err
+	}
+	return mount{src: src, dst: serviceAccountDir, readOnly: true}, nil
+}
+
+// writeFiles writes a volume's files with the pod's mode, root-owned with
+// the fsGroup as their group, as the kubelet does.
+func writeFiles(dir string, files map[string][]byte, mode int32, fsGroup *int64) error {
+	names := make([]string, 0, len(files))
+	for k := range files {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		p := filepath.Join(dir, k)
+		if err := os.WriteFile(p, files[k], 0o600); err != nil {
+			return err
+		}
+		if fsGroup != nil {
+			if err := os.Chown(p, 0, int(*fsGroup)); err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(p, os.FileMode(mode)&os.ModePerm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tail is the last n lines of a file.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

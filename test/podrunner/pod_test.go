@@ -1,0 +1,67 @@
+package podrunner
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+func gatewayPod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "gw-1", Namespace: "kubestitch", UID: "u1"},
+		Spec: corev1.PodSpec{
+			NodeName:        "kwok-node-1",
+			SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532), FSGroup: ptr.To[int64](65532)},
+			Containers: []corev1.Container{{
+				Name: "otelcol",
+				Env: []corev1.EnvVar{
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "MY_POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+					{Name: "GOMEMLIMIT", Value: "800MiB"},
+				},
+			}},
+		},
+		Status: corev1.PodStatus{PodIP: "10.244.0.7"},
+	}
+}
+
+func TestEnvResolvesFieldRefsAndTheAPIServerService(t *testing.T) {
+	r := New(Options{})
+	r.state.routes = map[string]route{"10.96.0.1:443": {service: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}}}}
+	pod := gatewayPod()
+	env, err := r.env(pod, pod.Spec.Containers[0])
+	require.NoError(t, err)
+	assert.Subset(t, env, []string{"POD_NAME=gw-1", "MY_POD_IP=10.244.0.7", "GOMEMLIMIT=800MiB",
+		"KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "HOSTNAME=gw-1"})
+
+	pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"}}})
+	_, err = r.env(pod, pod.Spec.Containers[0])
+	assert.ErrorContains(t, err, "env X", "what it cannot run as the kubelet would, it refuses")
+}
+
+func TestIdentityIsThePodsUserWithItsFSGroup(t *testing.T) {
+	pod := gatewayPod()
+	uid, gid, groups, err := identity(pod, pod.Spec.Containers[0])
+	require.NoError(t, err)
+	assert.Equal(t, int64(65532), uid)
+	assert.Equal(t, int64(65532), gid)
+	assert.Equal(t, []int64{65532, 65532}, groups)
+
+	pod.Spec.SecurityContext = nil
+	_, _, _, err = identity(pod, pod.Spec.Containers[0])
+	assert.Error(t, err, "no runAsUser: the image's USER is not known here")
+}
+
+func TestRootScriptMountsOnlyTheVolumesAndDropsToThePodsUser(t *testing.T) {
+	s := rootScript("/tmp/x/root", []mount{{src: "/tmp/x/volumes/conf", dst: "/conf", readOnly: true}, {src: "/tmp/x/volumes/state", dst: "/var/lib/kubestitch"}},
+		true, 65532, 65532, []int64{65532}, []string{"/otelcol-kubestitch", "--config=/conf/it's.yaml"})
+	assert.Contains(t, s, `mount --bind '/tmp/x/volumes/conf' "$R"'/conf'`+"\nmount -o remount,bind,ro \"$R\"'/conf'")
+	assert.NotContains(t, s, `remount,bind,ro "$R"'/var/lib/kubestitch'`)
+	assert.Contains(t, s, `mount -o remount,ro "$R"`, "readOnlyRootFilesystem")
+	assert.Contains(t, s, `exec chroot --userspec=65532:65532 --groups=65532 "$R" '/otelcol-kubestitch' '--config=/conf/it'\''s.yaml'`)
+}
