@@ -118,12 +118,11 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	apply(t, cluster.RESTConfig, append(build(t, "sharded"), fragmentKey(t)...))
 	server, err := url.Parse(cluster.Server)
 	require.NoError(t, err)
-	runner.Start(cluster.Client, server.Host, cluster.CAFile())
+	runner.Start(cluster.Client, server.Host)
 
 	// Every pod of the install runs and is ready.
 	want := map[string]int{"kubestitch-node": len(cluster.Nodes), "kubestitch": 3}
-	require.Eventually(t, func() bool {
-		require.NoError(t, runner.Err())
+	waitRunning(t, runner, 3*time.Minute, "an agent on each node and 3 gateways run and report ready", func() bool {
 		got := map[string]int{}
 		for _, p := range runner.Pods() {
 			if b, _ := os.ReadFile(p.Log); strings.Contains(string(b), "Everything is ready") {
@@ -131,7 +130,7 @@ func TestInstallRunsAsShipped(t *testing.T) {
 			}
 		}
 		return got["kubestitch-node"] == want["kubestitch-node"] && got["kubestitch"] == want["kubestitch"]
-	}, 3*time.Minute, 500*time.Millisecond, "an agent on each of %d nodes and 3 gateways run and report ready", len(cluster.Nodes))
+	})
 	require.Eventually(t, func() bool {
 		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
 		return err == nil && l.Spec.HolderIdentity != nil
@@ -184,15 +183,14 @@ func TestInstallRunsAsShipped(t *testing.T) {
 
 	// The replacement runs; a trace of team-1 reaches a live gateway.
 	var moved time.Duration
-	require.Eventually(t, func() bool {
-		require.NoError(t, runner.Err())
+	waitRunning(t, runner, 3*time.Minute, "a trace of "+ns+" reaches a live gateway", func() bool {
 		for pod := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "") {
 			if pod != victim.Name && moved == 0 {
 				moved = time.Since(killed)
 			}
 		}
 		return moved > 0
-	}, 3*time.Minute, 200*time.Millisecond, "a trace of %s reaches a live gateway", ns)
+	})
 	t.Logf("failover: %v from the SIGKILL until a trace of %s reached a live gateway's backend", moved, ns)
 	// What the rollout in flight lost: its trace at each live gateway.
 	waitConverged(t, cluster, ns)
@@ -218,6 +216,20 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	logMemory(t, runner, "at the end")
 }
 
+// waitRunning waits until cond holds, failing at once when a pod of the
+// install cannot run or exits on its own.
+func waitRunning(t *testing.T, runner *podrunner.Runner, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		require.NoError(t, runner.Err(), what)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // wholeAtOneGateway waits until the rollout (trigger) of ns/web is one
 // whole trace, with its apiserver requests and replicas pod.ready spans,
 // at exactly one gateway other than not, and returns that gateway.
@@ -241,6 +253,21 @@ func wholeAtOneGateway(t *testing.T, be *backends, ns, trigger string, replicas 
 		for pod, tr := range be.find(fragment.PhaseDeploymentRollout, object, trigger) {
 			t.Logf("%s %s at %s: %d pod.ready; %v", object, trigger, pod, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
 		}
+		be.mu.Lock()
+		for gw, s := range be.sinks {
+			for _, tr := range waterfall.Build(s.Traces()) {
+				n := 0
+				for _, sp := range tr.Spans {
+					if strings.HasPrefix(sp.Object, "Pod "+ns+"/") {
+						n++
+					}
+				}
+				if n > 0 && tr.Root != nil {
+					t.Logf("at %s: trace %s %s (%d spans of %s pods)", gw, tr.Root.Name, tr.Root.Object, n, ns)
+				}
+			}
+		}
+		be.mu.Unlock()
 		t.FailNow()
 	}
 	return whole

@@ -469,7 +469,9 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 		"--kubeconfig="+kc, "--config="+cfg,
 		// Only the nodes created for kwok: a real kubelet's node is its own.
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--cidr=10.244.0.0/24", "--node-ip=10.244.0.1",
+		// Pod IPs apart from the nodes' own: a host-network pod has its
+		// node's IP, and no other pod may (test/podrunner routes by IP).
+		"--cidr=10.244.1.0/24", "--node-ip=10.244.0.1",
 		fmt.Sprintf("--server-address=127.0.0.1:%d", port),
 	)
 }

@@ -145,8 +145,3 @@ func (c *Cluster) ServingCert(name string) (certFile, keyFile string, caBundle [
 	caBundle, err = os.ReadFile(c.pki.path("ca.crt"))
 	return c.pki.path(name + ".crt"), c.pki.path(name + ".key"), caBundle, err
 }
-
-// CAFile is the cluster's CA certificate (PEM), which kube-apiserver's
-// serving certificate chains to: what a pod's ServiceAccount volume holds
-// as ca.crt. Available after Prepare.
-func (c *Cluster) CAFile() string { return c.pki.path("ca.crt") }

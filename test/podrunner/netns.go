@@ -24,7 +24,7 @@ type netns struct {
 
 	mu    sync.Mutex
 	addrs map[string]bool         // addresses on its lo
-	ls    map[string]net.Listener // by ip:port
+	ls    map[string]net.Listener // the route of each ip:port
 }
 
 // newNetns makes a namespace with lo up and addrs on lo.
@@ -70,11 +70,14 @@ func (n *netns) run(f func()) {
 }
 
 // ip runs iproute2's ip in the namespace.
-func (n *netns) ip(args ...string) (err error) {
+func (n *netns) ip(args ...string) error { return n.run1("ip", args...) }
+
+// run1 runs a command in the namespace.
+func (n *netns) run1(name string, args ...string) (err error) {
 	n.run(func() {
-		out, e := exec.Command("ip", args...).CombinedOutput()
+		out, e := exec.Command(name, args...).CombinedOutput()
 		if e != nil {
-			err = fmt.Errorf("podrunner: ip %v in %s: %v: %s", args, n.name, e, out)
+			err = fmt.Errorf("podrunner: %s %v in %s: %v: %s", name, args, n.name, e, out)
 		}
 	})
 	return err
@@ -97,26 +100,35 @@ func (n *netns) addAddr(addr string) error {
 	return nil
 }
 
-// listen listens on hostport in the namespace (once per hostport) and
-// hands each connection to serve; false if it listened already.
-func (n *netns) listen(hostport string, serve func(net.Conn)) (bool, error) {
+// route leads connections to hostport from inside the namespace to serve,
+// once per hostport; false if it did already. As kube-proxy does, by
+// DNAT (iptables' nat OUTPUT chain): to a listener on the namespace's
+// 127.0.0.1 at a port of its own, so that a process of the namespace can
+// still listen on that port of every address (0.0.0.0:4317), as pods do.
+func (n *netns) route(hostport string, serve func(net.Conn)) (bool, error) {
 	n.mu.Lock()
 	_, have := n.ls[hostport]
 	n.mu.Unlock()
 	if have {
 		return false, nil
 	}
-	host, _, err := net.SplitHostPort(hostport)
+	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false, err
 	}
+	// A local address: routable, and nothing listens on it.
 	if err := n.addAddr(host); err != nil {
 		return false, err
 	}
 	var l net.Listener
-	n.run(func() { l, err = net.Listen("tcp", hostport) })
+	n.run(func() { l, err = net.Listen("tcp", "127.0.0.1:0") })
 	if err != nil {
-		return false, fmt.Errorf("podrunner: listen %s in %s: %w", hostport, n.name, err)
+		return false, fmt.Errorf("podrunner: listen in %s: %w", n.name, err)
+	}
+	if err := n.run1("iptables", "-w", "-t", "nat", "-A", "OUTPUT", "-d", host+"/32", "-p", "tcp", "--dport", port,
+		"-j", "DNAT", "--to-destination", l.Addr().String()); err != nil {
+		_ = l.Close()
+		return false, err
 	}
 	n.mu.Lock()
 	n.ls[hostport] = l

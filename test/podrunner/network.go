@@ -113,16 +113,24 @@ func (r *Runner) wantedRoutes() map[string]route {
 // ensureRoutes gives every namespace the routes it lacks. Called with
 // r.mu held.
 func (r *Runner) ensureRoutes() error {
-	want := r.wantedRoutes()
 	for _, ns := range r.namespaces() {
-		for hostport := range want {
-			host, _, _ := net.SplitHostPort(hostport)
-			if own := r.owner[ns]; own != nil && own.IP == host && !own.spec.Spec.HostNetwork {
-				continue // the pod's own address: its process listens there
-			}
-			if _, err := ns.listen(hostport, func(c net.Conn) { r.serve(ns, hostport, c) }); err != nil {
-				return err
-			}
+		if err := r.ensureRoutesOf(ns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureRoutesOf gives one namespace the routes it lacks. Called with r.mu
+// held.
+func (r *Runner) ensureRoutesOf(ns *netns) error {
+	for hostport := range r.wantedRoutes() {
+		host, _, _ := net.SplitHostPort(hostport)
+		if own := r.owner[ns]; own != nil && own.IP == host && !own.spec.Spec.HostNetwork {
+			continue // the pod's own address: its process listens there
+		}
+		if _, err := ns.route(hostport, func(c net.Conn) { r.serve(ns, hostport, c) }); err != nil {
+			return err
 		}
 	}
 	return nil

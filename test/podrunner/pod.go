@@ -17,10 +17,6 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// serviceAccountDir is where client-go's in-cluster config reads the
-// token, CA and namespace.
-const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
-
 // mount is a bind mount into the pod's root.
 type mount struct {
 	src, dst string
@@ -97,6 +93,15 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 		}
 	}
 	p.net = ns
+	// Its routes before it starts: a pod's network works from its first
+	// instruction.
+	r.mu.Lock()
+	r.owner[ns] = p
+	err = r.ensureRoutesOf(ns)
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	log, err := os.Create(p.Log)
 	if err != nil {
 		return err
@@ -120,7 +125,7 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 	}
 	r.owner[ns] = p
 	r.mu.Unlock()
-	r.logf("%s/%s on %s: pid %d, uid %d, %v", pod.Namespace, pod.Name, pod.Spec.NodeName, p.PID, uid, argv)
+	r.logf("%s/%s on %s (%s): pid %d, uid %d, %v", pod.Namespace, pod.Name, pod.Spec.NodeName, pod.Status.PodIP, p.PID, uid, argv)
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exit)
@@ -275,7 +280,8 @@ func fieldRef(pod *corev1.Pod, path string) (string, error) {
 }
 
 // volumes writes the container's volumes under dir and says where they
-// mount; the ServiceAccount's token volume too, unless the pod opts out.
+// mount (the ServiceAccount's token among them: the admission plugin added
+// it to the pod as a projected volume).
 func (r *Runner) volumes(ctx context.Context, pod *corev1.Pod, c corev1.Container, dir string) ([]mount, error) {
 	var fsGroup *int64
 	if pod.Spec.SecurityContext != nil {
@@ -323,6 +329,13 @@ func (r *Runner) volumes(ctx context.Context, pod *corev1.Pod, c corev1.Containe
 				return nil, fmt.Errorf("volume %s: items are not supported here", v.Name)
 			}
 			files, mode = s.Data, ptr.Deref(v.Secret.DefaultMode, mode)
+		case v.Projected != nil:
+			// The ServiceAccount admission plugin's kube-api-access volume.
+			var err error
+			if files, err = r.projected(ctx, pod, v.Projected); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			mode = ptr.Deref(v.Projected.DefaultMode, mode)
 		case v.EmptyDir != nil:
 			// Writable by the pod's user; its group is the fsGroup.
 			if err := os.Chmod(src, 0o777); err != nil {
@@ -334,53 +347,66 @@ func (r *Runner) volumes(ctx context.Context, pod *corev1.Pod, c corev1.Containe
 				}
 			}
 		default:
-			return nil, fmt.Errorf("volume %s: only configMap, secret and emptyDir are supported here", v.Name)
+			return nil, fmt.Errorf("volume %s: only configMap, secret, projected and emptyDir are supported here", v.Name)
 		}
 		if err := writeFiles(src, files, mode, fsGroup); err != nil {
 			return nil, err
 		}
 		out = append(out, mount{src: src, dst: vm.MountPath, readOnly: vm.ReadOnly})
 	}
-	if ptr.Deref(pod.Spec.AutomountServiceAccountToken, true) {
-		m, err := r.serviceAccountVolume(ctx, pod, dir, fsGroup)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
 	return out, nil
 }
 
-// serviceAccountVolume is the kubelet's projected token volume: a token
-// for the pod's ServiceAccount from the TokenRequest API, bound to the pod
-// object, with the cluster's CA and the namespace.
-func (r *Runner) serviceAccountVolume(ctx context.Context, pod *corev1.Pod, dir string, fsGroup *int64) (mount, error) {
-	tr, err := r.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{
-			ExpirationSeconds: ptr.To[int64](3607),
-			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return mount{}, fmt.Errorf("token for ServiceAccount %s: %w", pod.Spec.ServiceAccountName, err)
+// projected is a projected volume's files, as the kubelet writes them: a
+// token for the pod's ServiceAccount from the TokenRequest API, bound to
+// the pod object; ConfigMap keys (kube-root-ca.crt: the cluster's CA, as
+// kube-controller-manager publishes it); downward API fields.
+func (r *Runner) projected(ctx context.Context, pod *corev1.Pod, v *corev1.ProjectedVolumeSource) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, src := range v.Sources {
+		switch {
+		case src.ServiceAccountToken != nil:
+			sat := src.ServiceAccountToken
+			spec := authenticationv1.TokenRequestSpec{
+				ExpirationSeconds: sat.ExpirationSeconds,
+				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+			}
+			if sat.Audience != "" {
+				spec.Audiences = []string{sat.Audience}
+			}
+			tr, err := r.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("token for ServiceAccount %s: %w", pod.Spec.ServiceAccountName, err)
+			}
+			files[sat.Path] = []byte(tr.Status.Token)
+		case src.ConfigMap != nil:
+			cm, err := r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			for _, it := range src.ConfigMap.Items {
+				d, ok := cm.Data[it.Key]
+				if !ok {
+					return nil, fmt.Errorf("ConfigMap %s has no %s", cm.Name, it.Key)
+				}
+				files[it.Path] = []byte(d)
+			}
+		case src.DownwardAPI != nil:
+			for _, it := range src.DownwardAPI.Items {
+				if it.FieldRef == nil {
+					return nil, fmt.Errorf("downward API %s: only fieldRefs are supported here", it.Path)
+				}
+				val, err := fieldRef(pod, it.FieldRef.FieldPath)
+				if err != nil {
+					return nil, err
+				}
+				files[it.Path] = []byte(val)
+			}
+		default:
+			return nil, fmt.Errorf("only serviceAccountToken, configMap and downwardAPI sources are supported here")
+		}
 	}
-	ca, err := os.ReadFile(r.caFile)
-	if err != nil {
-		return mount{}, err
-	}
-	src := filepath.Join(dir, "volumes", "kube-api-access")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return mount{}, err
-	}
-	files := map[string][]byte{"token": []byte(tr.Status.Token), "ca.crt": ca, "namespace": []byte(pod.Namespace)}
-	mode := int32(0o644)
-	if fsGroup != nil {
-		mode = 0o640
-	}
-	if err := writeFiles(src, files, mode, fsGroup); err != nil {
-		return mount{}, err
-	}
-	return mount{src: src, dst: serviceAccountDir, readOnly: true}, nil
+	return files, nil
 }
 
 // writeFiles writes a volume's files with the pod's mode, root-owned with

@@ -9,8 +9,8 @@
 // config looks for it. A missing RBAC permission fails as it would in the
 // cluster.
 //
-// It needs root (namespaces and mounts), iproute2's ip and coreutils'
-// chroot. Nothing it starts can reach the machine's network: each
+// It needs root (namespaces and mounts), iproute2's ip, iptables and
+// coreutils' chroot. Nothing it starts can reach the machine's network: each
 // namespace has only a loopback device, and the runner carries every
 // connection between namespaces itself (see network.go).
 package podrunner
@@ -55,7 +55,6 @@ type Runner struct {
 	opts      Options
 	client    kubernetes.Interface
 	apiServer string
-	caFile    string
 
 	mu     sync.Mutex
 	pods   map[types.UID]*Pod
@@ -138,11 +137,10 @@ func (r *Runner) NodeEndpoint(node string, port int) (string, error) {
 }
 
 // Start runs the chosen pods as they appear (and stops those deleted)
-// until Stop. apiServer is kube-apiserver's host:port on loopback and
-// caFile the cluster's CA, which the ServiceAccount volume carries.
-func (r *Runner) Start(client kubernetes.Interface, apiServer, caFile string) {
+// until Stop. apiServer is kube-apiserver's host:port on loopback.
+func (r *Runner) Start(client kubernetes.Interface, apiServer string) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.client, r.apiServer, r.caFile, r.cancel, r.done = client, apiServer, caFile, cancel, make(chan struct{})
+	r.client, r.apiServer, r.cancel, r.done = client, apiServer, cancel, make(chan struct{})
 	go func() {
 		defer close(r.done)
 		for {
