@@ -59,13 +59,15 @@ func newNetns(name string) (*netns, error) {
 }
 
 // run calls f on the namespace's thread: sockets f makes, and processes
-// it starts, are in the namespace.
-func (n *netns) run(f func()) {
+// it starts, are in the namespace. It fails once the namespace is closed.
+func (n *netns) run(f func()) error {
 	done := make(chan struct{})
 	select {
 	case n.do <- func() { f(); close(done) }:
 		<-done
+		return nil
 	case <-n.quit:
+		return fmt.Errorf("podrunner: %s is closed", n.name)
 	}
 }
 
@@ -74,12 +76,14 @@ func (n *netns) ip(args ...string) error { return n.run1("ip", args...) }
 
 // run1 runs a command in the namespace.
 func (n *netns) run1(name string, args ...string) (err error) {
-	n.run(func() {
+	if rerr := n.run(func() {
 		out, e := exec.Command(name, args...).CombinedOutput()
 		if e != nil {
 			err = fmt.Errorf("podrunner: %s %v in %s: %v: %s", name, args, n.name, e, out)
 		}
-	})
+	}); rerr != nil {
+		return rerr
+	}
 	return err
 }
 
@@ -121,7 +125,9 @@ func (n *netns) route(hostport string, serve func(net.Conn)) (bool, error) {
 		return false, err
 	}
 	var l net.Listener
-	n.run(func() { l, err = net.Listen("tcp", "127.0.0.1:0") })
+	if rerr := n.run(func() { l, err = net.Listen("tcp", "127.0.0.1:0") }); rerr != nil {
+		return false, rerr
+	}
 	if err != nil {
 		return false, fmt.Errorf("podrunner: listen in %s: %w", n.name, err)
 	}
@@ -147,9 +153,19 @@ func (n *netns) route(hostport string, serve func(net.Conn)) (bool, error) {
 
 // dial connects to hostport from inside the namespace.
 func (n *netns) dial(hostport string) (c net.Conn, err error) {
-	err = fmt.Errorf("podrunner: %s is closed", n.name)
-	n.run(func() { c, err = net.Dial("tcp", hostport) })
+	if rerr := n.run(func() { c, err = net.Dial("tcp", hostport) }); rerr != nil {
+		return nil, rerr
+	}
 	return c, err
+}
+
+func (n *netns) closed() bool {
+	select {
+	case <-n.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 // close stops its listeners and ends its thread.

@@ -114,7 +114,7 @@ func (r *Runner) wantedRoutes() map[string]route {
 // r.mu held.
 func (r *Runner) ensureRoutes() error {
 	for _, ns := range r.namespaces() {
-		if err := r.ensureRoutesOf(ns); err != nil {
+		if err := r.ensureRoutesOf(ns); err != nil && !ns.closed() {
 			return err
 		}
 	}
@@ -143,7 +143,7 @@ func (r *Runner) namespaces() []*netns {
 		out = append(out, ns)
 	}
 	for _, p := range r.pods {
-		if !p.spec.Spec.HostNetwork && p.net != nil && !slices.Contains(out, p.net) {
+		if !p.spec.Spec.HostNetwork && p.net != nil && !p.exited() && !slices.Contains(out, p.net) {
 			out = append(out, p.net)
 		}
 	}

@@ -113,7 +113,9 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 	// A mount namespace of its own: the root and its mounts vanish with
 	// the process.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	ns.run(func() { err = cmd.Start() })
+	if rerr := ns.run(func() { err = cmd.Start() }); rerr != nil {
+		return rerr
+	}
 	if err != nil {
 		return err
 	}
