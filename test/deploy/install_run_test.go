@@ -97,6 +97,14 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		Namespaces: []string{"kubestitch", "kubestitch-node"}, Selector: "app.kubernetes.io/name=kubestitch",
 		Backends: map[string]func(string) string{"observability/tempo": be.endpoint},
 		Dir:      t.TempDir(), Log: testLog{t},
+		// The nodes' agents first, as a DaemonSet's pods often are: they
+		// must not lose what they watch before any gateway is resolvable.
+		StartAfter: func(p *corev1.Pod) time.Duration {
+			if p.Namespace == "kubestitch" {
+				return 10 * time.Second
+			}
+			return 0
+		},
 	})
 	// kwok-node-0 plays the control-plane node: kube-apiserver exports to
 	// its agent's 127.0.0.1:4317, as deploy/control-plane/ configures it.
@@ -107,7 +115,8 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range runner.Pods() {
-				t.Logf("%s/%s log:\n%s", p.Namespace, p.Name, localcluster.LogTail(p.Log, 300))
+				t.Logf("%s/%s log:\n%s", p.Namespace, p.Name, localcluster.LogTail(p.Log, 60))
+				t.Logf("%s/%s counters:\n%s", p.Namespace, p.Name, podCounters(runner, p))
 			}
 		}
 	})
@@ -142,6 +151,19 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
 		return err == nil && l.Spec.HolderIdentity != nil
 	}, time.Minute, 200*time.Millisecond, "a gateway takes the k8swatch Lease, with its own ServiceAccount's permissions")
+
+	// The load-balancing exporters re-resolve the headless Service every
+	// 5 s: until each has all 3 gateways, the Lease holder and the agents
+	// may route a namespace differently (the window deploy/README.md
+	// describes). The first rollouts wait for one ring everywhere.
+	waitRunning(t, runner, time.Minute, "every load-balancing exporter has the 3 gateways in its ring", func() bool {
+		for _, p := range runner.Pods() {
+			if n, ok := gauge(runner, p, "otelcol_loadbalancer_num_backends"); !ok || n != 3 {
+				return false
+			}
+		}
+		return true
+	})
 
 	namespaces := []string{"team-1", "team-2", "team-3", "team-4"}
 	for _, ns := range namespaces {
@@ -205,7 +227,8 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
 	inFlight := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:2")
 	for pod, tr := range inFlight {
-		t.Logf("in flight at %s: %d pod.ready of 6, %d apiserver spans, checker: %v", pod, tracecheck.Count(tr, fragment.PhasePodReady), countService(tr, "apiserver"), tracecheck.Check(tr, expect))
+		t.Logf("in flight at %s: %d pod.ready of 6, %d apiserver spans (%s), checker: %v", pod, tracecheck.Count(tr, fragment.PhasePodReady),
+			countService(tr, "apiserver"), topNames(tr, "apiserver", 4), tracecheck.Check(tr, expect))
 	}
 	if len(inFlight) == 0 {
 		t.Logf("in flight: no trace of the gen:2 rollout at any live gateway")
@@ -320,4 +343,66 @@ func logMemory(t *testing.T, runner *podrunner.Runner, when string) {
 		lines = append(lines, fmt.Sprintf("%s/%s (%s): RSS %.1f MiB, peak %.1f MiB", p.Namespace, p.Name, p.Node, float64(rss)/(1<<20), float64(peak)/(1<<20)))
 	}
 	t.Logf("memory %s:\n  %s", when, strings.Join(slices.Clip(lines), "\n  "))
+}
+
+// podCounters are a collector pod's own span counters, read inside its
+// network.
+func podCounters(runner *podrunner.Runner, p *podrunner.Pod) string {
+	body, err := runner.Get(p, "http://127.0.0.1:8888/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		for _, m := range []string{"otelcol_exporter_sent_spans", "otelcol_exporter_send_failed_spans", "otelcol_receiver_accepted_spans", "otelcol_receiver_refused_spans",
+			"otelcol_loadbalancer_num_backends", "otelcol_loadbalancer_backend_outcome", "otelcol_k8sstitch_fragments", "otelcol_k8sstitch_spans_joined", "otelcol_k8sstitch_spans_passed"} {
+			if strings.HasPrefix(l, m) {
+				out = append(out, "  "+l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// gauge reads one gauge of a collector pod's own telemetry.
+func gauge(runner *podrunner.Runner, p *podrunner.Pod, name string) (float64, bool) {
+	body, err := runner.Get(p, "http://127.0.0.1:8888/metrics")
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			var v float64
+			if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err == nil {
+				return v, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// topNames are the most frequent span names of a service in a trace.
+func topNames(tr *waterfall.Trace, service string, n int) string {
+	count := map[string]int{}
+	for _, s := range tr.Spans {
+		if s.Service == service {
+			count[s.Name]++
+		}
+	}
+	names := make([]string, 0, len(count))
+	for k := range count {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool { return count[names[i]] > count[names[j]] })
+	if len(names) > n {
+		names = names[:n]
+	}
+	out := make([]string, len(names))
+	for i, k := range names {
+		out[i] = fmt.Sprintf("%d %s", count[k], k)
+	}
+	return strings.Join(out, ", ")
 }

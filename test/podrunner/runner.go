@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -48,6 +49,9 @@ type Options struct {
 	Dir string
 	// Log receives what the runner does.
 	Log io.Writer
+	// StartAfter, if set, holds a pod back until that long after Start:
+	// to test an order of start-up (nodes' agents before the gateways).
+	StartAfter func(*corev1.Pod) time.Duration
 }
 
 // Runner runs pods. Its methods are safe for concurrent use.
@@ -56,16 +60,17 @@ type Runner struct {
 	client    kubernetes.Interface
 	apiServer string
 
-	mu     sync.Mutex
-	pods   map[types.UID]*Pod
-	nodes  map[string]*netns // host networks
-	owner  map[*netns]*Pod
-	state  *clusterState
-	next   int
-	errs   []error
-	cancel context.CancelFunc
-	done   chan struct{}
-	hostLs []net.Listener
+	mu      sync.Mutex
+	pods    map[types.UID]*Pod
+	nodes   map[string]*netns // host networks
+	owner   map[*netns]*Pod
+	state   *clusterState
+	next    int
+	errs    []error
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started time.Time
+	hostLs  []net.Listener
 }
 
 // Pod is a pod the runner runs (or ran).
@@ -140,7 +145,7 @@ func (r *Runner) NodeEndpoint(node string, port int) (string, error) {
 // until Stop. apiServer is kube-apiserver's host:port on loopback.
 func (r *Runner) Start(client kubernetes.Interface, apiServer string) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.client, r.apiServer, r.cancel, r.done = client, apiServer, cancel, make(chan struct{})
+	r.client, r.apiServer, r.cancel, r.done, r.started = client, apiServer, cancel, make(chan struct{}), time.Now()
 	go func() {
 		defer close(r.done)
 		for {
@@ -220,6 +225,9 @@ func (r *Runner) sync(ctx context.Context) error {
 			continue
 		}
 		live[p.UID] = true
+		if r.opts.StartAfter != nil && time.Since(r.started) < r.opts.StartAfter(p) {
+			continue
+		}
 		if r.pods[p.UID] == nil {
 			start = append(start, p)
 		}
@@ -343,4 +351,19 @@ func (r *Runner) Stop() {
 	for _, p := range pods {
 		_ = os.RemoveAll(p.dir)
 	}
+}
+
+// Get fetches url from inside the pod's network (its own 127.0.0.1, say
+// the collector's telemetry on :8888), for a test's diagnosis.
+func (r *Runner) Get(p *Pod, url string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return p.net.dial(addr) },
+	}}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
