@@ -50,8 +50,10 @@ func newWaitingScope(res *waitingResource, ss ptrace.ScopeSpans) *waitingScope {
 type waitingSpan struct {
 	s       ptrace.Span
 	scope   *waitingScope
-	bytes   int
-	arrived time.Time
+	bytes int
+	// arrived starts its wait; first is when it came (arrived, unless it
+	// waits again for its trace's root: extend).
+	arrived, first time.Time
 	orig    pcommon.TraceID
 	frag    *fragmentKey
 	elem    *list.Element
@@ -100,7 +102,7 @@ func newWaitBuffer(max, maxBytes int) *waitBuffer {
 // put moves s into the buffer. At either limit the oldest spans are
 // evicted, the new one too if it alone is over max_waiting_bytes.
 func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceID, frag *fragmentKey, now time.Time) (evicted []*waitingSpan) {
-	w := &waitingSpan{s: ptrace.NewSpan(), scope: scope, arrived: now, orig: orig, frag: frag}
+	w := &waitingSpan{s: ptrace.NewSpan(), scope: scope, arrived: now, first: now, orig: orig, frag: frag}
 	s.MoveTo(w.s)
 	w.bytes = spanBytes(w.s)
 	b.bytes += w.bytes
@@ -221,6 +223,13 @@ func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 		out = append(out, w)
 	}
 	return out
+}
+
+// extend lets w wait again from now, behind every other span: its order
+// stays that of the wait's start.
+func (b *waitBuffer) extend(w *waitingSpan, now time.Time) {
+	w.arrived = now
+	b.order.MoveToBack(w.elem)
 }
 
 func (b *waitBuffer) len() int { return b.order.Len() }

@@ -11,8 +11,14 @@ import (
 // Config of the k8sstitch processor.
 type Config struct {
 	// Wait is how long a span waits for its object, its owner's operation or
-	// its trace's root before it leaves as it is. Default: 10s.
+	// its trace's root before it leaves as it is. Default: 3s.
 	Wait time.Duration `mapstructure:"wait"`
+	// RootWait is how long, at most, an app span whose trace's root has not
+	// come and which names no object keeps waiting for that root, in steps
+	// of wait: the kubelet exports a pod start's CRI calls as each ends,
+	// and their root, syncPod, only once the pod has started (after its
+	// image pull). At or below wait, it is off. Default: 2m.
+	RootWait time.Duration `mapstructure:"root_wait"`
 	// OperationTimeout closes an operation that has not converged, with
 	// status Error. Default: 10m.
 	OperationTimeout time.Duration `mapstructure:"operation_timeout"`
@@ -54,6 +60,9 @@ const maxMaxObjects = 1 << 29
 func (cfg *Config) Validate() error {
 	if cfg.Wait <= 0 {
 		return errors.New("wait must be positive")
+	}
+	if cfg.RootWait < 0 {
+		return errors.New("root_wait must be at least 0")
 	}
 	if cfg.OperationTimeout <= cfg.Wait {
 		return errors.New("operation_timeout must be longer than wait")

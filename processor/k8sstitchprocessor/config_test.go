@@ -33,7 +33,7 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(cfg))
 	storage := component.MustNewID("file_storage")
 	assert.Equal(t, &Config{
-		Wait: 2 * time.Second, OperationTimeout: 5 * time.Minute, MaxObjects: 5000,
+		Wait: 2 * time.Second, RootWait: time.Minute, OperationTimeout: 5 * time.Minute, MaxObjects: 5000,
 		MaxWaitingSpans: 1000, MaxWaitingBytes: 1 << 20, ClockTolerance: 500 * time.Millisecond, Storage: &storage,
 		FragmentKeyFile: "/etc/kubestitch/fragment-key/key",
 	}, cfg)
@@ -46,6 +46,7 @@ func TestConfigValidate(t *testing.T) {
 		expectedErr string
 	}{
 		{"wait zero", func(c *Config) { c.Wait = 0 }, "wait must be positive"},
+		{"root_wait negative", func(c *Config) { c.RootWait = -time.Second }, "root_wait must be at least 0"},
 		{"timeout below wait", func(c *Config) { c.OperationTimeout = time.Second }, "operation_timeout must be longer than wait"},
 		{"no objects", func(c *Config) { c.MaxObjects = 0 }, "max_objects must be positive"},
 		{"too many objects", func(c *Config) { c.MaxObjects = 1<<29 + 1 }, "max_objects must be at most 536870912"},

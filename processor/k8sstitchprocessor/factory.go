@@ -12,7 +12,8 @@ import (
 )
 
 const (
-	defaultWait             = 10 * time.Second
+	defaultWait             = 3 * time.Second
+	defaultRootWait         = 2 * time.Minute
 	defaultOperationTimeout = 10 * time.Minute
 	defaultMaxObjects       = 100_000
 	defaultMaxWaitingSpans  = 50_000
@@ -32,6 +33,7 @@ func NewFactory() processor.Factory {
 func createDefaultConfig() component.Config {
 	return &Config{
 		Wait:             defaultWait,
+		RootWait:         defaultRootWait,
 		OperationTimeout: defaultOperationTimeout,
 		MaxObjects:       defaultMaxObjects,
 		MaxWaitingSpans:  defaultMaxWaitingSpans,

@@ -84,9 +84,9 @@ func (h *stitchHarness) feed(t testing.TB, td ptrace.Traces) {
 	h.flush()
 }
 
-// drain lets every wait expire.
+// drain lets every wait expire, root_wait's too.
 func (h *stitchHarness) drain() {
-	h.clock = h.clock.Add(time.Minute)
+	h.clock = h.clock.Add(time.Minute + h.p.cfg.RootWait)
 	out := h.p.tick()
 	if out.SpanCount() > 0 {
 		_ = h.sink.ConsumeTraces(context.Background(), out)

@@ -152,6 +152,10 @@ func (p *stitchProcessor) tick() ptrace.Traces {
 	now := p.now()
 	out := newSpanOut()
 	for _, w := range p.waiting.expired(now, p.cfg.Wait) {
+		if w.frag == nil && w.elem != nil && now.Sub(w.first) < p.cfg.RootWait && p.traces.awaitsRoot(w.orig) {
+			p.waiting.extend(w, now)
+			continue
+		}
 		p.releaseExpired(w, out)
 	}
 	p.timeouts(now, out)

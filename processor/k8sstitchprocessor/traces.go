@@ -262,6 +262,13 @@ func (t *traceTable) decideWaiting(id pcommon.TraceID, decide func(*traceState))
 	return ts
 }
 
+// awaitsRoot says whether an undecided trace still waits for its root
+// with nothing else to go by: no root and no join hint seen.
+func (t *traceTable) awaitsRoot(id pcommon.TraceID) bool {
+	ts, ok := t.pending[id]
+	return ok && !ts.decided && !ts.rootSeen && ts.hint.kind == hintNone
+}
+
 // pendingState is the state of a trace whose spans wait, outside a batch.
 func (t *traceTable) pendingState(id pcommon.TraceID) *traceState {
 	if ts, ok := t.pending[id]; ok {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -87,9 +88,12 @@ func descendantsOf(n *waterfall.Node) []*waterfall.Node {
 // one trace in which every pod's phases hold the kubelet's syncPod, its
 // CRI client spans and the runtime's server spans under them.
 func TestRealKubelet(t *testing.T) {
-	// A wait over the kubelet's 5 s export delay plus a pod start: the
-	// CRI spans leave the kubelet before their syncPod root ends.
-	e := harness.StartEnv(t, harness.EnvOptions{Kubelet: true, GatewayEnv: []string{"KUBESTITCH_WAIT=10s"}})
+	// k8sstitch's default wait (3 s), and an image pull longer than it: the
+	// CRI spans leave the kubelet before their syncPod root ends, and wait
+	// for it (root_wait).
+	delays := criruntime.DefaultDelays
+	delays.PullImage = 4 * time.Second
+	e := harness.StartEnv(t, harness.EnvOptions{Kubelet: true, KubeletDelays: &delays})
 	ctx := t.Context()
 	// On failure: where every syncPod went (joined, or left as its own
 	// trace).

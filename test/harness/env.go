@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
 )
 
 var (
@@ -87,6 +88,9 @@ type EnvOptions struct {
 	// (its pods, and the kubelet's and runtime's spans), as the DaemonSet
 	// pod on that node would. Implies Agent.
 	Kubelet bool
+	// KubeletDelays are the real kubelet's runtime's slow calls. Default:
+	// criruntime.DefaultDelays.
+	KubeletDelays *criruntime.Delays
 }
 
 // StartEnv prepares the cluster, starts the collectors on its kubeconfig
@@ -134,7 +138,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	node := "kwok-node-0"
 	if o.Kubelet {
 		node = "kubelet-node-0"
-		opts.Kubelet = &localcluster.KubeletOptions{NodeName: node, TracingEndpoint: e.Agent.OTLPEndpoint}
+		opts.Kubelet = &localcluster.KubeletOptions{NodeName: node, TracingEndpoint: e.Agent.OTLPEndpoint, Delays: o.KubeletDelays}
 	}
 	e.Cluster, err = localcluster.Prepare(ctx, opts)
 	if err != nil {
