@@ -48,15 +48,15 @@ func newWaitingScope(res *waitingResource, ss ptrace.ScopeSpans) *waitingScope {
 // known. It owns its span (moved out of the batch) and shares its resource
 // and scope.
 type waitingSpan struct {
-	s       ptrace.Span
-	scope   *waitingScope
+	s     ptrace.Span
+	scope *waitingScope
 	bytes int
 	// arrived starts its wait; first is when it came (arrived, unless it
 	// waits again for its trace's root: extend).
 	arrived, first time.Time
-	orig    pcommon.TraceID
-	frag    *fragmentKey
-	elem    *list.Element
+	orig           pcommon.TraceID
+	frag           *fragmentKey
+	elem           *list.Element
 	// gone: the span was emitted (moved into an output batch).
 	gone bool
 }
