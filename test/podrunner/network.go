@@ -32,9 +32,9 @@ type route struct {
 
 // clusterState is what a refresh read from the API.
 type clusterState struct {
-	routes map[string]route // by ip:port
-	slices map[string][]discoveryv1.EndpointSlice
-	hosts  string
+	routes   map[string]route // by ip:port
+	slices   map[string][]discoveryv1.EndpointSlice
+	services []corev1.Service
 }
 
 // readCluster reads Services and EndpointSlices.
@@ -47,34 +47,47 @@ func (r *Runner) readCluster(ctx context.Context) (*clusterState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &clusterState{routes: map[string]route{}, slices: map[string][]discoveryv1.EndpointSlice{}}
+	st := &clusterState{routes: map[string]route{}, slices: map[string][]discoveryv1.EndpointSlice{}, services: svcs.Items}
 	for _, es := range eps.Items {
 		key := es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName]
 		st.slices[key] = append(st.slices[key], es)
 	}
-	lines := []string{"127.0.0.1 localhost"}
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
-		names := fmt.Sprintf("%s.%s.svc %s.%s.svc.cluster.local", svc.Name, svc.Namespace, svc.Name, svc.Namespace)
-		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			for _, ip := range readyAddresses(st.slices[svc.Namespace+"/"+svc.Name]) {
-				lines = append(lines, ip+" "+names)
-			}
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.ClusterIP == "" {
 			continue
 		}
-		if svc.Spec.ClusterIP == "" {
-			continue
-		}
-		lines = append(lines, svc.Spec.ClusterIP+" "+names)
 		for _, p := range svc.Spec.Ports {
 			if p.Protocol == corev1.ProtocolTCP || p.Protocol == "" {
 				st.routes[net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(p.Port)))] = route{service: svc, port: p}
 			}
 		}
 	}
-	sort.Strings(lines[1:])
-	st.hosts = strings.Join(lines, "\n") + "\n"
 	return st, nil
+}
+
+// hostsFile is every pod's /etc/hosts: each Service's name, a headless
+// one's as its endpoints that run here and are ready (what CoreDNS would
+// answer). Called with r.mu held.
+func (r *Runner) hostsFile() string {
+	lines := []string{"127.0.0.1 localhost"}
+	for i := range r.state.services {
+		svc := &r.state.services[i]
+		names := fmt.Sprintf("%s.%s.svc %s.%s.svc.cluster.local", svc.Name, svc.Namespace, svc.Name, svc.Namespace)
+		switch svc.Spec.ClusterIP {
+		case "":
+		case corev1.ClusterIPNone:
+			for _, ip := range readyAddresses(r.state.slices[svc.Namespace+"/"+svc.Name]) {
+				if p := r.byIP(ip); p != nil && p.ready {
+					lines = append(lines, ip+" "+names)
+				}
+			}
+		default:
+			lines = append(lines, svc.Spec.ClusterIP+" "+names)
+		}
+	}
+	sort.Strings(lines[1:])
+	return strings.Join(lines, "\n") + "\n"
 }
 
 func readyAddresses(slices []discoveryv1.EndpointSlice) []string {
@@ -183,7 +196,7 @@ func (r *Runner) dialRoute(from *netns, hostport string) (net.Conn, error) {
 		// A ready endpoint that runs here, round robin, as kube-proxy picks.
 		var cands []*Pod
 		for _, ip := range readyAddresses(r.state.slices[rt.service.Namespace+"/"+rt.service.Name]) {
-			if p := r.byIP(ip); p != nil {
+			if p := r.byIP(ip); p != nil && p.ready {
 				cands = append(cands, p)
 			}
 		}

@@ -58,7 +58,7 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 		}
 	}
 	r.mu.Lock()
-	hosts := r.state.hosts
+	hosts := r.hostsFile()
 	r.mu.Unlock()
 	if err := os.WriteFile(p.hosts, []byte(hosts), 0o644); err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,6 +86,7 @@ type Pod struct {
 	dir    string
 	net    *netns
 	hosts  string
+	ready  bool
 	killed bool
 	exit   chan struct{}
 	err    error
@@ -251,18 +253,33 @@ func (r *Runner) sync(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.ensureRoutes(); err != nil {
+		return err
+	}
+	pods := make([]*Pod, 0, len(r.pods))
 	for _, p := range r.pods {
-		if p.exited() || p.hosts == "" {
-			continue
+		if !p.exited() {
+			pods = append(pods, p)
 		}
-		if b, _ := os.ReadFile(p.hosts); string(b) != st.hosts {
+	}
+	r.mu.Unlock()
+	for _, p := range pods {
+		ready := r.probe(p)
+		r.mu.Lock()
+		p.ready = ready
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	hosts := r.hostsFile()
+	for _, p := range pods {
+		if b, _ := os.ReadFile(p.hosts); string(b) != hosts {
 			// In place: the pod's /etc/hosts is a bind mount of this inode.
-			if err := writeInPlace(p.hosts, st.hosts); err != nil {
+			if err := writeInPlace(p.hosts, hosts); err != nil {
 				return err
 			}
 		}
 	}
-	return r.ensureRoutes()
+	return nil
 }
 
 func writeInPlace(path, body string) error {
@@ -366,4 +383,37 @@ func (r *Runner) Get(p *Pod, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// probe runs the container's readiness probe (an HTTP GET, inside the
+// pod's network, as the kubelet does); a pod without one is ready once
+// its process runs.
+func (r *Runner) probe(p *Pod) bool {
+	c := p.spec.Spec.Containers[0]
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil {
+		return true
+	}
+	g := c.ReadinessProbe.HTTPGet
+	host := g.Host
+	if host == "" {
+		host = p.IP
+	}
+	port := g.Port.IntValue()
+	if g.Port.StrVal != "" {
+		for _, cp := range c.Ports {
+			if cp.Name == g.Port.StrVal {
+				port = int(cp.ContainerPort)
+			}
+		}
+	}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       func(_ context.Context, _, addr string) (net.Conn, error) { return p.net.dial(addr) },
+	}}
+	resp, err := client.Get(fmt.Sprintf("http://%s%s", net.JoinHostPort(host, strconv.Itoa(port)), g.Path))
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
