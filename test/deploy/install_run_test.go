@@ -203,27 +203,37 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		}
 	}
 	require.NotNil(t, victim)
+	lease, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+	require.NoError(t, err)
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+	before := map[string]bool{}
+	for _, p := range runner.Pods() {
+		before[p.Name] = true
+	}
 	setImage(t, cluster, ns, "registry.k8s.io/pause:3.10")
 	time.Sleep(500 * time.Millisecond)
 	killed := time.Now()
 	require.NoError(t, runner.Kill(victim))
 	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, victim.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
-	t.Logf("killed %s (owner of %s) %v after the rollout began", victim.Name, ns, 500*time.Millisecond)
+	t.Logf("killed %s (owner of %s; the k8swatch Lease holder: %v) %v after the rollout began", victim.Name, ns, holder == victim.Name, 500*time.Millisecond)
 
-	// The replacement runs; a trace of team-1 reaches a live gateway.
-	var moved time.Duration
-	waitRunning(t, runner, 3*time.Minute, "a trace of "+ns+" reaches a live gateway", func() bool {
-		for pod := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "") {
-			if pod != victim.Name && moved == 0 {
-				moved = time.Since(killed)
+	// The Deployment controller replaces the pod; once it is ready, every
+	// load-balancing exporter has 3 gateways again: the ring has moved.
+	waitRunning(t, runner, 2*time.Minute, "every load-balancing exporter has 3 gateways again, the replacement among them", func() bool {
+		replaced := false
+		for _, p := range runner.Pods() {
+			if n, ok := gauge(runner, p, "otelcol_loadbalancer_num_backends"); !ok || n != 3 {
+				return false
 			}
+			replaced = replaced || (p.Namespace == "kubestitch" && !before[p.Name])
 		}
-		return moved > 0
+		return replaced
 	})
-	t.Logf("failover: %v from the SIGKILL until a trace of %s reached a live gateway's backend", moved, ns)
+	t.Logf("failover: %v from the SIGKILL until every load-balancing exporter had 3 gateways again", time.Since(killed))
+
 	// What the rollout in flight lost: its trace at each live gateway.
 	waitConverged(t, cluster, ns)
-	time.Sleep(20 * time.Second) // k8sstitch's wait and the agents' retries
+	time.Sleep(20 * time.Second) // k8sstitch's wait, the agents' retries, a new Lease holder's list
 	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
 	inFlight := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:2")
 	for pod, tr := range inFlight {
