@@ -45,9 +45,9 @@ cluster-test:
 shake:
 	test/shake/run.sh $(or $(N),5)
 
-## install-test: the sharded install run as the pods' own processes (test/podrunner; root, iptables); not yet reliable, so not in `make test`
+## install-test: only the sharded install run as the pods' own processes (test/podrunner; root, iptables); part of cluster-test
 install-test: build
-	KUBESTITCH_INSTALL_RUN=1 $(GO) test -count=1 -v -timeout 20m -run TestInstallRunsAsShipped ./test/deploy/
+	$(GO) test -count=1 -v -timeout 20m -run TestInstallRunsAsShipped ./test/deploy/
 
 ## demo: local control plane + collector, a 3-replica Deployment, traces in .demo/traces.json
 demo: build

@@ -79,15 +79,8 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local control plane; `make test` runs it")
 	}
-	if os.Getenv("KUBESTITCH_INSTALL_RUN") == "" {
-		// Not yet green: in 1 of 5 runs so far every namespace arrived whole
-		// at one gateway; in the others the Lease holder's fragments and the
-		// agents' spans of a namespace went to different gateways, or the
-		// agents' never arrived (issue #20's note). `make install-test`.
-		t.Skip("not yet reliable (issue #20): KUBESTITCH_INSTALL_RUN=1 or `make install-test` runs it")
-	}
 	if os.Geteuid() != 0 {
-		t.Fatal("runs the install's pods in namespaces of their own: needs root")
+		t.Fatal("runs the install's pods in namespaces of their own: needs root (and iptables)")
 	}
 	ctx := t.Context()
 	bin := harness.CollectorBinary(t)
@@ -254,6 +247,42 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	}
 	require.NoError(t, runner.Err())
 	logMemory(t, runner, "at the end")
+
+	// The k8swatch Lease holder dies mid-rollout: another gateway takes the
+	// Lease, and the next rollout is whole again.
+	lease, err = cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+	require.NoError(t, err)
+	holder = ptr.Deref(lease.Spec.HolderIdentity, "")
+	var holderPod *podrunner.Pod
+	for _, p := range runner.Pods() {
+		if p.Name == holder {
+			holderPod = p
+		}
+	}
+	require.NotNil(t, holderPod, "the Lease holder %q runs here", holder)
+	ns = "team-2"
+	setImage(t, cluster, ns, "registry.k8s.io/pause:3.9")
+	time.Sleep(500 * time.Millisecond)
+	killed = time.Now()
+	require.NoError(t, runner.Kill(holderPod))
+	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, holder, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+	waitRunning(t, runner, 2*time.Minute, "another gateway takes the k8swatch Lease", func() bool {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		return err == nil && ptr.Deref(l.Spec.HolderIdentity, holder) != holder
+	})
+	t.Logf("Lease holder %s killed: another took the Lease %v later", holder, time.Since(killed))
+	waitConverged(t, cluster, ns)
+	time.Sleep(20 * time.Second)
+	inFlight = be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:3")
+	for pod, tr := range inFlight {
+		t.Logf("in flight when the Lease holder died, at %s: %d pod.ready of 6, checker: %v", pod, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
+	}
+	if len(inFlight) == 0 {
+		t.Logf("in flight when the Lease holder died: no trace of the gen:3 rollout at any live gateway")
+	}
+	setImage(t, cluster, ns, "registry.k8s.io/pause:3.10")
+	wholeAtOneGateway(t, be, ns, "gen:4", 6, holder)
+	require.NoError(t, runner.Err())
 }
 
 // waitRunning waits until cond holds, failing at once when a pod of the
