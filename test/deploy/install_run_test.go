@@ -187,8 +187,19 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	assert.Len(t, nodesOf, len(cluster.Nodes), "the Deployments' pods spread over every node, so every agent took part")
 	logMemory(t, runner, "after the first rollouts")
 
-	// Failover: the owner of team-1 dies mid-rollout, with its node.
-	ns := "team-1"
+	// Failover: the owner of a namespace dies mid-rollout, with its node.
+	// First one that does not hold the k8swatch Lease (the holder's death
+	// comes after).
+	lease, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+	require.NoError(t, err)
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+	ns := namespaces[0]
+	for _, n := range namespaces {
+		if owner[n] != holder {
+			ns = n
+			break
+		}
+	}
 	var victim *podrunner.Pod
 	for _, p := range runner.Pods() {
 		if p.Name == owner[ns] {
@@ -196,9 +207,6 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		}
 	}
 	require.NotNil(t, victim)
-	lease, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
-	require.NoError(t, err)
-	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
 	before := map[string]bool{}
 	for _, p := range runner.Pods() {
 		before[p.Name] = true
@@ -240,10 +248,13 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	// The next rollout is whole at its new owner.
 	setImage(t, cluster, ns, "registry.k8s.io/pause:3.9")
 	next := wholeAtOneGateway(t, be, ns, "gen:3", 6, victim.Name)
+	firstVictimNS := ns
 	t.Logf("after failover %s is owned by %s", ns, next)
-	for _, other := range namespaces[1:] {
-		setImage(t, cluster, other, "registry.k8s.io/pause:3.10")
-		wholeAtOneGateway(t, be, other, "gen:2", 6, victim.Name)
+	for _, other := range namespaces {
+		if other != ns {
+			setImage(t, cluster, other, "registry.k8s.io/pause:3.10")
+			wholeAtOneGateway(t, be, other, "gen:2", 6, victim.Name)
+		}
 	}
 	require.NoError(t, runner.Err())
 	logMemory(t, runner, "at the end")
@@ -260,7 +271,11 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		}
 	}
 	require.NotNil(t, holderPod, "the Lease holder %q runs here", holder)
-	ns = "team-2"
+	// A namespace other than the first victim's: each is at gen:2 now.
+	ns = namespaces[0]
+	if ns == firstVictimNS {
+		ns = namespaces[1]
+	}
 	setImage(t, cluster, ns, "registry.k8s.io/pause:3.9")
 	time.Sleep(500 * time.Millisecond)
 	killed = time.Now()
