@@ -164,14 +164,7 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		require.NoError(t, err)
 	}
 	for _, ns := range namespaces {
-		require.Eventually(t, func() bool {
-			_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-			return err == nil
-		}, 30*time.Second, 100*time.Millisecond)
-		d := localcluster.DemoDeployment("web", 6)
-		d.Namespace = ns
-		_, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		require.NoError(t, err)
+		deployWeb(t, cluster, ns, 6)
 	}
 	owner := map[string]string{}
 	for _, ns := range namespaces {
@@ -239,7 +232,7 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	inFlight := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:2")
 	for pod, tr := range inFlight {
 		t.Logf("in flight at %s: %d pod.ready of 6, %d apiserver spans (%s), checker: %v", pod, tracecheck.Count(tr, fragment.PhasePodReady),
-			countService(tr, "apiserver"), topNames(tr, "apiserver", 4), tracecheck.Check(tr, expect))
+			tracecheck.CountService(tr, "apiserver"), topNames(tr, "apiserver", 4), tracecheck.Check(tr, expect))
 	}
 	if len(inFlight) == 0 {
 		t.Logf("in flight: no trace of the gen:2 rollout at any live gateway")
@@ -327,7 +320,7 @@ func wholeAtOneGateway(t *testing.T, be *backends, ns, trigger string, replicas 
 		at, whole = at[:0], ""
 		for pod, tr := range be.find(fragment.PhaseDeploymentRollout, object, trigger) {
 			at = append(at, pod)
-			if pod != not && tracecheck.Count(tr, fragment.PhasePodReady) == replicas && countService(tr, "apiserver") > 0 && len(tracecheck.Check(tr, expect)) == 0 {
+			if pod != not && tracecheck.Count(tr, fragment.PhasePodReady) == replicas && tracecheck.CountService(tr, "apiserver") > 0 && len(tracecheck.Check(tr, expect)) == 0 {
 				whole = pod
 			}
 		}
@@ -355,16 +348,6 @@ func wholeAtOneGateway(t *testing.T, be *backends, ns, trigger string, replicas 
 		t.FailNow()
 	}
 	return whole
-}
-
-func countService(tr *waterfall.Trace, service string) int {
-	n := 0
-	for _, s := range tr.Spans {
-		if s.Service == service {
-			n++
-		}
-	}
-	return n
 }
 
 func setImage(t *testing.T, cluster *localcluster.Cluster, ns, image string) {

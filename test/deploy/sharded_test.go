@@ -102,14 +102,7 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 	}, 60*time.Second, 200*time.Millisecond, "a gateway takes the k8swatch Lease")
 	time.Sleep(2 * time.Second)
 	for _, ns := range namespaces {
-		require.Eventually(t, func() bool {
-			_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-			return err == nil
-		}, 30*time.Second, 100*time.Millisecond)
-		d := localcluster.DemoDeployment("web", 3)
-		d.Namespace = ns
-		_, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		require.NoError(t, err)
+		deployWeb(t, cluster, ns, 3)
 	}
 
 	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
@@ -142,4 +135,18 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 		}
 	}
 	t.Logf("namespace -> gateway: %v", where)
+}
+
+// deployWeb creates the demo Deployment "web" in ns, once the namespace's
+// default ServiceAccount exists (its pods need it).
+func deployWeb(t *testing.T, cluster *localcluster.Cluster, ns string, replicas int32) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), "default", metav1.GetOptions{})
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond)
+	d := localcluster.DemoDeployment("web", replicas)
+	d.Namespace = ns
+	_, err := cluster.Client.AppsV1().Deployments(ns).Create(t.Context(), d, metav1.CreateOptions{})
+	require.NoError(t, err)
 }

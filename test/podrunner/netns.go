@@ -139,15 +139,7 @@ func (n *netns) route(hostport string, serve func(net.Conn)) (bool, error) {
 	n.mu.Lock()
 	n.ls[hostport] = l
 	n.mu.Unlock()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
+	go acceptEach(l, serve)
 	return true, nil
 }
 
@@ -178,4 +170,15 @@ func (n *netns) close() {
 		n.mu.Unlock()
 		close(n.quit)
 	})
+}
+
+// acceptEach serves each connection l accepts, until l is closed.
+func acceptEach(l net.Listener, serve func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go serve(c)
+	}
 }

@@ -117,29 +117,21 @@ func (r *Runner) NodeEndpoint(node string, port int) (string, error) {
 	r.mu.Lock()
 	r.hostLs = append(r.hostLs, l)
 	r.mu.Unlock()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r.mu.Lock()
-				ns := r.nodes[node]
-				r.mu.Unlock()
-				if ns == nil {
-					return
-				}
-				up, err := ns.dial(fmt.Sprintf("127.0.0.1:%d", port))
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				pipe(c, up)
-			}()
+	go acceptEach(l, func(c net.Conn) {
+		defer c.Close()
+		r.mu.Lock()
+		ns := r.nodes[node]
+		r.mu.Unlock()
+		if ns == nil {
+			return
 		}
-	}()
+		up, err := ns.dial(fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		pipe(c, up)
+	})
 	return l.Addr().String(), nil
 }
 

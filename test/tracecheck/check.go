@@ -82,6 +82,17 @@ func phaseOrder(t *waterfall.Trace) []string {
 	return problems
 }
 
+// CountService counts the spans of a trace from service.
+func CountService(t *waterfall.Trace, service string) int {
+	n := 0
+	for _, s := range t.Spans {
+		if s.Service == service {
+			n++
+		}
+	}
+	return n
+}
+
 // Count counts the spans of a trace named name (optionally only those whose
 // object has the given kind prefix, e.g. "Pod ").
 func Count(t *waterfall.Trace, name string) int {
