@@ -71,10 +71,13 @@ func (b *backends) find(phase, object, trigger string) map[string]*waterfall.Tra
 // exporting to kwok-node-0's agent at its 127.0.0.1:4317), 3 gateways, a
 // test backend per gateway. Deployments in several namespaces must each
 // arrive whole, with their apiserver requests, at exactly one gateway.
-// Then the gateway that owns a namespace is SIGKILLed mid-rollout and its
-// pod deleted (a lost node): the next rollout there must be whole at its
-// new owner. What the one in flight lost, the failover time and every
-// process's memory are logged for the note.
+// Then the gateway that owns a namespace (not the k8swatch Lease holder)
+// is SIGKILLed mid-rollout and its pod deleted (a lost node): the next
+// rollout there, and one in every other namespace, must be whole at one
+// gateway. Then the Lease holder dies the same way: another gateway must
+// take the Lease and the next rollout be whole. What the rollouts in
+// flight lost, the failover times and every process's memory are logged
+// for the note.
 func TestInstallRunsAsShipped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local control plane; `make test` runs it")
