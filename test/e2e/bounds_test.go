@@ -32,6 +32,9 @@ func TestHugeResourceRequestKeepsTheGatewayBounded(t *testing.T) {
 			"yaml:receivers::otlp::protocols::grpc::max_recv_msg_size_mib: 16",
 			"yaml:processors::memory_limiter::limit_mib: 1024",
 			"yaml:processors::memory_limiter::spike_limit_mib: 256",
+			// Every flood span names a parent that never comes: with the
+			// default root_wait (2m) it would wait that long for it.
+			"yaml:processors::k8sstitch::root_wait: 10s",
 		},
 		GatewayEnv: []string{"GOMEMLIMIT=1GiB"},
 	})
