@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -382,21 +381,18 @@ func logMemory(t *testing.T, runner *podrunner.Runner, when string) {
 		rss, peak := p.Memory()
 		lines = append(lines, fmt.Sprintf("%s/%s (%s): RSS %.1f MiB, peak %.1f MiB", p.Namespace, p.Name, p.Node, float64(rss)/(1<<20), float64(peak)/(1<<20)))
 	}
-	t.Logf("memory %s:\n  %s", when, strings.Join(slices.Clip(lines), "\n  "))
+	t.Logf("memory %s:\n  %s", when, strings.Join(lines, "\n  "))
 }
 
 // podCounters are a collector pod's own span counters, read inside its
 // network.
 func podCounters(runner *podrunner.Runner, p *podrunner.Pod) string {
-	body, err := runner.Get(p, "http://127.0.0.1:8888/metrics")
+	samples, err := podMetrics(runner, p)
 	if err != nil {
 		return err.Error()
 	}
 	var out []string
-	for _, l := range strings.Split(body, "\n") {
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
+	for _, l := range samples {
 		for _, m := range []string{"otelcol_exporter_sent_spans", "otelcol_exporter_send_failed_spans", "otelcol_receiver_accepted_spans", "otelcol_receiver_refused_spans",
 			"otelcol_loadbalancer_num_backends", "otelcol_loadbalancer_backend_outcome", "otelcol_k8sstitch_fragments", "otelcol_k8sstitch_spans_joined", "otelcol_k8sstitch_spans_passed"} {
 			if strings.HasPrefix(l, m) {
@@ -409,11 +405,11 @@ func podCounters(runner *podrunner.Runner, p *podrunner.Pod) string {
 
 // gauge reads one gauge of a collector pod's own telemetry.
 func gauge(runner *podrunner.Runner, p *podrunner.Pod, name string) (float64, bool) {
-	body, err := runner.Get(p, "http://127.0.0.1:8888/metrics")
+	samples, err := podMetrics(runner, p)
 	if err != nil {
 		return 0, false
 	}
-	for _, l := range strings.Split(body, "\n") {
+	for _, l := range samples {
 		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
 			var v float64
 			if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err == nil {
@@ -422,6 +418,22 @@ func gauge(runner *podrunner.Runner, p *podrunner.Pod, name string) (float64, bo
 		}
 	}
 	return 0, false
+}
+
+// podMetrics are the sample lines of a collector pod's own telemetry
+// (Prometheus text on its 127.0.0.1:8888), read inside its network.
+func podMetrics(runner *podrunner.Runner, p *podrunner.Pod) ([]string, error) {
+	body, err := runner.Get(p, "http://127.0.0.1:8888/metrics")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 // topNames are the most frequent span names of a service in a trace.

@@ -77,10 +77,8 @@ func (r *Runner) hostsFile() string {
 		switch svc.Spec.ClusterIP {
 		case "":
 		case corev1.ClusterIPNone:
-			for _, ip := range readyAddresses(r.state.slices[svc.Namespace+"/"+svc.Name]) {
-				if p := r.byIP(ip); p != nil && p.ready {
-					lines = append(lines, ip+" "+names)
-				}
+			for _, p := range r.endpoints(svc) {
+				lines = append(lines, p.IP+" "+names)
 			}
 		default:
 			lines = append(lines, svc.Spec.ClusterIP+" "+names)
@@ -194,13 +192,7 @@ func (r *Runner) dialRoute(from *netns, hostport string) (net.Conn, error) {
 		hostAddr = r.opts.Backends[rt.service.Namespace+"/"+rt.service.Name](src)
 	case isService:
 		// A ready endpoint that runs here, round robin, as kube-proxy picks.
-		var cands []*Pod
-		for _, ip := range readyAddresses(r.state.slices[rt.service.Namespace+"/"+rt.service.Name]) {
-			if p := r.byIP(ip); p != nil && p.ready {
-				cands = append(cands, p)
-			}
-		}
-		if len(cands) > 0 {
+		if cands := r.endpoints(rt.service); len(cands) > 0 {
 			r.next++
 			target = cands[r.next%len(cands)]
 			targetAddr = net.JoinHostPort(target.IP, strconv.Itoa(targetPort(target, rt.port)))
@@ -218,6 +210,18 @@ func (r *Runner) dialRoute(from *netns, hostport string) (net.Conn, error) {
 		return target.net.dial(targetAddr)
 	}
 	return nil, fmt.Errorf("no running endpoint")
+}
+
+// endpoints are the Service's ready endpoints that run here and pass
+// their readiness probe, by IP. Called with r.mu held.
+func (r *Runner) endpoints(svc *corev1.Service) []*Pod {
+	var out []*Pod
+	for _, ip := range readyAddresses(r.state.slices[svc.Namespace+"/"+svc.Name]) {
+		if p := r.byIP(ip); p != nil && p.ready {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // byIP is the running pod (not on the host network) with that IP.

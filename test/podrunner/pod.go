@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
 // mount is a bind mount into the pod's root.
@@ -135,7 +137,7 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 		killed := p.killed
 		r.mu.Unlock()
 		if !killed {
-			r.fail(fmt.Errorf("podrunner: %s/%s exited on its own (%v); its log ends:\n%s", p.Namespace, p.Name, p.err, tail(p.Log, 30)))
+			r.fail(fmt.Errorf("podrunner: %s/%s exited on its own (%v); its log ends:\n%s", p.Namespace, p.Name, p.err, localcluster.LogTail(p.Log, 30)))
 		}
 		if !pod.Spec.HostNetwork {
 			ns.close()
@@ -434,14 +436,4 @@ func writeFiles(dir string, files map[string][]byte, mode int32, fsGroup *int64)
 		}
 	}
 	return nil
-}
-
-// tail is the last n lines of a file.
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -365,10 +365,7 @@ func (r *Runner) Stop() {
 // Get fetches url from inside the pod's network (its own 127.0.0.1, say
 // the collector's telemetry on :8888), for a test's diagnosis.
 func (r *Runner) Get(p *Pod, url string) (string, error) {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return p.net.dial(addr) },
-	}}
-	resp, err := client.Get(url)
+	resp, err := p.httpClient(5 * time.Second).Get(url)
 	if err != nil {
 		return "", err
 	}
@@ -398,14 +395,19 @@ func (r *Runner) probe(p *Pod) bool {
 			}
 		}
 	}
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext:       func(_ context.Context, _, addr string) (net.Conn, error) { return p.net.dial(addr) },
-	}}
-	resp, err := client.Get(fmt.Sprintf("http://%s%s", net.JoinHostPort(host, strconv.Itoa(port)), g.Path))
+	resp, err := p.httpClient(time.Second).Get(fmt.Sprintf("http://%s%s", net.JoinHostPort(host, strconv.Itoa(port)), g.Path))
 	if err != nil {
 		return false
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode >= 200 && resp.StatusCode < 400
+}
+
+// httpClient makes its connections from inside the pod's network, one per
+// request.
+func (p *Pod) httpClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       func(_ context.Context, _, addr string) (net.Conn, error) { return p.net.dial(addr) },
+	}}
 }
