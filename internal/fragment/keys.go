@@ -88,6 +88,33 @@ const (
 	LevelObject  = "object"
 	LevelStep    = "step"
 	LevelTrigger = "trigger"
+	// LevelSLI: a pod-startup transition measured the clusterloader2 way
+	// (sli.go in k8swatch); its duration is the figure, for spanmetrics.
+	LevelSLI = "sli"
+	// LevelBlocked: a Warning that blocks a step, sent at once (the
+	// k8sstitch README, "Stuck operations").
+	LevelBlocked = "blocked"
+)
+
+// Attributes of SLI and blocked-step spans.
+const (
+	// KeyEventReason and KeyEventMessage are a Kubernetes Event's reason
+	// and message (the message only as event_messages allows).
+	KeyEventReason  = "k8s.event.reason"
+	KeyEventMessage = "k8s.event.message"
+	// KeyEventCount is how many Warnings of that reason the step saw
+	// before its span was sent.
+	KeyEventCount = "k8s.event.count"
+	// KeyCause is the first Warning that blocked an operation, on its
+	// object span: "Reason: message".
+	KeyCause = "kubestitch.cause"
+	// KeySLIExcluded is what pod_startup leaves out of create-to-watch
+	// (image pulls, init containers), in nanoseconds.
+	KeySLIExcluded = "kubestitch.sli.excluded_ns"
+	// KeySLIScheduleSource says where the schedule phase came from: the
+	// scheduler's Scheduled Event ("event", as clusterloader2) or, when
+	// none came, the PodScheduled condition ("condition", whole seconds).
+	KeySLIScheduleSource = "kubestitch.sli.schedule_source"
 )
 
 // Time sources, from least to most precise.

@@ -24,6 +24,21 @@ const (
 	PhasePodTerminate   = "pod.terminate"
 )
 
+// The pod-startup transitions of clusterloader2's PodStartupLatency
+// measurement, as span names of LevelSLI spans. PodStartup is the SIG
+// Scalability SLI: creation to running as observed by a watch, minus
+// image pulls and init containers.
+const (
+	SLICreateToSchedule = "create_to_schedule"
+	SLIScheduleToRun    = "schedule_to_run"
+	SLIRunToWatch       = "run_to_watch"
+	SLIScheduleToWatch  = "schedule_to_watch"
+	SLIPodStartup       = "pod_startup"
+)
+
+// SLITransitions lists them in the order of a pod start.
+var SLITransitions = []string{SLICreateToSchedule, SLIScheduleToRun, SLIRunToWatch, SLIScheduleToWatch, SLIPodStartup}
+
 // ObjectPhase is the name of the object span of kind for a trigger.
 func ObjectPhase(kind, trigger string) string {
 	if trigger == TriggerDelete {

@@ -89,6 +89,30 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	if f.reason != "" {
 		a.PutStr(fragment.KeyReason, f.reason)
 	}
+	if f.cause != "" {
+		// The first Warning that blocked the operation: on an error the
+		// status names it too, since that is what a backend shows first.
+		a.PutStr(fragment.KeyCause, f.cause)
+		if s.Status().Code() == ptrace.StatusCodeError {
+			s.Status().SetMessage(f.reason + "; first cause: " + f.cause)
+		}
+	}
+	if b := f.blocked; b != nil {
+		s.Status().SetCode(ptrace.StatusCodeError)
+		msg := b.reason
+		if b.message != "" {
+			msg += ": " + b.message
+			a.PutStr(fragment.KeyEventMessage, b.message)
+		}
+		s.Status().SetMessage(msg)
+		a.PutStr(fragment.KeyEventReason, b.reason)
+	}
+	if d := f.sli; d != nil {
+		a.PutStr(fragment.KeySLIScheduleSource, d.scheduleSource)
+		if f.name == fragment.SLIPodStartup {
+			a.PutInt(fragment.KeySLIExcluded, d.excluded.Nanoseconds())
+		}
+	}
 	// The semantic-convention keys of the object's own kind, so backends
 	// that know them (and the processor's direct join) find the object.
 	switch o.kind {

@@ -22,6 +22,8 @@ type eventView struct {
 	at         time.Time
 	timeSource string
 	duration   time.Duration
+	// warning is an Event of type Warning: something blocks the object.
+	warning bool
 }
 
 // pulledIn matches the kubelet's `Successfully pulled image "x" in 1.2s (...)`.
@@ -38,6 +40,7 @@ func viewEventsV1(e *eventsv1.Event) eventView {
 		note:      e.Note,
 		source:    e.ReportingController,
 		container: containerFromFieldPath(e.Regarding.FieldPath),
+		warning:   e.Type == corev1.EventTypeWarning,
 	}
 	switch {
 	case !e.EventTime.IsZero():
@@ -58,6 +61,7 @@ func viewCoreEvent(e *corev1.Event) eventView {
 		note:      e.Message,
 		source:    e.ReportingController,
 		container: containerFromFieldPath(e.InvolvedObject.FieldPath),
+		warning:   e.Type == corev1.EventTypeWarning,
 	}
 	if v.source == "" {
 		v.source = e.Source.Component

@@ -36,6 +36,9 @@ type fragmentSpan struct {
 	container        string
 	image            string
 	events           []spanEvent
+	cause            string
+	sli              *sliDetail
+	blocked          *blockedDetail
 }
 
 type spanEvent struct {
@@ -60,9 +63,13 @@ type objectState struct {
 	// kinds without a status to converge on.
 	LastChange time.Time `json:"lc,omitzero"`
 	Quiet      bool      `json:"q,omitempty"`
+	// Cause is the first Warning that blocked the open operation, here
+	// or below it (blocked.go).
+	Cause string `json:"c,omitempty"`
 
 	pending []spanEvent
 	view    objectView
+	sli     *podSLI
 }
 
 func (s *objectState) emitted(key string) bool {
@@ -187,6 +194,14 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		steps := t.podSteps(st, at, history)
 		changed = changed || len(steps) > 0
 		out = append(out, steps...)
+		out = append(out, t.sliObserve(st, at, initialList)...)
+	}
+	if trigger != fragment.TriggerDelete && v.failed != "" && !v.converged {
+		// The object says the operation will not converge (a Deployment
+		// past its progress deadline): end it now, as an error.
+		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, v.failed))
+		t.markChanged(v.uid)
+		return out
 	}
 	if trigger != fragment.TriggerDelete && v.converged {
 		end, src := at, fragment.TimeSourceWatch
@@ -215,7 +230,7 @@ func (t *tracker) quiet(now time.Time, period time.Duration) []fragmentSpan {
 		out = append(out, t.objectSpan(st, st.LastChange, fragment.TimeSourceWatch, true, "quiet"))
 		t.markChanged(uid)
 	}
-	return out
+	return append(out, t.sliOverdue(now)...)
 }
 
 // gone is called for a DELETED watch event: the deletion operation ends.
@@ -314,6 +329,8 @@ func (t *tracker) objectSpan(st *objectState, end time.Time, src string, converg
 	st.Done = true
 	evs := st.pending
 	st.pending = nil
+	cause := st.Cause
+	st.Cause = ""
 	if src == fragment.TimeSourceWatch && st.TimeSource == fragment.TimeSourceObject {
 		src = fragment.TimeSourceObject
 	}
@@ -332,6 +349,7 @@ func (t *tracker) objectSpan(st *objectState, end time.Time, src string, converg
 		converged:   &converged,
 		reason:      reason,
 		events:      evs,
+		cause:       cause,
 	}
 }
 
@@ -422,27 +440,39 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.states[ev.objectUID]
-	if st == nil || st.Trigger == "" || st.Done {
+	if st == nil || st.Trigger == "" {
 		t.droppedEvents++
 		return nil
+	}
+	// A pod may be ready (its operation done) before the scheduler's
+	// Event arrives: the SLI still waits for it.
+	out := t.sliEvent(st, ev)
+	if st.Done {
+		if out == nil {
+			t.droppedEvents++
+		}
+		return out
+	}
+	if ev.warning {
+		out = append(out, t.blocked(st, ev)...)
 	}
 	if ev.duration > 0 && ev.reason == "Pulled" {
 		disc := "event/" + ev.uid
 		if st.emitted(fragment.PhaseImagePull + "/" + disc) {
-			return nil
+			return out
 		}
 		s := t.stepSpan(st, fragment.PhaseImagePull, disc, ev.at.Add(-ev.duration), ev.at, ev.timeSource, ev.source)
 		s.container = ev.container
 		s.reason = ev.reason
 		t.markChanged(ev.objectUID)
-		return []fragmentSpan{s}
+		return append(out, s)
 	}
 	if len(st.pending) >= maxPendingEvents {
 		t.droppedEvents++
-		return nil
+		return out
 	}
 	st.pending = append(st.pending, spanEvent{name: ev.reason, at: ev.at, message: ev.note, source: ev.source})
-	return nil
+	return out
 }
 
 func objectService(v *objectView, trigger string) string {

@@ -105,6 +105,7 @@ func trimEvent(e *eventsv1.Event, node string) runtime.Object {
 		EventTime:               e.EventTime,
 		DeprecatedLastTimestamp: e.DeprecatedLastTimestamp,
 		Reason:                  e.Reason,
+		Type:                    e.Type,
 		Note:                    fragment.TruncateUTF8(e.Note, maxCachedNote),
 		ReportingController:     e.ReportingController,
 		ReportingInstance:       e.ReportingInstance,

@@ -38,7 +38,10 @@ type objectView struct {
 	// own timestamp of it when one exists (zero otherwise).
 	converged   bool
 	convergedAt time.Time
-	pod         *podView
+	// failed says the operation ended without converging, as the object
+	// says: "Reason: message" (a Deployment past its progress deadline).
+	failed string
+	pod    *podView
 }
 
 // podView is what the pod steps need.
@@ -53,7 +56,9 @@ type podView struct {
 	ready         bool
 	readyAt       time.Time
 	terminal      bool
-	containers    []containerView
+	// running is phase Running: clusterloader2's moment of "watch".
+	running    bool
+	containers []containerView
 }
 
 type containerView struct {
@@ -62,6 +67,9 @@ type containerView struct {
 	restarts  int32
 	running   bool
 	startedAt time.Time
+	// waiting is the reason a container waits (ImagePullBackOff,
+	// CrashLoopBackOff), to name the step a Warning blocks.
+	waiting string
 }
 
 func metaView(kind string, m *metav1.ObjectMeta, allow map[string]bool) objectView {
@@ -157,11 +165,13 @@ func viewDeployment(d *appsv1.Deployment, allow map[string]bool) objectView {
 	s := d.Status
 	v.converged = s.ObservedGeneration >= d.Generation &&
 		s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
-	if v.converged {
-		for _, c := range s.Conditions {
-			if c.Type == appsv1.DeploymentProgressing && c.Reason == "NewReplicaSetAvailable" {
-				v.convergedAt = c.LastUpdateTime.Time
-			}
+	for _, c := range s.Conditions {
+		switch {
+		case c.Type != appsv1.DeploymentProgressing:
+		case v.converged && c.Reason == "NewReplicaSetAvailable":
+			v.convergedAt = c.LastUpdateTime.Time
+		case !v.converged && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" && s.ObservedGeneration >= d.Generation:
+			v.failed = c.Reason + ": " + c.Message
 		}
 	}
 	return v
@@ -236,6 +246,7 @@ func viewPod(p *corev1.Pod, allow map[string]bool) objectView {
 		scheduler: p.Spec.SchedulerName,
 		hasInit:   len(p.Spec.InitContainers) > 0,
 		terminal:  p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
+		running:   p.Status.Phase == corev1.PodRunning,
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
@@ -261,6 +272,8 @@ func viewPod(p *corev1.Pod, allow map[string]bool) objectView {
 			cv.running, cv.startedAt = true, cs.State.Running.StartedAt.Time
 		} else if cs.State.Terminated != nil {
 			cv.running, cv.startedAt = true, cs.State.Terminated.StartedAt.Time
+		} else if cs.State.Waiting != nil {
+			cv.waiting = cs.State.Waiting.Reason
 		}
 		pv.containers = append(pv.containers, cv)
 	}
