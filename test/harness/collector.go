@@ -36,6 +36,10 @@ type Collector struct {
 	StateDir string
 	// MetricsEndpoint serves its own telemetry (Prometheus).
 	MetricsEndpoint string
+	// SpanMetricsFile is where the gateway writes its span metrics (the
+	// SLIs) as OTLP JSON; PrometheusEndpoint serves them for a scrape.
+	SpanMetricsFile    string
+	PrometheusEndpoint string
 	Log             string
 
 	bin, config string
@@ -63,7 +67,7 @@ type CollectorOptions struct {
 // NewCollector prepares a collector; Start runs it.
 func NewCollector(o CollectorOptions) (*Collector, error) {
 	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config, overrides: o.Overrides}
-	ports := make([]int, 4)
+	ports := make([]int, 5)
 	for i := range ports {
 		p, err := localcluster.FreePort()
 		if err != nil {
@@ -73,7 +77,9 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	}
 	c.OTLPEndpoint = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	c.MetricsEndpoint = fmt.Sprintf("127.0.0.1:%d", ports[3])
+	c.PrometheusEndpoint = fmt.Sprintf("127.0.0.1:%d", ports[4])
 	c.TracesFile = filepath.Join(o.Dir, o.Name+"-traces.json")
+	c.SpanMetricsFile = filepath.Join(o.Dir, o.Name+"-metrics.json")
 	c.StateDir = filepath.Join(o.Dir, o.Name+"-state")
 	c.Log = filepath.Join(o.Dir, o.Name+".log")
 	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
@@ -93,6 +99,8 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 		"KUBESTITCH_METRICS_PORT="+fmt.Sprint(ports[3]),
 		"KUBESTITCH_STATE_DIR="+c.StateDir,
 		"KUBESTITCH_TRACES_FILE="+c.TracesFile,
+		"KUBESTITCH_SPANMETRICS_FILE="+c.SpanMetricsFile,
+		"KUBESTITCH_PROMETHEUS_ENDPOINT="+c.PrometheusEndpoint,
 	)
 	c.env = append(c.env, o.Env...)
 	return c, nil

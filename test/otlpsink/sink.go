@@ -1,5 +1,5 @@
-// Package otlpsink is an OTLP/gRPC trace endpoint for tests: it keeps every
-// span it receives, so a test can check what a real component exported.
+// Package otlpsink is an OTLP/gRPC trace and metrics endpoint for tests:
+// it keeps every span and metric it receives, so a test can check what a real component exported.
 package otlpsink
 
 import (
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
@@ -21,9 +23,46 @@ type Sink struct {
 	// Endpoint is host:port.
 	Endpoint string
 
-	mu     sync.Mutex
-	traces []ptrace.Traces
-	srv    *grpc.Server
+	mu      sync.Mutex
+	traces  []ptrace.Traces
+	metrics []pmetric.Metrics
+	srv     *grpc.Server
+}
+
+// metricsService is the sink's OTLP metrics service (a type of its own:
+// both services have a method Export).
+type metricsService struct {
+	pmetricotlp.UnimplementedGRPCServer
+	s *Sink
+}
+
+// Export implements the OTLP metrics service.
+func (m *metricsService) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	md := pmetric.NewMetrics()
+	req.Metrics().CopyTo(md)
+	m.s.mu.Lock()
+	m.s.metrics = append(m.s.metrics, md)
+	m.s.mu.Unlock()
+	return pmetricotlp.NewExportResponse(), nil
+}
+
+// MetricNames returns the name of every metric received so far, once.
+func (s *Sink) MetricNames() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for _, md := range s.metrics {
+		for i := 0; i < md.ResourceMetrics().Len(); i++ {
+			sms := md.ResourceMetrics().At(i).ScopeMetrics()
+			for j := 0; j < sms.Len(); j++ {
+				ms := sms.At(j).Metrics()
+				for k := 0; k < ms.Len(); k++ {
+					out[ms.At(k).Name()] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Start serves until the test ends.
@@ -35,6 +74,7 @@ func Start(t testing.TB) *Sink {
 	}
 	s := &Sink{Endpoint: l.Addr().String(), srv: grpc.NewServer()}
 	ptraceotlp.RegisterGRPCServer(s.srv, s)
+	pmetricotlp.RegisterGRPCServer(s.srv, &metricsService{s: s})
 	go func() { _ = s.srv.Serve(l) }()
 	t.Cleanup(s.srv.Stop)
 	return s
