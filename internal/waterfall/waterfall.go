@@ -29,6 +29,9 @@ type Node struct {
 	Object     string
 	Start, End time.Time
 	Error      bool
+	// Status is the status message of an error (a blocked step's
+	// Warning: "FailedScheduling: 0/3 nodes are available: ...").
+	Status     string
 	Attributes pcommon.Map
 	Children   []*Node
 	Parent     *Node
@@ -109,7 +112,7 @@ func Build(td ptrace.Traces) []*Trace {
 					TraceID: s.TraceID(), SpanID: s.SpanID(), ParentID: s.ParentSpanID(),
 					Name: s.Name(), Service: svc, Object: objectOf(s),
 					Start: s.StartTimestamp().AsTime(), End: s.EndTimestamp().AsTime(),
-					Error: s.Status().Code() == ptrace.StatusCodeError, Attributes: s.Attributes(),
+					Error: s.Status().Code() == ptrace.StatusCodeError, Status: s.Status().Message(), Attributes: s.Attributes(),
 				})
 			}
 		}
@@ -232,7 +235,11 @@ func Render(w io.Writer, t *Trace, o Options) {
 			obj += " " + mark
 		}
 		if n.Error {
-			obj += " (error)"
+			obj += " (error"
+			if n.Status != "" && !o.MaskDurations {
+				obj += ": " + cut(n.Status, statusWidth)
+			}
+			obj += ")"
 		}
 		collapsed := o.Collapse != nil && o.Collapse(n) && len(n.Children) > 0
 		if collapsed {
@@ -266,6 +273,16 @@ func Render(w io.Writer, t *Trace, o Options) {
 	for _, r := range t.Orphans {
 		walk(r, 0, "(orphan)")
 	}
+}
+
+// statusWidth bounds an error's message in a line.
+const statusWidth = 90
+
+func cut(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-3]) + "..."
+	}
+	return s
 }
 
 // labelWidth is the width of the indented name column.

@@ -40,7 +40,7 @@ type Collector struct {
 	// SLIs) as OTLP JSON; PrometheusEndpoint serves them for a scrape.
 	SpanMetricsFile    string
 	PrometheusEndpoint string
-	Log             string
+	Log                string
 
 	bin, config string
 	overrides   []string
