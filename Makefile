@@ -6,7 +6,7 @@ BIN       := bin/otelcol-kubestitch
 GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit-test race-test cluster-test shake install-test demo waterfall cluster-up image lint clean
+.PHONY: all build generate test unit-test race-test cluster-test shake install-test demo demo-stuck waterfall cluster-up image lint clean
 
 all: build
 
@@ -49,9 +49,13 @@ shake:
 install-test: build
 	$(GO) test -count=1 -v -timeout 20m -run TestInstallRunsAsShipped ./test/deploy/
 
-## demo: local control plane + collector, a 3-replica Deployment, traces in .demo/traces.json
+## demo: local control plane + collector, a 3-replica Deployment, traces in .demo/traces.json, span metrics (SLIs) in .demo/metrics.json
 demo: build
 	$(GO) run ./cmd/kubestitch-demo --collector $(BIN) --out .demo
+
+## demo-stuck: the demo, plus a Deployment whose image pull fails: its trace shows why it is stuck
+demo-stuck: build
+	$(GO) run ./cmd/kubestitch-demo --collector $(BIN) --out .demo --stuck
 
 ## waterfall: print the traces of a file exporter's output as text waterfalls
 waterfall:

@@ -1,8 +1,12 @@
 // Command kubestitch-demo is `make demo`: it starts the local control plane
 // with kube-apiserver tracing pointed at a Kubestitch gateway, applies a
 // 3-replica Deployment, waits for the rollout, writes what the collector
-// exported to OUT/traces.json, prints a summary and the waterfall, and stops
-// everything it started.
+// exported to OUT/traces.json (traces) and OUT/metrics.json (the span
+// metrics: pod-startup SLIs), prints a summary, the waterfall and the SLI
+// table, and stops everything it started. With -stuck (`make demo-stuck`)
+// it also applies a Deployment whose image cannot be pulled, and prints
+// its trace: the blocked step and, at the progress deadline, the root
+// naming the cause.
 package main
 
 import (
@@ -18,9 +22,13 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/slitable"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/harness"
 	"github.com/kubestitch/kubestitch/test/localcluster"
@@ -34,16 +42,27 @@ func main() {
 	config := flag.String("config", "test/harness/testdata/gateway.yaml", "the collector configuration")
 	keep := flag.Bool("keep", false, "keep the collector's work directory (log, state) and print where it is")
 	kubelet := flag.Bool("kubelet", true, "run the pods on a real kubelet node (kubelet and runtime spans in the trace) instead of kwok")
+	stuck := flag.Bool("stuck", false, "also apply a Deployment whose image pull fails (needs -kubelet) and show why it is stuck")
 	flag.Parse()
+	if *stuck && !*kubelet {
+		fmt.Fprintln(os.Stderr, "demo: -stuck needs -kubelet (the runtime fails the pull)")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep, *kubelet); err != nil {
+	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep, *kubelet, *stuck); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep, kubelet bool) error {
+// stuckImage is the image the demo's runtime refuses to pull.
+const stuckImage = "registry.example/missing:1"
+
+// stuckDeadline is the stuck Deployment's progressDeadlineSeconds.
+const stuckDeadline = 20
+
+func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep, kubelet, stuck bool) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -69,6 +88,9 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 		// in the demo). Their CRI spans leave before their syncPod root
 		// ends: the wait covers the kubelet's 5 s export delay.
 		opts.Kubelet = &localcluster.KubeletOptions{}
+		if stuck {
+			opts.Kubelet.Faults.PullFails = []string{stuckImage}
+		}
 		col.SetEnv("KUBESTITCH_WAIT=10s")
 	}
 	cluster, err := localcluster.Prepare(ctx, opts)
@@ -96,8 +118,24 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	if _, err := cluster.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+	if stuck {
+		s := localcluster.DemoDeployment("stuck", 1)
+		s.Spec.ProgressDeadlineSeconds = ptr.To(int32(stuckDeadline))
+		s.Spec.Template.Spec.NodeSelector = d.Spec.Template.Spec.NodeSelector
+		s.Spec.Template.Spec.Containers[0].Image = stuckImage
+		fmt.Printf("demo: applying Deployment stuck, image %s (the runtime refuses its pull), progressDeadlineSeconds %d\n", stuckImage, stuckDeadline)
+		if _, err := cluster.Client.AppsV1().Deployments("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
 	if err := waitRollout(ctx, cluster, "web", replicas); err != nil {
 		return err
+	}
+	if stuck {
+		if err := waitDeadline(ctx, cluster, "stuck"); err != nil {
+			return err
+		}
+		fmt.Println("demo: Deployment stuck passed its progress deadline")
 	}
 	fmt.Printf("demo: rollout complete in %s; waiting for the last spans (apiserver exports every 5s)\n", time.Since(begin).Round(10*time.Millisecond))
 	select {
@@ -141,8 +179,42 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 			fmt.Printf("\nThe trace of the Deployment's rollout (%d spans, %d services):\n\n", len(tr.Spans), len(tr.Services()))
 			waterfall.Render(os.Stdout, tr, waterfall.Options{Width: 40, Collapse: waterfall.CollapseAPIRequests})
 		}
+		if stuck && tr.Root != nil && tr.Root.Name == "deployment.rollout" && tr.Root.Object == "Deployment default/stuck" {
+			fmt.Printf("\nThe trace of the stuck rollout (%d spans):\n\n", len(tr.Spans))
+			waterfall.Render(os.Stdout, tr, waterfall.Options{Width: 40, Collapse: waterfall.CollapseAPIRequests})
+		}
 	}
+	metrics := filepath.Join(out, "metrics.json")
+	if err := copyFile(col.SpanMetricsFile, metrics); err != nil {
+		return fmt.Errorf("copy metrics: %w", err)
+	}
+	rows, err := slitable.ReadFile(metrics, fragment.SLITransitions)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nPod startup as the gateway exported it (span metrics in %s; p50/p99 estimated within histogram buckets, as histogram_quantile does):\n\n", metrics)
+	slitable.Format(os.Stdout, rows)
 	return nil
+}
+
+func waitDeadline(ctx context.Context, c *localcluster.Cluster, name string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		d, err := c.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			for _, cond := range d.Status.Conditions {
+				if cond.Type == appsv1.DeploymentProgressing && cond.Reason == "ProgressDeadlineExceeded" {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("deployment %s did not pass its progress deadline in 2 minutes", name)
 }
 
 func waitRollout(ctx context.Context, c *localcluster.Cluster, name string, replicas int32) error {

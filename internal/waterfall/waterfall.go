@@ -207,6 +207,9 @@ type Options struct {
 	// scales its ReplicaSets in a varying number of steps).
 	MergeSiblings bool
 	MaskCounts    bool
+	// NoSLI leaves out the SLI spans (measurements of a pod start, not
+	// steps of it) from a FragmentsOnly skeleton.
+	NoSLI bool
 }
 
 // Render prints one trace as a waterfall, depth first from its roots; an
@@ -255,7 +258,7 @@ func Render(w io.Writer, t *Trace, o Options) {
 		}
 		children := n.Children
 		if o.FragmentsOnly {
-			children = fragmentChildren(n, o.MaskNames)
+			children = fragmentChildren(n, o)
 		}
 		for _, c := range children {
 			walk(c, depth+1, "")
@@ -377,15 +380,21 @@ func (n *Node) IsFragment() bool {
 	return ok
 }
 
-func fragmentChildren(n *Node, mask bool) []*Node {
+// isSLI says whether a span is one of k8swatch's SLI spans.
+func (n *Node) isSLI() bool {
+	v, _ := n.Attributes.Get(fragment.KeyLevel)
+	return v.Str() == fragment.LevelSLI
+}
+
+func fragmentChildren(n *Node, o Options) []*Node {
 	var out []*Node
 	for _, c := range n.Children {
-		if c.IsFragment() {
+		if c.IsFragment() && !(o.NoSLI && c.isSLI()) {
 			out = append(out, c)
 		}
 	}
 	obj := func(x *Node) string {
-		if mask {
+		if o.MaskNames {
 			return maskName(x.Object)
 		}
 		return x.Object
@@ -406,7 +415,7 @@ func mergeGroups(nodes []*Node, o Options) []*group {
 	var out []*group
 	idx := map[string]*group{}
 	for _, n := range nodes {
-		if !n.IsFragment() {
+		if !n.IsFragment() || (o.NoSLI && n.isSLI()) {
 			continue
 		}
 		obj := n.Object

@@ -11,6 +11,17 @@ import (
 // schedule) before its SLI spans take the PodScheduled condition instead.
 const sliScheduleWait = 5 * time.Second
 
+// maxEarlyScheduled bounds the Scheduled Events kept for pods not yet
+// seen; earlyScheduledTTL is how long one is kept. A node agent sees every
+// pod's Scheduled Event (the API cannot select Events by node) and its own
+// pods only once bound, often after their Event: it keeps each a while in
+// case the pod turns out to be its own. At 100 pods/s cluster-wide that is
+// 3,000 entries.
+const (
+	maxEarlyScheduled = 8192
+	earlyScheduledTTL = 30 * time.Second
+)
+
 // podSLI gathers the phases of clusterloader2's PodStartupLatency for one
 // pod start, as clusterloader2 takes them: create is the creation
 // timestamp, schedule the scheduler's Scheduled Event, run the last
@@ -48,6 +59,10 @@ func (t *tracker) sliObserve(st *objectState, at time.Time, initialList bool) []
 	if s.sent || !s.watch.IsZero() {
 		return nil
 	}
+	if early, ok := t.earlyScheduled[v.uid]; ok && s.schedule.IsZero() {
+		s.schedule, s.scheduleSource = early, "event"
+	}
+	delete(t.earlyScheduled, v.uid)
 	s.watch = at
 	for i := range v.pod.containers {
 		if c := &v.pod.containers[i]; c.startedAt.After(s.run) {
@@ -58,6 +73,33 @@ func (t *tracker) sliObserve(st *objectState, at time.Time, initialList bool) []
 		return nil
 	}
 	return t.sliSpans(st)
+}
+
+// sliEarly keeps the Scheduled Event of a pod not seen yet. Called under
+// the lock.
+func (t *tracker) sliEarly(ev eventView) {
+	if ev.reason != "Scheduled" {
+		return
+	}
+	if t.earlyScheduled == nil {
+		t.earlyScheduled = map[string]time.Time{}
+	}
+	if len(t.earlyScheduled) >= maxEarlyScheduled {
+		// Full within a TTL: a burst beyond the bound. Start over; the
+		// pods whose Event went use the PodScheduled condition.
+		clear(t.earlyScheduled)
+	}
+	t.earlyScheduled[ev.objectUID] = ev.at
+}
+
+// pruneEarly drops the early Scheduled Events older than the TTL at now.
+// Called under the lock.
+func (t *tracker) pruneEarly(now time.Time) {
+	for uid, at := range t.earlyScheduled {
+		if now.Sub(at) >= earlyScheduledTTL {
+			delete(t.earlyScheduled, uid)
+		}
+	}
 }
 
 // sliEvent takes what the SLI needs from an Event about a pod: the
@@ -95,6 +137,7 @@ func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
 // sliScheduleWait ago without a Scheduled Event, with the PodScheduled
 // condition's time. Called under the lock.
 func (t *tracker) sliOverdue(now time.Time) []fragmentSpan {
+	t.pruneEarly(now)
 	var out []fragmentSpan
 	for _, st := range t.states {
 		s := st.sli

@@ -1,6 +1,7 @@
 package k8swatchreceiver
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -121,4 +122,28 @@ func TestSLIOnlyForPodStartsTheWatchSaw(t *testing.T) {
 		tr.event(scheduledEvent("pod-1", t0))
 		assert.Empty(t, sliDurations(tr.observe(viewPod(running(scheduled(p, t0), t0), nil), t0.Add(time.Second), false)))
 	})
+}
+
+// A node agent sees its pod only once bound, often after the scheduler's
+// Event: the Event waits for the pod a while, bounded.
+func TestSLIScheduledEventBeforeThePod(t *testing.T) {
+	tr := newTracker()
+	tr.event(scheduledEvent("pod-1", t0.Add(300*time.Millisecond)))
+	tr.event(scheduledEvent("other-node-pod", t0.Add(300*time.Millisecond)))
+	p := testPod("pod-1")
+	tr.observe(viewPod(scheduled(p, t0), nil), t0.Add(310*time.Millisecond), false)
+	out := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(time.Second)), nil), t0.Add(1200*time.Millisecond), false)
+	assert.Equal(t, 300*time.Millisecond, sliDurations(out)[fragment.SLICreateToSchedule])
+	for _, f := range out {
+		if f.sli != nil {
+			assert.Equal(t, "event", f.sli.scheduleSource)
+		}
+	}
+
+	tr.quiet(t0.Add(time.Minute), time.Hour)
+	assert.Empty(t, tr.earlyScheduled, "another node's pod's Event leaves after its TTL")
+	for i := range maxEarlyScheduled + 10 {
+		tr.event(scheduledEvent("p"+strconv.Itoa(i), t0.Add(time.Minute)))
+	}
+	assert.LessOrEqual(t, len(tr.earlyScheduled), maxEarlyScheduled)
 }

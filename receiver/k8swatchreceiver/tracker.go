@@ -94,6 +94,8 @@ type tracker struct {
 	changed map[string]struct{}
 	// droppedEvents counts Kubernetes Events that had no span to go on.
 	droppedEvents int64
+	// earlyScheduled are Scheduled Events of pods not seen yet (sli.go).
+	earlyScheduled map[string]time.Time
 }
 
 func newTracker() *tracker {
@@ -441,6 +443,7 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 	defer t.mu.Unlock()
 	st := t.states[ev.objectUID]
 	if st == nil || st.Trigger == "" {
+		t.sliEarly(ev)
 		t.droppedEvents++
 		return nil
 	}

@@ -91,6 +91,8 @@ type EnvOptions struct {
 	// KubeletDelays are the real kubelet's runtime's slow calls. Default:
 	// criruntime.DefaultDelays.
 	KubeletDelays *criruntime.Delays
+	// KubeletFaults make the real kubelet's runtime fail chosen images.
+	KubeletFaults criruntime.Faults
 }
 
 // StartEnv prepares the cluster, starts the collectors on its kubeconfig
@@ -138,7 +140,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	node := "kwok-node-0"
 	if o.Kubelet {
 		node = "kubelet-node-0"
-		opts.Kubelet = &localcluster.KubeletOptions{NodeName: node, TracingEndpoint: e.Agent.OTLPEndpoint, Delays: o.KubeletDelays}
+		opts.Kubelet = &localcluster.KubeletOptions{NodeName: node, TracingEndpoint: e.Agent.OTLPEndpoint, Delays: o.KubeletDelays, Faults: o.KubeletFaults}
 	}
 	e.Cluster, err = localcluster.Prepare(ctx, opts)
 	if err != nil {

@@ -28,6 +28,8 @@ type KubeletOptions struct {
 	TracingEndpoint string
 	// Delays of the runtime's slow calls. Default: criruntime.DefaultDelays.
 	Delays *criruntime.Delays
+	// Faults of the runtime (none by default).
+	Faults criruntime.Faults
 }
 
 // CanaryFile is written into the kubelet's working directory
@@ -184,7 +186,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 		return err
 	}
 	socket := filepath.Join(base, "cri.sock")
-	c.runtime, err = criruntime.Start(criruntime.Options{Socket: socket, TracingEndpoint: ko.TracingEndpoint, Delays: delays})
+	c.runtime, err = criruntime.Start(criruntime.Options{Socket: socket, TracingEndpoint: ko.TracingEndpoint, Delays: delays, Faults: ko.Faults})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -22,6 +23,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-client/pkg/fake"
 )
@@ -48,12 +51,26 @@ type Options struct {
 	// empty turns tracing off.
 	TracingEndpoint string
 	Delays          Delays
+	Faults          Faults
+}
+
+// Faults make the runtime fail as a real one does for a broken image, so
+// stuck pod starts can be reproduced: pulls of an image refused, or its
+// containers exiting non-zero right after they start (a crash loop).
+type Faults struct {
+	// PullFails are images whose pulls fail (not found).
+	PullFails []string
+	// Exits are images whose containers exit with code 1 ExitAfter after
+	// they start.
+	Exits     []string
+	ExitAfter time.Duration
 }
 
 // Runtime is a running fake CRI runtime and image service.
 type Runtime struct {
 	*fake.RemoteRuntime
 	delays Delays
+	faults Faults
 	server *grpc.Server
 	tp     *sdktrace.TracerProvider
 	done   chan struct{}
@@ -61,7 +78,7 @@ type Runtime struct {
 
 // Start serves the runtime on opts.Socket.
 func Start(opts Options) (*Runtime, error) {
-	r := &Runtime{RemoteRuntime: fake.NewFakeRemoteRuntime(), delays: opts.Delays, done: make(chan struct{})}
+	r := &Runtime{RemoteRuntime: fake.NewFakeRemoteRuntime(), delays: opts.Delays, faults: opts.Faults, done: make(chan struct{})}
 	var serverOpts []grpc.ServerOption
 	if opts.TracingEndpoint != "" {
 		exp, err := otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(opts.TracingEndpoint), otlptracegrpc.WithInsecure())
@@ -151,6 +168,9 @@ func (r *Runtime) PullImage(ctx context.Context, req *runtimeapi.PullImageReques
 	if err := pause(ctx, r.delays.PullImage); err != nil {
 		return nil, err
 	}
+	if slices.Contains(r.faults.PullFails, req.GetImage().GetImage()) {
+		return nil, status.Errorf(codes.NotFound, "failed to resolve reference %q: not found", req.GetImage().GetImage())
+	}
 	return r.RemoteRuntime.PullImage(ctx, req)
 }
 
@@ -193,5 +213,24 @@ func (r *Runtime) StartContainer(ctx context.Context, req *runtimeapi.StartConta
 	if err := pause(ctx, r.delays.StartContainer); err != nil {
 		return nil, err
 	}
-	return r.RemoteRuntime.StartContainer(ctx, req)
+	resp, err := r.RemoteRuntime.StartContainer(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	rs := r.RuntimeService
+	rs.Lock()
+	c := rs.Containers[req.GetContainerId()]
+	exits := c != nil && slices.Contains(r.faults.Exits, c.GetImage().GetImage())
+	rs.Unlock()
+	if exits {
+		time.AfterFunc(r.faults.ExitAfter, func() {
+			rs.Lock()
+			defer rs.Unlock()
+			if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				c.State, c.ExitCode, c.Reason = runtimeapi.ContainerState_CONTAINER_EXITED, 1, "Error"
+				c.FinishedAt = time.Now().UnixNano()
+			}
+		})
+	}
+	return resp, nil
 }
