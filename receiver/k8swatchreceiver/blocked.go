@@ -2,6 +2,7 @@ package k8swatchreceiver
 
 import (
 	"strings"
+	"time"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 )
@@ -10,6 +11,22 @@ import (
 // the operations above (pod -> ReplicaSet -> Deployment): a cycle or a
 // long chain stops there.
 const maxCauseDepth = 8
+
+// notBlocking are Warnings that block no step: the pod starts anyway
+// (the kubelet falls back to the node's DNS settings), or they are about
+// a stop, not a start. They stay span events of the object span.
+var notBlocking = map[string]bool{
+	"MissingClusterDNS":   true,
+	"DNSConfigForming":    true,
+	"FailedPreStopHook":   true,
+	"ExceededGracePeriod": true,
+	"FailedKillPod":       true,
+}
+
+// blocks says whether a Warning can block a step.
+func blocks(ev eventView) bool {
+	return ev.warning && !notBlocking[ev.reason]
+}
 
 // blocked handles a Warning about an object whose operation is open: the
 // step it blocks gets a span at once, with the reason and message and an
@@ -103,4 +120,38 @@ func containerWaiting(v *objectView, reasons ...string) bool {
 // blockedDetail is what a blocked-step span says of its Warning.
 type blockedDetail struct {
 	reason, message string
+}
+
+// closeBelow ends, as not converged, the open operations of the objects
+// under uid (by ownerReferences, as deep as maxCauseDepth) when uid's
+// operation gave up: their object spans would otherwise never come (a
+// pod that cannot be scheduled never becomes ready), and their steps would
+// hang in the operation's trace without a parent. A later start of such
+// an object is not traced; a fix is usually a new spec, a new operation
+// with new objects. Called under the lock.
+func (t *tracker) closeBelow(uid string, at time.Time, reason string) []fragmentSpan {
+	var out []fragmentSpan
+	for child, st := range t.states {
+		if st.Done || st.Trigger == "" || st.Trigger == fragment.TriggerDelete || !t.ownedBy(st, uid) {
+			continue
+		}
+		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, reason))
+		t.markChanged(child)
+	}
+	return out
+}
+
+// ownedBy says whether uid is among st's owners, up to maxCauseDepth
+// levels. Called under the lock.
+func (t *tracker) ownedBy(st *objectState, uid string) bool {
+	for depth := 0; st != nil && depth < maxCauseDepth; depth++ {
+		if st.view.ownerUID == "" {
+			return false
+		}
+		if st.view.ownerUID == uid {
+			return true
+		}
+		st = t.states[st.view.ownerUID]
+	}
+	return false
 }

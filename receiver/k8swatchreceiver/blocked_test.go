@@ -75,7 +75,14 @@ func TestWarningBlocksItsStepAtOnce(t *testing.T) {
 		Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: `ReplicaSet "web-1" has timed out progressing.`,
 	}}}
 	ended := tr.observe(viewDeployment(d, nil), t0.Add(12*time.Second), false)
-	require.Equal(t, []string{fragment.PhaseDeploymentRollout}, names(ended))
+	// The ReplicaSet's and the pod's operations end with it, or their
+	// steps would have no parent in the rollout's trace.
+	require.ElementsMatch(t, []string{fragment.PhaseDeploymentRollout, fragment.PhaseReplicaSetScale, fragment.PhasePodStartup}, names(ended))
+	for _, f := range ended[1:] {
+		assert.False(t, *f.converged)
+		assert.Contains(t, f.reason, "owner gave up: ProgressDeadlineExceeded")
+	}
+	assert.Empty(t, tr.event(warning("3", "pod-1", "FailedScheduling", msg, t0.Add(13*time.Second))), "nothing more on an operation that ended")
 	assert.False(t, *ended[0].converged)
 	assert.Equal(t, "FailedScheduling: "+msg, ended[0].cause)
 	td = toTraces(ended, "test")
@@ -107,6 +114,16 @@ func TestBlockedStepOfTheKubeletsBackOff(t *testing.T) {
 		got := blockedStep(pod(c.waiting), eventView{reason: c.reason, note: c.note}, "gen:1")
 		assert.Equal(t, c.want, got, "%s %q waiting %q", c.reason, c.note, c.waiting)
 	}
+}
+
+// A Warning that blocks nothing (the kubelet without cluster DNS falls
+// back to the node's) is no blocked step and no cause.
+func TestWarningThatBlocksNothing(t *testing.T) {
+	tr := newTracker()
+	tr.observe(viewPod(testPod("pod-1"), nil), t0, false)
+	out := tr.event(warning("1", "pod-1", "MissingClusterDNS", "kubelet does not have ClusterDNS IP configured", t0.Add(time.Second)))
+	assert.Empty(t, blockedSpans(out))
+	assert.Empty(t, tr.states["pod-1"].Cause)
 }
 
 // Without event_messages the span keeps the reason, and no message.

@@ -203,7 +203,7 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		// past its progress deadline): end it now, as an error.
 		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, v.failed))
 		t.markChanged(v.uid)
-		return out
+		return append(out, t.closeBelow(v.uid, at, "owner gave up: "+v.failed)...)
 	}
 	if trigger != fragment.TriggerDelete && v.converged {
 		end, src := at, fragment.TimeSourceWatch
@@ -456,7 +456,7 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 		}
 		return out
 	}
-	if ev.warning {
+	if blocks(ev) {
 		out = append(out, t.blocked(st, ev)...)
 	}
 	if ev.duration > 0 && ev.reason == "Pulled" {

@@ -22,6 +22,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/harness"
 	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/internal/slitable"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 	"github.com/kubestitch/kubestitch/test/podrunner"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
@@ -181,6 +182,19 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	}
 	assert.Len(t, nodesOf, len(cluster.Nodes), "the Deployments' pods spread over every node, so every agent took part")
 	logMemory(t, runner, "after the first rollouts")
+
+	// The answers as shipped: the gateways' span metrics (the SLIs) reach
+	// the backend as OTLP metrics (flushed every 15 s).
+	require.Eventually(t, func() bool {
+		be.mu.Lock()
+		defer be.mu.Unlock()
+		for _, s := range be.sinks {
+			if s.MetricNames()[slitable.DurationMetric] {
+				return true
+			}
+		}
+		return false
+	}, time.Minute, time.Second, "the gateways' span metrics (%s) at the backend", slitable.DurationMetric)
 
 	// Failover: the owner of a namespace dies mid-rollout, with its node.
 	// First one that does not hold the k8swatch Lease (the holder's death

@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,27 +126,18 @@ func runStuck(t *testing.T, e *harness.Env, cases []stuckCase) {
 		_, err = c.AppsV1().Deployments(sc.namespace).Create(ctx, d, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
+	// One watcher of the gateway's output for all cases, from the start:
+	// when each case's first blocked-step span left the gateway.
+	seen := newFirstSeen(t, e, cases)
 	for _, sc := range cases {
 		t.Run(sc.name, func(t *testing.T) {
 			deployment := "Deployment " + sc.namespace + "/web"
 			var blocked *waterfall.Node
 			var blockedTrace *waterfall.Trace
-			var seen time.Time
+			var at time.Time
 			e.WaitFor(t, sc.name+": a blocked-step span", 90*time.Second, func() (bool, string) {
-				td, err := harness.ReadTraces(e.Gateway.TracesFile)
-				if err != nil {
-					return false, err.Error()
-				}
-				for _, tr := range waterfall.Build(td) {
-					for _, s := range tr.Spans {
-						if lv, _ := s.Attributes.Get(fragment.KeyLevel); lv.Str() != fragment.LevelBlocked || !strings.HasPrefix(objectNamespace(s), sc.namespace) {
-							continue
-						}
-						blocked, blockedTrace, seen = s, tr, time.Now()
-						return true, ""
-					}
-				}
-				return false, "none yet"
+				blocked, blockedTrace, at = seen.get(sc.namespace)
+				return blocked != nil, "none yet"
 			})
 			reason, _ := blocked.Attributes.Get(fragment.KeyEventReason)
 			assert.Equal(t, sc.step, blocked.Name, "the Warning blocks this step")
@@ -153,7 +146,7 @@ func runStuck(t *testing.T, e *harness.Env, cases []stuckCase) {
 			assert.Contains(t, blocked.Status, sc.message, "the status carries the Warning's message")
 			assert.Contains(t, objectsOfTrace(blockedTrace), deployment, "the blocked step is in the rollout's trace, while the rollout is stuck")
 			warned := firstWarning(t, e, sc.namespace, reason.Str())
-			latency := seen.Sub(warned)
+			latency := at.Sub(warned)
 			t.Logf("%s: %s %s (error: %s); Warning at %s, span out of the gateway %s later",
 				sc.name, blocked.Name, blocked.Object, blocked.Status, warned.Format(time.RFC3339Nano), latency.Round(time.Millisecond))
 			assert.Less(t, latency, maxBlockedLatency, "the cause shows within seconds of the Warning")
@@ -168,6 +161,7 @@ func runStuck(t *testing.T, e *harness.Env, cases []stuckCase) {
 			assert.Contains(t, tr.Root.Status, "ProgressDeadlineExceeded")
 			cause, _ := tr.Root.Attributes.Get(fragment.KeyCause)
 			assert.True(t, strings.HasPrefix(cause.Str(), reason.Str()), "the root names the first cause: %q", cause.Str())
+			assert.Empty(t, tr.Orphans, "whole at the deadline: the operations below the rollout end with it")
 			deadlineAt := progressDeadlineAt(t, e, sc.namespace)
 			t.Logf("%s: ProgressDeadlineExceeded at %s (whole seconds), root span out %s later; cause %q",
 				sc.name, deadlineAt.Format(time.RFC3339), rootSeen.Sub(deadlineAt).Round(time.Millisecond), cause.Str())
@@ -177,6 +171,64 @@ func runStuck(t *testing.T, e *harness.Env, cases []stuckCase) {
 			t.Logf("the stuck rollout:\n%s", b.String())
 		})
 	}
+}
+
+// firstSeen polls the gateway's output and keeps, per case namespace, the
+// first blocked-step span of one of the case's reasons, its trace and when
+// the poll saw it.
+type firstSeen struct {
+	mu    sync.Mutex
+	spans map[string]*waterfall.Node
+	trs   map[string]*waterfall.Trace
+	at    map[string]time.Time
+}
+
+func newFirstSeen(t *testing.T, e *harness.Env, cases []stuckCase) *firstSeen {
+	f := &firstSeen{spans: map[string]*waterfall.Node{}, trs: map[string]*waterfall.Trace{}, at: map[string]time.Time{}}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			td, err := harness.ReadTraces(e.Gateway.TracesFile)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			for _, tr := range waterfall.Build(td) {
+				for _, s := range tr.Spans {
+					if lv, _ := s.Attributes.Get(fragment.KeyLevel); lv.Str() != fragment.LevelBlocked {
+						continue
+					}
+					reason, _ := s.Attributes.Get(fragment.KeyEventReason)
+					for _, sc := range cases {
+						if strings.HasPrefix(objectNamespace(s), sc.namespace+"/") && slices.Contains(sc.reasons, reason.Str()) {
+							f.mu.Lock()
+							if f.spans[sc.namespace] == nil {
+								f.spans[sc.namespace], f.trs[sc.namespace], f.at[sc.namespace] = s, tr, now
+							}
+							f.mu.Unlock()
+						}
+					}
+				}
+			}
+		}
+	}()
+	return f
+}
+
+func (f *firstSeen) get(ns string) (*waterfall.Node, *waterfall.Trace, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.spans[ns], f.trs[ns], f.at[ns]
 }
 
 func objectNamespace(s *waterfall.Node) string {
