@@ -90,7 +90,8 @@ func blockedStep(v *objectView, ev eventView, trigger string) string {
 	case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InspectFailed":
 		return fragment.PhaseImagePull
 	case "Failed":
-		if strings.Contains(ev.note, "pull") || containerWaiting(v, "ErrImagePull", "ImagePullBackOff") {
+		// "Failed to pull image ...", then "Error: ErrImagePull".
+		if strings.Contains(strings.ToLower(ev.note), "pull") || containerWaiting(v, "ErrImagePull", "ImagePullBackOff") {
 			return fragment.PhaseImagePull
 		}
 		return fragment.PhaseContainerStart

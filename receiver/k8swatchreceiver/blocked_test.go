@@ -108,6 +108,7 @@ func TestBlockedStepOfTheKubeletsBackOff(t *testing.T) {
 		{"BackOff", "", "ImagePullBackOff", fragment.PhaseImagePull},
 		{"BackOff", "", "CrashLoopBackOff", fragment.PhaseContainerStart},
 		{"Failed", `Failed to pull image "nope:1": not found`, "", fragment.PhaseImagePull},
+		{"Failed", "Error: ErrImagePull", "", fragment.PhaseImagePull},
 		{"ErrImagePull", "", "", fragment.PhaseImagePull},
 		{"FailedCreate", "", "", fragment.PhasePodStartup},
 	} {

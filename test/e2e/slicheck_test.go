@@ -137,10 +137,12 @@ func (w *cl2Watcher) watchTimes() map[string]time.Time {
 }
 
 // sliOfTrace reads the SLI spans of a stitched trace: pod UID ->
-// transition -> duration, with each span's schedule source.
-func sliOfTrace(tr *waterfall.Trace) (map[string]map[string]time.Duration, map[string]string) {
+// transition -> duration, with each span's schedule source and what
+// pod_startup left out (image pulls).
+func sliOfTrace(tr *waterfall.Trace) (map[string]map[string]time.Duration, map[string]string, map[string]time.Duration) {
 	out := map[string]map[string]time.Duration{}
 	sources := map[string]string{}
+	excluded := map[string]time.Duration{}
 	for _, s := range tr.Spans {
 		if lv, _ := s.Attributes.Get(fragment.KeyLevel); lv.Str() != fragment.LevelSLI {
 			continue
@@ -152,6 +154,9 @@ func sliOfTrace(tr *waterfall.Trace) (map[string]map[string]time.Duration, map[s
 		out[uid.Str()][s.Name] = s.End.Sub(s.Start)
 		src, _ := s.Attributes.Get(fragment.KeySLIScheduleSource)
 		sources[uid.Str()] = src.Str()
+		if ex, ok := s.Attributes.Get(fragment.KeySLIExcluded); ok {
+			excluded[uid.Str()] = time.Duration(ex.Int())
+		}
 	}
-	return out, sources
+	return out, sources, excluded
 }

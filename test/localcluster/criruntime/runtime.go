@@ -61,7 +61,8 @@ type Faults struct {
 	// PullFails are images whose pulls fail (not found).
 	PullFails []string
 	// Exits are images whose containers exit with code 1 ExitAfter after
-	// they start.
+	// they start; 0: before StartContainer returns, so the kubelet never
+	// sees them running (and never marks the pod Ready).
 	Exits     []string
 	ExitAfter time.Duration
 }
@@ -222,15 +223,20 @@ func (r *Runtime) StartContainer(ctx context.Context, req *runtimeapi.StartConta
 	c := rs.Containers[req.GetContainerId()]
 	exits := c != nil && slices.Contains(r.faults.Exits, c.GetImage().GetImage())
 	rs.Unlock()
-	if exits {
-		time.AfterFunc(r.faults.ExitAfter, func() {
-			rs.Lock()
-			defer rs.Unlock()
-			if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-				c.State, c.ExitCode, c.Reason = runtimeapi.ContainerState_CONTAINER_EXITED, 1, "Error"
-				c.FinishedAt = time.Now().UnixNano()
-			}
-		})
+	exit := func() {
+		rs.Lock()
+		defer rs.Unlock()
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			c.State, c.ExitCode, c.Reason = runtimeapi.ContainerState_CONTAINER_EXITED, 1, "Error"
+			c.FinishedAt = time.Now().UnixNano()
+		}
+	}
+	switch {
+	case !exits:
+	case r.faults.ExitAfter == 0:
+		exit()
+	default:
+		time.AfterFunc(r.faults.ExitAfter, exit)
 	}
 	return resp, nil
 }
