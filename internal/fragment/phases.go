@@ -64,3 +64,8 @@ func ObjectPhase(kind, trigger string) string {
 	}
 	return PhaseReconcile
 }
+
+// Blocked is the name of a blocked-step span (LevelBlocked): the step a
+// Warning blocks, suffixed, so that it never counts as the step itself
+// (a pod with a FailedScheduling still has one pod.schedule).
+func Blocked(step string) string { return step + ".blocked" }

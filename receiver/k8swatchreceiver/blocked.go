@@ -55,6 +55,7 @@ func (t *tracker) blocked(st *objectState, ev eventView) []fragmentSpan {
 		start = st.TriggerTime
 	}
 	s := t.stepSpan(st, step, disc, start, ev.at, ev.timeSource, ev.source)
+	s.name = fragment.Blocked(step)
 	s.level = fragment.LevelBlocked
 	s.container = ev.container
 	s.blocked = &blockedDetail{reason: ev.reason, message: ev.note}

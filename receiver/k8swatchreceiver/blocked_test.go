@@ -55,7 +55,7 @@ func TestWarningBlocksItsStepAtOnce(t *testing.T) {
 
 	require.Len(t, first, 1)
 	b := first[0]
-	assert.Equal(t, fragment.PhasePodSchedule, b.name)
+	assert.Equal(t, fragment.Blocked(fragment.PhasePodSchedule), b.name, "named by the step, never counted as it")
 	assert.Equal(t, fragment.ObjectSpanID("pod-1", "Pod", "gen:1"), b.parentID)
 	assert.Equal(t, t0.Add(time.Second), b.end, "ends at the Warning: it is sent at once")
 	assert.Empty(t, repeat, "a repeat of the same Warning is no new span")

@@ -143,7 +143,7 @@ func runStuck(t *testing.T, e *harness.Env, cases []stuckCase) {
 				return blocked != nil, "none yet"
 			})
 			reason, _ := blocked.Attributes.Get(fragment.KeyEventReason)
-			assert.Equal(t, sc.step, blocked.Name, "the Warning blocks this step")
+			assert.Equal(t, fragment.Blocked(sc.step), blocked.Name, "the Warning blocks this step")
 			assert.Contains(t, sc.reasons, reason.Str())
 			assert.True(t, blocked.Error, "a backend shows the blocked step as an error")
 			assert.Contains(t, blocked.Status, sc.message, "the status carries the Warning's message")
