@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -188,11 +189,18 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	if err := copyFile(col.SpanMetricsFile, metrics); err != nil {
 		return fmt.Errorf("copy metrics: %w", err)
 	}
-	rows, err := slitable.ReadFile(metrics, fragment.SLITransitions)
+	shown := append(slices.Clone(fragment.SLITransitions), fragment.PhaseImagePull, fragment.PhasePodStartup, fragment.PhaseReplicaSetScale, fragment.PhaseDeploymentRollout)
+	all, err := slitable.ReadFile(metrics, shown)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nPod startup as the gateway exported it (span metrics in %s; p50/p99 estimated within histogram buckets, as histogram_quantile does):\n\n", metrics)
+	var rows []slitable.Row
+	for _, r := range all {
+		if slices.Contains(shown, r.Name) {
+			rows = append(rows, r)
+		}
+	}
+	fmt.Printf("\nPod startup and operation durations as the gateway exported them (span metrics in %s, every span\nname there; p50/p99 estimated within the histogram's buckets, as histogram_quantile does):\n\n", metrics)
 	slitable.Format(os.Stdout, rows)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -142,10 +143,16 @@ func collect(md pmetric.Metrics, latest map[string]*series) {
 					dp := dps.At(l)
 					name, _ := dp.Attributes().Get("span.name")
 					key := fmt.Sprint(res, dp.Attributes().AsRaw())
-					if old := latest[key]; old != nil && old.at > dp.Timestamp() {
+					old := latest[key]
+					if old != nil && old.at > dp.Timestamp() {
 						continue
 					}
 					s := &series{at: dp.Timestamp(), name: name.Str(), count: dp.Count(), bounds: dp.ExplicitBounds().AsRaw(), buckets: dp.BucketCounts().AsRaw(), unit: unit, exemplars: map[int]string{}}
+					if old != nil {
+						// The connector sends a point's exemplars once, with
+						// the flush after their spans: keep them.
+						maps.Copy(s.exemplars, old.exemplars)
+					}
 					for e := 0; e < dp.Exemplars().Len(); e++ {
 						ex := dp.Exemplars().At(e)
 						s.exemplars[bucketOf(s.bounds, ex.DoubleValue())] = ex.TraceID().String()

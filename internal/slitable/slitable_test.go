@@ -14,6 +14,10 @@ import (
 // line is one flush of the connector: a histogram point per (span name,
 // namespace) with bounds 100/200/500 ms.
 func line(t *testing.T, at int64, points map[[2]string][]uint64) []byte {
+	return lineWith(t, at, points, true)
+}
+
+func lineWith(t *testing.T, at int64, points map[[2]string][]uint64, exemplars bool) []byte {
 	md := pmetric.NewMetrics()
 	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
 	m.SetName(DurationMetric)
@@ -31,6 +35,9 @@ func line(t *testing.T, at int64, points map[[2]string][]uint64) []byte {
 			n += c
 		}
 		dp.SetCount(n)
+		if !exemplars {
+			continue
+		}
 		ex := dp.Exemplars().AppendEmpty()
 		ex.SetDoubleValue(150)
 		ex.SetTraceID(pcommon.TraceID{1, 2, 3})
@@ -47,6 +54,9 @@ func TestQuantilesFromTheNewestPointOfEachSeries(t *testing.T) {
 	// second namespace adds a series of its own.
 	f.Write(line(t, 2, map[[2]string][]uint64{{"pod_startup", "a"}: {0, 10, 0, 0}, {"pod_startup", "b"}: {0, 0, 10, 0}, {"image.pull", "a"}: {1, 0, 0, 0}}))
 
+	// A later flush without new spans: the same counts, no exemplars.
+	f.Write(lineWith(t, 3, map[[2]string][]uint64{{"pod_startup", "a"}: {0, 10, 0, 0}, {"pod_startup", "b"}: {0, 0, 10, 0}, {"image.pull", "a"}: {1, 0, 0, 0}}, false))
+
 	rows, err := Read(&f, []string{"pod_startup"})
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
@@ -55,7 +65,7 @@ func TestQuantilesFromTheNewestPointOfEachSeries(t *testing.T) {
 	assert.Equal(t, uint64(20), r.Count, "newest point per series, summed over series")
 	assert.Equal(t, 200*time.Millisecond, r.P50, "rank 10 of 20 ends the 100-200 ms bucket")
 	assert.Equal(t, 494*time.Millisecond, r.P99, "rank 19.8: 98% into the 200-500 ms bucket")
-	assert.Equal(t, pcommon.TraceID{1, 2, 3}.String(), r.Exemplar)
+	assert.Equal(t, pcommon.TraceID{1, 2, 3}.String(), r.Exemplar, "exemplars outlive the flush that sent them")
 	assert.Equal(t, "image.pull", rows[1].Name)
 	assert.Equal(t, 50*time.Millisecond, rows[1].P50)
 }
