@@ -205,31 +205,13 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	return nil
 }
 
-func waitDeadline(ctx context.Context, c *localcluster.Cluster, name string) error {
+// waitDeployment polls Deployment name until done says so, for up to 2
+// minutes; what names what it waited for.
+func waitDeployment(ctx context.Context, c *localcluster.Cluster, name, what string, done func(*appsv1.Deployment) bool) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		d, err := c.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			for _, cond := range d.Status.Conditions {
-				if cond.Type == appsv1.DeploymentProgressing && cond.Reason == "ProgressDeadlineExceeded" {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("deployment %s did not pass its progress deadline in 2 minutes", name)
-}
-
-func waitRollout(ctx context.Context, c *localcluster.Cluster, name string, replicas int32) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		d, err := c.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
-		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas && d.Status.UpdatedReplicas == replicas {
+		if err == nil && done(d) {
 			return nil
 		}
 		select {
@@ -238,7 +220,21 @@ func waitRollout(ctx context.Context, c *localcluster.Cluster, name string, repl
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("deployment %s not rolled out after 2 minutes", name)
+	return fmt.Errorf("deployment %s: not %s after 2 minutes", name, what)
+}
+
+func waitRollout(ctx context.Context, c *localcluster.Cluster, name string, replicas int32) error {
+	return waitDeployment(ctx, c, name, "rolled out", func(d *appsv1.Deployment) bool {
+		return d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == replicas && d.Status.UpdatedReplicas == replicas
+	})
+}
+
+func waitDeadline(ctx context.Context, c *localcluster.Cluster, name string) error {
+	return waitDeployment(ctx, c, name, "past its progress deadline", func(d *appsv1.Deployment) bool {
+		return slices.ContainsFunc(d.Status.Conditions, func(c appsv1.DeploymentCondition) bool {
+			return c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded"
+		})
+	})
 }
 
 func copyFile(src, dst string) error {
