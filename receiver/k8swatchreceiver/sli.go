@@ -29,8 +29,8 @@ const (
 // phase Running. The Event and the pod come by two watches in either
 // order, so the spans go once both are in (or sliScheduleWait after the
 // pod ran). It is not stored: a restart forgets the pods it was waiting
-// on, and a pod first seen running at a relist is not measured (its watch
-// time is not the moment it ran).
+// on, and a pod first seen running (at a relist, or by a watcher started
+// after it ran) is not measured: its watch time is not the moment it ran.
 type podSLI struct {
 	schedule, run, watch time.Time
 	scheduleSource       string
@@ -47,16 +47,29 @@ func sliEligible(v *objectView) bool {
 	return v.pod != nil && v.ownerKind != "StatefulSet"
 }
 
-// sliObserve records the watch phase of a pod seen in phase Running live,
-// and returns its SLI spans if the Scheduled Event is in. Called under
-// the tracker's lock.
-func (t *tracker) sliObserve(st *objectState, at time.Time, initialList bool) []fragmentSpan {
+// sliSent marks a pod whose SLI spans went (or never will): its phases
+// are dropped. Shared, never written.
+var sliSent = &podSLI{sent: true}
+
+// sliObserve arms the SLI of a pod seen before it runs (at the initial
+// list too: its Running is still to be watched), records the watch phase
+// when an armed pod is delivered in phase Running, and returns its SLI
+// spans if the Scheduled Event is in. A pod first seen running is never
+// measured: its watch time is not the moment it ran. Called under the
+// tracker's lock.
+func (t *tracker) sliObserve(st *objectState, at time.Time) []fragmentSpan {
 	v := &st.view
-	if initialList || !sliEligible(v) || !v.pod.running || st.Trigger != fragment.TriggerGeneration(1) {
+	if !sliEligible(v) || st.Trigger != fragment.TriggerGeneration(1) {
 		return nil
 	}
-	s := st.sliState()
-	if s.sent || !s.watch.IsZero() {
+	if !v.pod.running {
+		if st.sli == nil {
+			st.sli = &podSLI{}
+		}
+		return nil
+	}
+	s := st.sli
+	if s == nil || s.sent || !s.watch.IsZero() {
 		return nil
 	}
 	if early, ok := t.earlyScheduled[v.uid]; ok && s.schedule.IsZero() {
@@ -105,11 +118,8 @@ func (t *tracker) pruneEarly(now time.Time) {
 // sliEvent takes what the SLI needs from an Event about a pod: the
 // scheduler's Scheduled, the kubelet's pulls. Called under the lock.
 func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
-	if !sliEligible(&st.view) {
-		return nil
-	}
-	s := st.sliState()
-	if s.sent {
+	s := st.sli
+	if s == nil || s.sent {
 		return nil
 	}
 	switch {
@@ -145,7 +155,7 @@ func (t *tracker) sliOverdue(now time.Time) []fragmentSpan {
 			continue
 		}
 		if st.view.pod == nil || st.view.pod.scheduledAt.IsZero() {
-			s.sent = true // nothing truthful to measure from
+			st.sli = sliSent // nothing truthful to measure from
 			continue
 		}
 		s.schedule, s.scheduleSource = st.view.pod.scheduledAt, "condition"
@@ -154,19 +164,12 @@ func (t *tracker) sliOverdue(now time.Time) []fragmentSpan {
 	return out
 }
 
-func (st *objectState) sliState() *podSLI {
-	if st.sli == nil {
-		st.sli = &podSLI{}
-	}
-	return st.sli
-}
-
 // sliSpans renders the five transitions as children of the pod's object
 // span. pod_startup ends early by what it leaves out (image pulls, init
 // containers), so its duration is the SLI; the attribute says how much.
 func (t *tracker) sliSpans(st *objectState) []fragmentSpan {
 	s := st.sli
-	s.sent = true
+	st.sli = sliSent
 	v := &st.view
 	create := v.created
 	var excluded time.Duration

@@ -114,6 +114,27 @@ func TestSLIOnlyForPodStartsTheWatchSaw(t *testing.T) {
 		assert.Empty(t, sliDurations(tr.event(scheduledEvent("pod-1", t0))))
 		assert.Empty(t, sliDurations(tr.quiet(t0.Add(time.Hour), time.Hour)))
 	})
+	t.Run("first seen running, then updated", func(t *testing.T) {
+		// A watcher that starts after the pod ran: its next update is no
+		// moment of running.
+		tr := newTracker()
+		p := running(scheduled(testPod("pod-1"), t0), t0.Add(time.Second))
+		p.Status.Conditions = p.Status.Conditions[:1] // not Ready yet: the operation stays open
+		assert.Empty(t, sliDurations(tr.observe(viewPod(p, nil), t0.Add(time.Minute), false)))
+		assert.Empty(t, sliDurations(tr.event(scheduledEvent("pod-1", t0))))
+		p = p.DeepCopy()
+		p.ResourceVersion = "9"
+		assert.Empty(t, sliDurations(tr.observe(viewPod(p, nil), t0.Add(2*time.Minute), false)))
+		assert.Empty(t, sliDurations(tr.quiet(t0.Add(time.Hour), time.Hour)))
+	})
+	t.Run("pending at the initial list, running later", func(t *testing.T) {
+		tr := newTracker()
+		p := scheduled(testPod("pod-1"), t0)
+		tr.observe(viewPod(p, nil), t0.Add(time.Second), true)
+		tr.event(scheduledEvent("pod-1", t0.Add(100*time.Millisecond)))
+		out := tr.observe(viewPod(running(p, t0.Add(2*time.Second)), nil), t0.Add(2500*time.Millisecond), false)
+		assert.Equal(t, 2500*time.Millisecond, sliDurations(out)[fragment.SLIPodStartup], "its running was watched")
+	})
 	t.Run("a StatefulSet's pod", func(t *testing.T) {
 		tr := newTracker()
 		p := testPod("pod-1")
