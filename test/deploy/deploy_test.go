@@ -240,7 +240,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	cfg := configs(t, "single-gateway")
 	overrides := loopbackOverrides
 	gw, err := harness.NewCollector(harness.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
-		Overrides: append(overrides(), "yaml:processors::k8sstitch::wait: 2s"),
+		Overrides: append(gatewayLoopbackOverrides(), "yaml:processors::k8sstitch::wait: 2s"),
 		Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
 	require.NoError(t, err)
 	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: gw.OTLPEndpoint, Log: testLog{t}})
@@ -344,6 +344,12 @@ func loopbackOverrides() []string {
 		// In a pod each collector has its own :8888; here they share a host.
 		"yaml:service::telemetry::metrics::level: none",
 	}
+}
+
+// gatewayLoopbackOverrides are loopbackOverrides for a gateway, whose
+// span metrics port (MY_POD_IP:8889 in a pod) is its own here too.
+func gatewayLoopbackOverrides() []string {
+	return append(loopbackOverrides(), "yaml:exporters::prometheus::endpoint: ${env:KUBESTITCH_PROMETHEUS_ENDPOINT}")
 }
 
 type testLog struct{ t *testing.T }
