@@ -1,6 +1,7 @@
 package k8swatchreceiver
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -34,8 +35,7 @@ func blocks(ev eventView) bool {
 // stuck (its object span comes only when it ends). One span per step and
 // reason and operation: repeats of the Warning (the kubelet's back-off,
 // the scheduler's retries) are not sent again (they are span events of
-// the object span), so a stuck pod
-// costs a bounded number of spans. The first cause is also kept for the
+// the object span), so a stuck pod costs a bounded number of spans. The first cause is also kept for the
 // object span and those of its owners' open operations (KeyCause), so the
 // operation's root names it when it ends. Called under the lock.
 func (t *tracker) blocked(st *objectState, ev eventView) []fragmentSpan {
@@ -66,18 +66,33 @@ func (t *tracker) blocked(st *objectState, ev eventView) []fragmentSpan {
 // setCause records the first cause on the object and on the open
 // operations of its owners this tracker knows. Called under the lock.
 func (t *tracker) setCause(st *objectState, cause string) {
+	t.walkUp(st, func(s *objectState) bool {
+		if !s.startOpen() {
+			return false
+		}
+		if s.Cause == "" {
+			s.Cause = cause
+		}
+		return true
+	})
+}
+
+// walkUp calls fn with st and then each owner this tracker knows, up to
+// maxCauseDepth levels (a cycle stops there), while fn returns true.
+// Called under the lock.
+func (t *tracker) walkUp(st *objectState, fn func(*objectState) bool) {
 	for depth := 0; st != nil && depth < maxCauseDepth; depth++ {
-		if st.Done || st.Trigger == "" || st.Trigger == fragment.TriggerDelete {
-			return
-		}
-		if st.Cause == "" {
-			st.Cause = cause
-		}
-		if st.view.ownerUID == "" {
+		if !fn(st) || st.view.ownerUID == "" {
 			return
 		}
 		st = t.states[st.view.ownerUID]
 	}
+}
+
+// startOpen says the object's start or spec-change operation is under way:
+// the operations a Warning can block, and an owner's giving up can end.
+func (st *objectState) startOpen() bool {
+	return !st.Done && st.Trigger != "" && st.Trigger != fragment.TriggerDelete
 }
 
 // blockedStep names the step a Warning blocks: the one that cannot
@@ -109,14 +124,7 @@ func containerWaiting(v *objectView, reasons ...string) bool {
 	if v.pod == nil {
 		return false
 	}
-	for _, c := range v.pod.containers {
-		for _, r := range reasons {
-			if c.waiting == r {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(v.pod.containers, func(c containerView) bool { return slices.Contains(reasons, c.waiting) })
 }
 
 // blockedDetail is what a blocked-step span says of its Warning.
@@ -134,7 +142,7 @@ type blockedDetail struct {
 func (t *tracker) closeBelow(uid string, at time.Time, reason string) []fragmentSpan {
 	var out []fragmentSpan
 	for child, st := range t.states {
-		if st.Done || st.Trigger == "" || st.Trigger == fragment.TriggerDelete || !t.ownedBy(st, uid) {
+		if !st.startOpen() || !t.ownedBy(st, uid) {
 			continue
 		}
 		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, reason))
@@ -146,14 +154,10 @@ func (t *tracker) closeBelow(uid string, at time.Time, reason string) []fragment
 // ownedBy says whether uid is among st's owners, up to maxCauseDepth
 // levels. Called under the lock.
 func (t *tracker) ownedBy(st *objectState, uid string) bool {
-	for depth := 0; st != nil && depth < maxCauseDepth; depth++ {
-		if st.view.ownerUID == "" {
-			return false
-		}
-		if st.view.ownerUID == uid {
-			return true
-		}
-		st = t.states[st.view.ownerUID]
-	}
-	return false
+	owned := false
+	t.walkUp(st, func(s *objectState) bool {
+		owned = s.view.ownerUID == uid
+		return !owned
+	})
+	return owned
 }

@@ -143,25 +143,20 @@ func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
 	return t.sliSpans(st)
 }
 
-// sliOverdue sends the SLI spans of pods that ran more than
+// sliOverdue sends the SLI spans of a pod that ran more than
 // sliScheduleWait ago without a Scheduled Event, with the PodScheduled
-// condition's time. Called under the lock.
-func (t *tracker) sliOverdue(now time.Time) []fragmentSpan {
-	t.pruneEarly(now)
-	var out []fragmentSpan
-	for _, st := range t.states {
-		s := st.sli
-		if s == nil || s.sent || s.watch.IsZero() || now.Sub(s.watch) < sliScheduleWait {
-			continue
-		}
-		if st.view.pod == nil || st.view.pod.scheduledAt.IsZero() {
-			st.sli = sliSent // nothing truthful to measure from
-			continue
-		}
-		s.schedule, s.scheduleSource = st.view.pod.scheduledAt, "condition"
-		out = append(out, t.sliSpans(st)...)
+// condition's time. Called under the lock, by quiet's pass.
+func (t *tracker) sliOverdue(st *objectState, now time.Time) []fragmentSpan {
+	s := st.sli
+	if s == nil || s.sent || s.watch.IsZero() || now.Sub(s.watch) < sliScheduleWait {
+		return nil
 	}
-	return out
+	if st.view.pod == nil || st.view.pod.scheduledAt.IsZero() {
+		st.sli = sliSent // nothing truthful to measure from
+		return nil
+	}
+	s.schedule, s.scheduleSource = st.view.pod.scheduledAt, "condition"
+	return t.sliSpans(st)
 }
 
 // sliSpans renders the five transitions as children of the pod's object

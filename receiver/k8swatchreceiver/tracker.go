@@ -243,15 +243,19 @@ func (st *objectState) compact() {
 func (t *tracker) quiet(now time.Time, period time.Duration) []fragmentSpan {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pruneEarly(now)
 	var out []fragmentSpan
+	// One pass over every object a second: the quiet rule, and the SLI
+	// spans whose Scheduled Event is overdue (sli.go).
 	for uid, st := range t.states {
+		out = append(out, t.sliOverdue(st, now)...)
 		if !st.Quiet || st.Done || st.Trigger == fragment.TriggerDelete || now.Sub(st.LastChange) < period {
 			continue
 		}
 		out = append(out, t.objectSpan(st, st.LastChange, fragment.TimeSourceWatch, true, "quiet"))
 		t.markChanged(uid)
 	}
-	return append(out, t.sliOverdue(now)...)
+	return out
 }
 
 // gone is called for a DELETED watch event: the deletion operation ends.

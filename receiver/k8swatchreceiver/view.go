@@ -171,7 +171,8 @@ func viewDeployment(d *appsv1.Deployment, allow map[string]bool) objectView {
 		case v.converged && c.Reason == "NewReplicaSetAvailable":
 			v.convergedAt = c.LastUpdateTime.Time
 		case !v.converged && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" && s.ObservedGeneration >= d.Generation:
-			v.failed = c.Reason + ": " + c.Message
+			// Bounded like an Event's note: a condition message is any length.
+			v.failed = fragment.TruncateUTF8(c.Reason+": "+c.Message, maxNoteLen)
 		}
 	}
 	return v
