@@ -46,6 +46,11 @@ const (
 	KeyTraceparent = "kubestitch.traceparent"
 	// KeyReason is a short machine-readable reason (event reason, timeout ...).
 	KeyReason = "kubestitch.reason"
+	// KeyResumed is true on an object span a watcher sent for an operation
+	// that converged while no watcher saw it (a new k8swatch Lease holder's
+	// first list): it closes that operation where a processor still holds
+	// it open, and is dropped everywhere else.
+	KeyResumed = "kubestitch.fragment.resumed"
 )
 
 // Keys the processor writes when it rewrites an app span.

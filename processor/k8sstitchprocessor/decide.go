@@ -64,6 +64,9 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 // decideFragment places a fragment into its operation (fateGo), or drops
 // it as a duplicate, or lets it wait for its owner's operation.
 func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
+	if f.unneeded {
+		return fateDrop
+	}
 	o := p.objectOf(&f.key) // learnt again if shed since the first pass
 	if !o.markSeen(s.SpanID()) {
 		return fateDrop

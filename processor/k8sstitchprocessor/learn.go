@@ -39,6 +39,9 @@ const (
 type fragInfo struct {
 	key   fragmentKey
 	valid bool
+	// unneeded: a resumed object span for an operation not held open
+	// here; it is dropped like a repeat.
+	unneeded bool
 }
 
 // learn is the first pass over a batch: what fragments say about objects
@@ -75,7 +78,11 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 				}
 				if a.isFrag {
 					f := fragInfo{key: a.fk}
-					if a.fk.valid() {
+					switch {
+					case !a.fk.valid():
+					case a.fk.resumed && !p.holdsOpen(a.fk):
+						f.valid, f.unneeded = true, true
+					default:
 						p.learnFragment(s, a.fk)
 						f.valid = true
 					}
@@ -132,6 +139,19 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 		}
 	}
 	p.markDirty(o)
+}
+
+// holdsOpen says whether the operation a fragment names is known here and
+// still open. A resumed object span is wanted only then: it closes an
+// operation its watcher died in, and would otherwise open a trace of one
+// span for every object a new watcher listed.
+func (p *stitchProcessor) holdsOpen(fk fragmentKey) bool {
+	o := p.graph.get(fk.uid)
+	if o == nil {
+		return false
+	}
+	r := o.op(fk.trigger)
+	return r != nil && !r.Closed
 }
 
 // opKey names an operation by value: its object's UID and its trigger.

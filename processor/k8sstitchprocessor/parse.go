@@ -133,6 +133,9 @@ func parseEtcdKey(key string) (joinHint, bool) {
 type fragmentKey struct {
 	level, uid, kind, namespace, name, owner, trigger, traceparent string
 	triggerTime                                                    time.Time
+	// resumed: an object span sent for an operation that converged out of
+	// a watcher's sight (fragment.KeyResumed).
+	resumed bool
 }
 
 // readFragment reads a span's fragment key; isFrag is false for an app

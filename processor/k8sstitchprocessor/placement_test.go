@@ -114,3 +114,78 @@ func TestChildAfterItsOwnersOperationEndedJoinsItWhenNoNextComes(t *testing.T) {
 	})
 	assert.Equal(t, fragment.TraceID("rs-1", "gen:4"), got)
 }
+
+// TestResumedObjectSpanClosesWhatADeadWatcherLeftOpen replays a failed
+// install run: the k8swatch Lease holder died 500 ms into a rollout
+// (gen:3), which converged before another gateway took the Lease, so no
+// watcher sent its object span and the gateway held it open. The next
+// rollout's ReplicaSet reached the gateway before the Deployment's gen:4
+// trigger and went into gen:3's trace. The new holder's first list sends
+// gen:3's object span marked resumed: it closes gen:3, and the ReplicaSet
+// waits for gen:4.
+func TestResumedObjectSpanClosesWhatADeadWatcherLeftOpen(t *testing.T) {
+	at := shakeClock
+	placedIn := func(resume bool) pcommon.TraceID {
+		h := newHarness(t, nil)
+		m := newSpanMaker()
+		opFragment(m, "Deployment", "dep-1", "", "gen:3", fragment.LevelTrigger, "", at(0), at(0), at(0))
+		opFragment(m, "ReplicaSet", "rs-3", "dep-1", "gen:1", fragment.LevelTrigger, "", at(200), at(200), at(200))
+		h.feed(t, m.td)
+		if resume {
+			m = newSpanMaker()
+			opFragment(m, "Deployment", "dep-1", "", "gen:3", fragment.LevelObject, "", at(0), at(0), at(9000))
+			lastSpan(m).Attributes().PutBool(fragment.KeyResumed, true)
+			h.clock = at(30000)
+			h.feed(t, m.td)
+		}
+		m = newSpanMaker()
+		opFragment(m, "ReplicaSet", "rs-2", "dep-1", "gen:5", fragment.LevelTrigger, "", at(40100), at(40100), at(40100))
+		h.clock = at(40200)
+		require.NoError(t, h.p.ConsumeTraces(t.Context(), m.td))
+		m = newSpanMaker()
+		opFragment(m, "Deployment", "dep-1", "", "gen:4", fragment.LevelTrigger, "", at(40000), at(40000), at(40000))
+		h.clock = at(41000)
+		require.NoError(t, h.p.ConsumeTraces(t.Context(), m.td))
+		h.drain()
+		var got pcommon.TraceID
+		forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+			if uid, _ := s.Attributes().Get(fragment.KeyUID); uid.Str() == "rs-2" {
+				got = s.TraceID()
+			}
+		})
+		return got
+	}
+	assert.Equal(t, fragment.TraceID("dep-1", "gen:3"), placedIn(false), "the failure: the open gen:3 took gen:4's ReplicaSet")
+	assert.Equal(t, fragment.TraceID("dep-1", "gen:4"), placedIn(true))
+}
+
+// TestResumedObjectSpanIsDroppedWhereNothingIsOpen: a new Lease holder
+// sends a resumed object span for every operation of the last minutes; a
+// gateway that does not hold the operation open (it never saw it, or saw
+// it end) drops it, rather than open a trace of one span for each.
+func TestResumedObjectSpanIsDroppedWhereNothingIsOpen(t *testing.T) {
+	at := shakeClock
+	h := newHarness(t, nil)
+	m := newSpanMaker()
+	opFragment(m, "Deployment", "dep-done", "", "gen:2", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	opFragment(m, "Deployment", "dep-done", "", "gen:2", fragment.LevelObject, "", at(0), at(0), at(5000))
+	h.feed(t, m.td)
+	before := h.sink.SpanCount()
+
+	m = newSpanMaker()
+	opFragment(m, "Deployment", "dep-unknown", "", "gen:7", fragment.LevelObject, "", at(0), at(0), at(9000))
+	lastSpan(m).Attributes().PutBool(fragment.KeyResumed, true)
+	opFragment(m, "Deployment", "dep-done", "", "gen:2", fragment.LevelObject, "", at(0), at(0), at(5000))
+	lastSpan(m).Attributes().PutBool(fragment.KeyResumed, true)
+	h.feed(t, m.td)
+	h.drain()
+	assert.Equal(t, before, h.sink.SpanCount(), "neither resumed span goes on")
+	assert.Nil(t, h.p.graph.get("dep-unknown"), "nor is its object learnt")
+}
+
+func lastSpan(m *spanMaker) ptrace.Span {
+	for _, ss := range m.rss {
+		return ss.At(ss.Len() - 1)
+	}
+	panic("no span")
+}

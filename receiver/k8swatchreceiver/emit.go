@@ -89,6 +89,9 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	if f.reason != "" {
 		a.PutStr(fragment.KeyReason, f.reason)
 	}
+	if f.resumed {
+		a.PutBool(fragment.KeyResumed, true)
+	}
 	if f.cause != "" {
 		// The first Warning that blocked the operation: on an error the
 		// status names it too, since that is what a backend shows first.

@@ -39,6 +39,9 @@ type fragmentSpan struct {
 	cause            string
 	sli              *sliDetail
 	blocked          *blockedDetail
+	// resumed: an object span for an operation that converged out of
+	// sight (fragment.KeyResumed).
+	resumed bool
 }
 
 type spanEvent struct {
@@ -181,9 +184,12 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		}
 		if isNew && initialList && trigger != fragment.TriggerDelete && v.converged {
 			// This operation ran before we watched: there is nothing
-			// truthful to emit about it.
+			// truthful to emit about its steps. But if it began recently,
+			// a watcher that died (the k8swatch Lease holder) may have
+			// left it open at a processor, where it would take in the
+			// next operation's children: close it there.
 			st.Trigger, st.Done = trigger, true
-			return nil
+			return t.resume(st, at)
 		}
 		t.startTrigger(st, trigger, at, history)
 		out = append(out, t.triggerSpan(st, at, history))
@@ -221,6 +227,32 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		st.compact()
 	}
 	return out
+}
+
+// resumeWindow is how recent an operation's trigger must be for a first
+// list to send its resumed object span: the processor's default
+// operation_timeout, past which it closed the operation itself.
+const resumeWindow = 10 * time.Minute
+
+// resume is the object span of an operation seen converged at a first
+// list, if it began within resumeWindow: it ends when the object says it
+// converged, or else when it was listed. The processor drops it unless it
+// holds the operation open; where the dead watcher had sent it, it is a
+// repeat (the same span ID) and dropped as one.
+func (t *tracker) resume(st *objectState, at time.Time) []fragmentSpan {
+	own := ownTriggerTime(&st.view, st.Trigger)
+	if own.IsZero() || at.Sub(own) > resumeWindow {
+		return nil
+	}
+	t.startTrigger(st, st.Trigger, at, true)
+	end, src := at, fragment.TimeSourceWatch
+	if c := st.view.convergedAt; !c.IsZero() {
+		end, src = c, fragment.TimeSourceObject
+	}
+	f := t.objectSpan(st, end, src, true, "")
+	f.timeSource, f.resumed = src, true
+	st.compact()
+	return []fragmentSpan{f}
 }
 
 // compact drops, once an operation is done, what only an open one needs:

@@ -130,13 +130,47 @@ func TestRelistAndRestartYieldNoDuplicate(t *testing.T) {
 func TestHistoryUsesObjectTimestampsAndSkipsFinishedOperations(t *testing.T) {
 	tr := newTracker()
 	mid := tr.observe(viewPod(scheduled(testPod("pod-1"), t0.Add(time.Second)), nil), t0.Add(time.Minute), true)
-	done := tr.observe(viewPod(running(scheduled(testPod("pod-2"), t0), t0), nil), t0.Add(time.Minute), true)
+	done := tr.observe(viewPod(running(scheduled(testPod("pod-2"), t0), t0), nil), t0.Add(time.Hour), true)
 
 	require.Equal(t, []string{fragment.PhaseTrigger, fragment.PhasePodSchedule}, names(mid))
 	assert.Equal(t, t0, mid[0].start, "trigger at creationTimestamp")
 	assert.Equal(t, t0.Add(time.Second), mid[1].end)
 	assert.Equal(t, fragment.TimeSourceObject, mid[1].timeSource)
 	assert.Empty(t, done, "an operation finished before we watched has nothing truthful to emit")
+}
+
+// A new k8swatch Lease holder lists a Deployment whose rollout converged
+// while no watcher saw it: the dead holder left that rollout open at the
+// gateway, where it would take in the next rollout's ReplicaSet. The first
+// list sends its object span, marked resumed, so the gateway can close it.
+func TestFirstListClosesARecentOperationItDidNotSee(t *testing.T) {
+	d := convergedDeployment(testDeployment(3, 2))
+	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, Time: ptr.To(metav1.NewTime(t0))}}
+	d.Status.Conditions = []appsv1.DeploymentCondition{{
+		Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable",
+		LastUpdateTime: metav1.NewTime(t0.Add(20 * time.Second)),
+	}}
+
+	got := newTracker().observe(viewDeployment(d, nil), t0.Add(30*time.Second), true)
+	require.Equal(t, []string{fragment.PhaseDeploymentRollout}, names(got))
+	f := got[0]
+	assert.True(t, f.resumed)
+	assert.True(t, *f.converged)
+	assert.Equal(t, fragment.ObjectSpanID("dep-1", "Deployment", "gen:3"), f.spanID, "the span the dead holder would have sent: a repeat where it did")
+	assert.Equal(t, t0, f.start, "from the last spec change")
+	assert.Equal(t, t0.Add(20*time.Second), f.end, "to when the object says it converged")
+	assert.Equal(t, fragment.TimeSourceObject, f.timeSource)
+
+	td := toTraces(got, "test")
+	v, ok := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get(fragment.KeyResumed)
+	require.True(t, ok, "the gateway tells it from an operation's own end")
+	assert.True(t, v.Bool())
+
+	assert.Empty(t, newTracker().observe(viewDeployment(d, nil), t0.Add(time.Hour), true),
+		"older than any operation a gateway still holds open")
+	tr := newTracker()
+	tr.observe(viewDeployment(d, nil), t0.Add(30*time.Second), true)
+	assert.Empty(t, tr.observe(viewDeployment(d, nil), t0.Add(40*time.Second), true), "once per operation")
 }
 
 func testDeployment(gen int64, replicas int32) *appsv1.Deployment {
