@@ -128,6 +128,9 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 	if fk.traceparent != "" && !r.Placed {
 		r.Traceparent = fk.traceparent
 	}
+	if fk.resumed {
+		p.closeSuperseded(o, fk)
+	}
 	if fk.level == fragment.LevelObject && !r.Closed {
 		r.Closed, r.End = true, s.EndTimestamp().AsTime()
 		if r.Root {
@@ -141,17 +144,39 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 	p.markDirty(o)
 }
 
-// holdsOpen says whether the operation a fragment names is known here and
-// still open. A resumed object span is wanted only then: it closes an
-// operation its watcher died in, and would otherwise open a trace of one
-// span for every object a new watcher listed.
+// holdsOpen says whether the object a resumed object span names has an
+// open operation here, its own or an earlier one. Only then is the span
+// wanted: it closes what its watcher died in, and would otherwise open a
+// trace of one span for every object a new watcher listed.
 func (p *stitchProcessor) holdsOpen(fk fragmentKey) bool {
 	o := p.graph.get(fk.uid)
 	if o == nil {
 		return false
 	}
-	r := o.op(fk.trigger)
-	return r != nil && !r.Closed
+	for _, r := range o.Ops {
+		if !r.Closed && (r.Trigger == fk.trigger || !r.Start.After(fk.triggerTime)) {
+			return true
+		}
+	}
+	return false
+}
+
+// closeSuperseded closes the operations of o that began before the
+// resumed trigger and are still open: a watcher closes each as superseded
+// when the next trigger comes, but these came while no watcher saw them.
+// Without it a ReplicaSet's step of the last rollout, left open, would
+// take in the next rollout's pods.
+func (p *stitchProcessor) closeSuperseded(o *object, fk fragmentKey) {
+	for _, r := range o.Ops {
+		if r.Closed || r.Trigger == fk.trigger || r.Start.After(fk.triggerTime) {
+			continue
+		}
+		r.Closed, r.End = true, fk.triggerTime
+		if r.Root {
+			delete(p.openRoots, opKey{o.UID, r.Trigger})
+			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
+		}
+	}
 }
 
 // opKey names an operation by value: its object's UID and its trigger.

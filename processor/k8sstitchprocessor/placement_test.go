@@ -159,6 +159,53 @@ func TestResumedObjectSpanClosesWhatADeadWatcherLeftOpen(t *testing.T) {
 	assert.Equal(t, fragment.TraceID("dep-1", "gen:4"), placedIn(true))
 }
 
+// TestResumedObjectSpanClosesTheStepsBeforeIt: the rollout that the dead
+// holder left open had scaled the old ReplicaSet down in steps; one step
+// (gen:6) was open when it died, the last (gen:7) came and went while no
+// watcher saw it. The new holder lists the ReplicaSet at gen:7, which the
+// gateway never heard of: the resumed gen:7 closes gen:6 too, so the next
+// rollout's pod, arriving before the ReplicaSet's gen:8, waits for it
+// instead of joining the finished rollout.
+func TestResumedObjectSpanClosesTheStepsBeforeIt(t *testing.T) {
+	at := shakeClock
+	h := newHarness(t, nil)
+	m := newSpanMaker()
+	opFragment(m, "Deployment", "dep-1", "", "gen:3", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	opFragment(m, "ReplicaSet", "rs-2", "dep-1", "gen:6", fragment.LevelTrigger, "", at(300), at(300), at(300))
+	h.feed(t, m.td)
+
+	m = newSpanMaker()
+	opFragment(m, "Deployment", "dep-1", "", "gen:3", fragment.LevelObject, "", at(0), at(0), at(9000))
+	lastSpan(m).Attributes().PutBool(fragment.KeyResumed, true)
+	opFragment(m, "ReplicaSet", "rs-2", "dep-1", "gen:7", fragment.LevelObject, "", at(5000), at(5000), at(8000))
+	lastSpan(m).Attributes().PutBool(fragment.KeyResumed, true)
+	h.clock = at(30000)
+	h.feed(t, m.td)
+
+	for _, f := range []struct {
+		kind, uid, owner, trigger string
+		ms                        int
+	}{
+		{"Pod", "pod-new", "rs-2", "gen:1", 40300},
+		{"ReplicaSet", "rs-2", "dep-1", "gen:8", 40100},
+		{"Deployment", "dep-1", "", "gen:4", 40000},
+	} {
+		m = newSpanMaker()
+		opFragment(m, f.kind, f.uid, f.owner, f.trigger, fragment.LevelTrigger, "", at(f.ms), at(f.ms), at(f.ms))
+		h.clock = h.clock.Add(200 * time.Millisecond)
+		require.NoError(t, h.p.ConsumeTraces(t.Context(), m.td))
+	}
+	h.drain()
+	got := map[string]pcommon.TraceID{}
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		trig, _ := s.Attributes().Get(fragment.KeyTrigger)
+		got[uid.Str()+" "+trig.Str()] = s.TraceID()
+	})
+	assert.Equal(t, fragment.TraceID("dep-1", "gen:4"), got["pod-new gen:1"])
+	assert.Equal(t, fragment.TraceID("dep-1", "gen:3"), got["rs-2 gen:7"], "the step it did not see, in the rollout it belonged to")
+}
+
 // TestResumedObjectSpanIsDroppedWhereNothingIsOpen: a new Lease holder
 // sends a resumed object span for every operation of the last minutes; a
 // gateway that does not hold the operation open (it never saw it, or saw
