@@ -6,7 +6,7 @@ BIN       := bin/otelcol-kubestitch
 GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit-test race-test cluster-test shake install-test demo demo-stuck waterfall cluster-up image lint clean
+.PHONY: all build generate test unit-test race-test cluster-test shake install-test scale-test demo demo-stuck waterfall cluster-up image lint clean
 
 all: build
 
@@ -48,6 +48,10 @@ shake:
 ## install-test: only the sharded install run as the pods' own processes (test/podrunner; root, iptables); part of cluster-test
 install-test: build
 	$(GO) test -count=1 -v -timeout 20m -run TestInstallRunsAsShipped ./test/deploy/
+
+## scale-test: the scale run on the install at full size (100 kwok nodes, 6,000 pods alive; root, iptables, about 40 min); make test runs it at a tenth
+scale-test: build
+	KUBESTITCH_SCALE=full $(GO) test -count=1 -v -timeout 120m -run TestScaleOnTheInstall ./test/deploy/
 
 ## demo: local control plane + collector, a 3-replica Deployment, traces in .demo/traces.json, span metrics (SLIs) in .demo/metrics.json
 demo: build

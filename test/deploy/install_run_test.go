@@ -86,80 +86,7 @@ func TestInstallRunsAsShipped(t *testing.T) {
 		t.Fatal("runs the install's pods in namespaces of their own: needs root (and iptables)")
 	}
 	ctx := t.Context()
-	bin := harness.CollectorBinary(t)
-	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
-	runner := podrunner.New(podrunner.Options{
-		Image: bin, Entrypoint: "/otelcol-kubestitch",
-		Namespaces: []string{"kubestitch", "kubestitch-node"}, Selector: "app.kubernetes.io/name=kubestitch",
-		Backends: map[string]func(string) string{"observability/tempo": be.endpoint},
-		Dir:      t.TempDir(), Log: testLog{t},
-		// The nodes' agents first, as a DaemonSet's pods often are: they
-		// must not lose what they watch before any gateway is resolvable.
-		StartAfter: func(p *corev1.Pod) time.Duration {
-			if p.Namespace == "kubestitch" {
-				return 10 * time.Second
-			}
-			return 0
-		},
-	})
-	// kwok-node-0 plays the control-plane node: kube-apiserver exports to
-	// its agent's 127.0.0.1:4317, as deploy/control-plane/ configures it.
-	tracing, err := runner.NodeEndpoint("kwok-node-0", 4317)
-	require.NoError(t, err)
-	cluster := localcluster.Start(t, localcluster.Options{Nodes: 3, TracingEndpoint: tracing, Log: testLog{t}})
-	t.Cleanup(runner.Stop)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range runner.Pods() {
-				t.Logf("%s/%s log:\n%s", p.Namespace, p.Name, localcluster.LogTail(p.Log, 60))
-				t.Logf("%s/%s counters:\n%s", p.Namespace, p.Name, podCounters(runner, p))
-			}
-		}
-	})
-
-	// The backend the gateway's env names (tempo.observability.svc:4317).
-	for _, ns := range []string{"observability"} {
-		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-		require.NoError(t, err)
-	}
-	_, err = cluster.Client.CoreV1().Services("observability").Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "tempo"},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	apply(t, cluster.RESTConfig, append(build(t, "sharded"), fragmentKey(t)...))
-	server, err := url.Parse(cluster.Server)
-	require.NoError(t, err)
-	runner.Start(cluster.Client, server.Host)
-
-	// Every pod of the install runs and is ready.
-	want := map[string]int{"kubestitch-node": len(cluster.Nodes), "kubestitch": 3}
-	waitRunning(t, runner, 3*time.Minute, "an agent on each node and 3 gateways run and report ready", func() bool {
-		got := map[string]int{}
-		for _, p := range runner.Pods() {
-			if b, _ := os.ReadFile(p.Log); strings.Contains(string(b), "Everything is ready") {
-				got[p.Namespace]++
-			}
-		}
-		return got["kubestitch-node"] == want["kubestitch-node"] && got["kubestitch"] == want["kubestitch"]
-	})
-	require.Eventually(t, func() bool {
-		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
-		return err == nil && l.Spec.HolderIdentity != nil
-	}, time.Minute, 200*time.Millisecond, "a gateway takes the k8swatch Lease, with its own ServiceAccount's permissions")
-
-	// The load-balancing exporters re-resolve the headless Service every
-	// 5 s: until each has all 3 gateways, the Lease holder and the agents
-	// may route a namespace differently (the window deploy/README.md
-	// describes). The first rollouts wait for one ring everywhere.
-	waitRunning(t, runner, time.Minute, "every load-balancing exporter has the 3 gateways in its ring", func() bool {
-		for _, p := range runner.Pods() {
-			if n, ok := gauge(runner, p, "otelcol_loadbalancer_num_backends"); !ok || n != 3 {
-				return false
-			}
-		}
-		return true
-	})
+	cluster, runner, be := startInstall(t, localcluster.Options{Nodes: 3})
 
 	namespaces := []string{"team-1", "team-2", "team-3", "team-4"}
 	for _, ns := range namespaces {
@@ -307,6 +234,91 @@ func TestInstallRunsAsShipped(t *testing.T) {
 	setImage(t, cluster, ns, "registry.k8s.io/pause:3.10")
 	wholeAtOneGateway(t, be, ns, "gen:4", 6, holder)
 	require.NoError(t, runner.Err())
+}
+
+// startInstall brings up the local control plane (opts, tracing to
+// kwok-node-0's agent) and the sharded overlay installed for real, every
+// pod of it run as a process (test/podrunner), and waits until all of them
+// are ready, a gateway holds the k8swatch Lease and every load-balancing
+// exporter has the 3 gateways.
+func startInstall(t *testing.T, opts localcluster.Options) (*localcluster.Cluster, *podrunner.Runner, *backends) {
+	ctx := t.Context()
+	bin := harness.CollectorBinary(t)
+	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
+	runner := podrunner.New(podrunner.Options{
+		Image: bin, Entrypoint: "/otelcol-kubestitch",
+		Namespaces: []string{"kubestitch", "kubestitch-node"}, Selector: "app.kubernetes.io/name=kubestitch",
+		Backends: map[string]func(string) string{"observability/tempo": be.endpoint},
+		Dir:      t.TempDir(), Log: testLog{t},
+		// The nodes' agents first, as a DaemonSet's pods often are: they
+		// must not lose what they watch before any gateway is resolvable.
+		StartAfter: func(p *corev1.Pod) time.Duration {
+			if p.Namespace == "kubestitch" {
+				return 10 * time.Second
+			}
+			return 0
+		},
+	})
+	// kwok-node-0 plays the control-plane node: kube-apiserver exports to
+	// its agent's 127.0.0.1:4317, as deploy/control-plane/ configures it.
+	tracing, err := runner.NodeEndpoint("kwok-node-0", 4317)
+	require.NoError(t, err)
+	opts.TracingEndpoint, opts.Log = tracing, testLog{t}
+	cluster := localcluster.Start(t, opts)
+	t.Cleanup(runner.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range runner.Pods() {
+				t.Logf("%s/%s log:\n%s", p.Namespace, p.Name, localcluster.LogTail(p.Log, 60))
+				t.Logf("%s/%s counters:\n%s", p.Namespace, p.Name, podCounters(runner, p))
+			}
+		}
+	})
+
+	// The backend the gateway's env names (tempo.observability.svc:4317).
+	for _, ns := range []string{"observability"} {
+		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	_, err = cluster.Client.CoreV1().Services("observability").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tempo"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	apply(t, cluster.RESTConfig, append(build(t, "sharded"), fragmentKey(t)...))
+	server, err := url.Parse(cluster.Server)
+	require.NoError(t, err)
+	runner.Start(cluster.Client, server.Host)
+
+	// Every pod of the install runs and is ready.
+	want := map[string]int{"kubestitch-node": len(cluster.Nodes), "kubestitch": 3}
+	waitRunning(t, runner, 3*time.Minute, "an agent on each node and 3 gateways run and report ready", func() bool {
+		got := map[string]int{}
+		for _, p := range runner.Pods() {
+			if b, _ := os.ReadFile(p.Log); strings.Contains(string(b), "Everything is ready") {
+				got[p.Namespace]++
+			}
+		}
+		return got["kubestitch-node"] == want["kubestitch-node"] && got["kubestitch"] == want["kubestitch"]
+	})
+	require.Eventually(t, func() bool {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		return err == nil && l.Spec.HolderIdentity != nil
+	}, time.Minute, 200*time.Millisecond, "a gateway takes the k8swatch Lease, with its own ServiceAccount's permissions")
+
+	// The load-balancing exporters re-resolve the headless Service every
+	// 5 s: until each has all 3 gateways, the Lease holder and the agents
+	// may route a namespace differently (the window deploy/README.md
+	// describes). The first rollouts wait for one ring everywhere.
+	waitRunning(t, runner, time.Minute, "every load-balancing exporter has the 3 gateways in its ring", func() bool {
+		for _, p := range runner.Pods() {
+			if n, ok := gauge(runner, p, "otelcol_loadbalancer_num_backends"); !ok || n != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	return cluster, runner, be
 }
 
 // waitRunning waits until cond holds, failing at once when a pod of the

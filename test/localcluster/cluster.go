@@ -55,6 +55,12 @@ type Options struct {
 	// deploy/ ships (deploy/control-plane/otel-bsp.env); empty, not nil:
 	// the SDK's defaults (5 s delay, 2,048 spans queued).
 	SpanExportEnv []string
+	// ClientQPS, when set, is kube-controller-manager's and
+	// kube-scheduler's client QPS and burst (--kube-api-qps,
+	// --kube-api-burst), raised as a big cluster raises them: the defaults
+	// (20/30 and 50/100) pace a 2,000-pod rollout at the client, not at
+	// the API server. 0: the defaults.
+	ClientQPS int
 }
 
 // ShippedSpanExportEnv reads deploy/control-plane/otel-bsp.env: KEY=VALUE
@@ -392,11 +398,11 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		return err
 	}
 	p := c.pki
-	if err := c.run("kube-controller-manager", c.bins.ControllerManager,
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
+	args := []string{
+		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-		"--cert-dir="+filepath.Join(c.Dir, "kcm-certs"), "--leader-elect=false",
-		"--service-account-private-key-file="+p.path("sa.key"), "--root-ca-file="+p.path("ca.crt"),
+		"--cert-dir=" + filepath.Join(c.Dir, "kcm-certs"), "--leader-elect=false",
+		"--service-account-private-key-file=" + p.path("sa.key"), "--root-ca-file=" + p.path("ca.crt"),
 		"--use-service-account-credentials=true",
 		// kwok renews its nodes' Leases on its own schedule, and stops
 		// after an API server restart on a loaded machine (seen in `make
@@ -405,12 +411,21 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		// stages never undo, and a rollout never completes. Nodes here are
 		// simulated; their health is not under test.
 		"--node-monitor-grace-period=1h",
-		"--cluster-signing-cert-file="+p.path("ca.crt"), "--cluster-signing-key-file="+p.path("ca.key"),
-	); err != nil {
+		"--cluster-signing-cert-file=" + p.path("ca.crt"), "--cluster-signing-key-file=" + p.path("ca.key"),
+	}
+	if err := c.run("kube-controller-manager", c.bins.ControllerManager, append(args, c.clientRateFlags()...)...); err != nil {
 		return err
 	}
 	c.ports["kube-controller-manager"] = port
 	return c.waitHTTP(ctx, "kube-controller-manager", fmt.Sprintf("https://127.0.0.1:%d/healthz", port), &tls.Config{InsecureSkipVerify: true}, 60*time.Second) //nolint:gosec // loopback probe
+}
+
+// clientRateFlags are the client QPS and burst flags of Options.ClientQPS.
+func (c *Cluster) clientRateFlags() []string {
+	if c.opts.ClientQPS <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("--kube-api-qps=%d", c.opts.ClientQPS), fmt.Sprintf("--kube-api-burst=%d", c.opts.ClientQPS)}
 }
 
 func (c *Cluster) startScheduler(ctx context.Context) error {
@@ -422,10 +437,11 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.run("kube-scheduler", c.bins.Scheduler,
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
+	args := []string{
+		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port), "--leader-elect=false",
-	); err != nil {
+	}
+	if err := c.run("kube-scheduler", c.bins.Scheduler, append(args, c.clientRateFlags()...)...); err != nil {
 		return err
 	}
 	c.ports["kube-scheduler"] = port
@@ -471,7 +487,8 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		// Pod IPs apart from the nodes' own: a host-network pod has its
 		// node's IP, and no other pod may (test/podrunner routes by IP).
-		"--cidr=10.244.1.0/24", "--node-ip=10.244.0.1",
+		// 32,766 of them: a /24 runs out at 254 pods.
+		"--cidr=10.244.128.0/17", "--node-ip=10.244.0.1",
 		fmt.Sprintf("--server-address=127.0.0.1:%d", port),
 	)
 }

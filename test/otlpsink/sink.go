@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -25,6 +26,7 @@ type Sink struct {
 
 	mu      sync.Mutex
 	traces  []ptrace.Traces
+	arrived []time.Time // when each of traces came
 	metrics []pmetric.Metrics
 	srv     *grpc.Server
 }
@@ -86,6 +88,7 @@ func (s *Sink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceot
 	req.Traces().CopyTo(td)
 	s.mu.Lock()
 	s.traces = append(s.traces, td)
+	s.arrived = append(s.arrived, time.Now())
 	s.mu.Unlock()
 	return ptraceotlp.NewExportResponse(), nil
 }
@@ -131,4 +134,28 @@ func (s *Sink) Traces() ptrace.Traces {
 		c.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
 	}
 	return out
+}
+
+// Each calls fn for every span received so far, with the time its batch
+// arrived and its service name, under the sink's lock: fn must not call
+// the sink.
+func (s *Sink) Each(fn func(at time.Time, service string, span ptrace.Span)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, td := range s.traces {
+		rss := td.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			svc := ""
+			if v, ok := rss.At(i).Resource().Attributes().Get("service.name"); ok {
+				svc = v.Str()
+			}
+			sss := rss.At(i).ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				spans := sss.At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					fn(s.arrived[n], svc, spans.At(k))
+				}
+			}
+		}
+	}
 }
