@@ -56,6 +56,9 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 			afterEnd = p.cfg.ClockTolerance
 		}
 		oop = owner.opAt(r.Start, p.cfg.ClockTolerance, afterEnd)
+		if oop != nil && !waitedOut && mayFollow(owner, oop, r.Start) {
+			return false
+		}
 	}
 	if oop == nil {
 		// The owner is unknown, or no operation of it covers the trigger
@@ -71,6 +74,25 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 	}
 	r.Placed, r.TraceID, r.Parent = true, oop.TraceID, owner.objectSpanID(oop)
 	p.markDirty(o)
+	return true
+}
+
+// mayFollow says whether a child whose trigger time is t may belong to the
+// owner's next operation rather than oop, so it must wait for it. A time
+// in whole seconds is an object's own timestamp (a pod an agent first saw
+// bound has only its creationTimestamp), and the child was made at some
+// moment of that second: if oop ended within it and nothing newer of the
+// owner is known, the next operation may still be on its way (a Deployment
+// scaled from 0 just after it converged). A watch time has nanoseconds.
+func mayFollow(owner *object, oop *opRecord, t time.Time) bool {
+	if !oop.Closed || t.Nanosecond() != 0 || !oop.End.Before(t.Add(time.Second)) {
+		return false
+	}
+	for _, r := range owner.Ops {
+		if r.Start.After(oop.Start) {
+			return false
+		}
+	}
 	return true
 }
 

@@ -236,3 +236,43 @@ func lastSpan(m *spanMaker) ptrace.Span {
 	}
 	panic("no span")
 }
+
+// TestChildInTheSecondItsOwnersOperationEndedWaitsForTheNext replays a
+// failed scale run: a Deployment created with 0 replicas converged at
+// 05.250 (gen:1) and was scaled to 100 at 05.6 (gen:2). An agent first saw
+// a new pod bound, so its trigger is its creationTimestamp, 05.000: whole
+// seconds, so the pod was made at some moment of that second, maybe after
+// gen:1 ended. It reached k8sstitch before the ReplicaSet's gen:2 and went
+// into gen:1's trace. Such a child waits for its owner's next operation.
+func TestChildInTheSecondItsOwnersOperationEndedWaitsForTheNext(t *testing.T) {
+	at := shakeClock
+	h := newHarness(t, nil)
+	m := newSpanMaker()
+	opFragment(m, "Deployment", "dep-s", "", "gen:1", fragment.LevelTrigger, "", at(5100), at(5100), at(5100))
+	opFragment(m, "Deployment", "dep-s", "", "gen:1", fragment.LevelObject, "", at(5100), at(5100), at(5250))
+	opFragment(m, "ReplicaSet", "rs-s", "dep-s", "gen:1", fragment.LevelTrigger, "", at(5150), at(5150), at(5150))
+	opFragment(m, "ReplicaSet", "rs-s", "dep-s", "gen:1", fragment.LevelObject, "", at(5150), at(5150), at(5200))
+	h.feed(t, m.td)
+
+	for _, f := range []struct {
+		kind, uid, owner, trigger string
+		ms                        int
+	}{
+		{"Pod", "pod-s", "rs-s", "gen:1", 5000},
+		{"ReplicaSet", "rs-s", "dep-s", "gen:2", 5650},
+		{"Deployment", "dep-s", "", "gen:2", 5600},
+	} {
+		m = newSpanMaker()
+		opFragment(m, f.kind, f.uid, f.owner, f.trigger, fragment.LevelTrigger, "", at(f.ms), at(f.ms), at(f.ms))
+		h.clock = at(6000).Add(time.Duration(len(h.sink.AllTraces())) * 300 * time.Millisecond)
+		require.NoError(t, h.p.ConsumeTraces(t.Context(), m.td))
+	}
+	h.drain()
+	var got pcommon.TraceID
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if uid, _ := s.Attributes().Get(fragment.KeyUID); uid.Str() == "pod-s" {
+			got = s.TraceID()
+		}
+	})
+	assert.Equal(t, fragment.TraceID("dep-s", "gen:2"), got)
+}
