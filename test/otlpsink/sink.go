@@ -101,25 +101,10 @@ type Span struct {
 
 // Spans returns every span received so far.
 func (s *Sink) Spans() []Span {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []Span
-	for _, td := range s.traces {
-		rss := td.ResourceSpans()
-		for i := 0; i < rss.Len(); i++ {
-			svc := ""
-			if v, ok := rss.At(i).Resource().Attributes().Get("service.name"); ok {
-				svc = v.Str()
-			}
-			sss := rss.At(i).ScopeSpans()
-			for j := 0; j < sss.Len(); j++ {
-				spans := sss.At(j).Spans()
-				for k := 0; k < spans.Len(); k++ {
-					out = append(out, Span{Service: svc, Span: spans.At(k)})
-				}
-			}
-		}
-	}
+	s.Each(func(_ time.Time, service string, span ptrace.Span) {
+		out = append(out, Span{Service: service, Span: span})
+	})
 	return out
 }
 
