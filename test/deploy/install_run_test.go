@@ -431,19 +431,30 @@ func podCounters(runner *podrunner.Runner, p *podrunner.Pod) string {
 
 // gauge reads one gauge of a collector pod's own telemetry.
 func gauge(runner *podrunner.Runner, p *podrunner.Pod, name string) (float64, bool) {
-	samples, err := podMetrics(runner, p)
-	if err != nil {
+	vs := metricValues(runner, p, name)
+	if len(vs) == 0 {
 		return 0, false
 	}
+	return vs[0], true
+}
+
+// metricValues are the values of a metric's samples (one per label set)
+// in a collector pod's own telemetry; a counter's _total name included.
+func metricValues(runner *podrunner.Runner, p *podrunner.Pod, name string) []float64 {
+	samples, err := podMetrics(runner, p)
+	if err != nil {
+		return nil
+	}
+	var out []float64
 	for _, l := range samples {
-		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"_total") {
 			var v float64
 			if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err == nil {
-				return v, true
+				out = append(out, v)
 			}
 		}
 	}
-	return 0, false
+	return out
 }
 
 // podMetrics are the sample lines of a collector pod's own telemetry

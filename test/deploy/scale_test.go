@@ -595,18 +595,9 @@ func cpuSeconds(runner *podrunner.Runner) map[string]float64 {
 
 // counter sums a counter of a collector pod's own telemetry over its labels.
 func counter(runner *podrunner.Runner, p *podrunner.Pod, name string) float64 {
-	samples, err := podMetrics(runner, p)
-	if err != nil {
-		return 0
-	}
 	var sum float64
-	for _, l := range samples {
-		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"_total") {
-			v, err := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
-			if err == nil {
-				sum += v
-			}
-		}
+	for _, v := range metricValues(runner, p, name) {
+		sum += v
 	}
 	return sum
 }
