@@ -100,4 +100,26 @@ func TestForgedFragmentsShapeNothing(t *testing.T) {
 	assert.True(t, tr.Root.End.After(podSpan.End) || tr.Root.End.Equal(podSpan.End), "the root ended at convergence, not at the forgery")
 
 	assert.GreaterOrEqual(t, metricSum(scrape(t, e.Gateway.MetricsEndpoint), "otelcol_k8sstitch_fragments_unverified"), 2.0, "the gateway counted both forgeries")
+
+	// What a backend shows of the forgeries: each in a trace apart from the
+	// operation's, marked unverified.
+	e.WaitFor(t, "both forgeries reach the backend, marked, outside the operation's trace", 30*time.Second, func() (bool, string) {
+		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		if err != nil {
+			return false, err.Error()
+		}
+		marked := 0
+		for _, other := range waterfall.Build(td) {
+			for _, s := range other.Spans {
+				if s.Service != "forger" {
+					continue
+				}
+				if v, ok := s.Attributes.Get(fragment.KeyUnverified); !ok || !v.Bool() || other.Root.TraceID == tr.Root.TraceID {
+					return false, fmt.Sprintf("forged %s in trace %s, unverified mark %v", s.Name, other.Root.TraceID, v.AsRaw())
+				}
+				marked++
+			}
+		}
+		return marked == 2, fmt.Sprintf("%d of 2 forgeries seen", marked)
+	})
 }

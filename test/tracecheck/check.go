@@ -109,11 +109,16 @@ func Count(t *waterfall.Trace, name string) int {
 }
 
 // Find is the first trace whose root is named root and whose root object
-// and trigger match.
+// and trigger match. A root k8sstitch quarantined (an unsigned span that
+// imitates a fragment, in a trace of its own) is not an operation's root:
+// which of the two a backend lists first is the order spans arrived in.
 func Find(traces []*waterfall.Trace, root, object, trigger string) *waterfall.Trace {
 	for _, t := range traces {
 		for _, r := range t.Roots {
 			if r.Name != root || r.Object != object {
+				continue
+			}
+			if v, ok := r.Attributes.Get(fragment.KeyUnverified); ok && v.Bool() {
 				continue
 			}
 			if v, ok := r.Attributes.Get(fragment.KeyTrigger); ok && (trigger == "" || v.Str() == trigger) {
