@@ -28,15 +28,18 @@ import (
 
 // BenchmarkGatewayMemory150kPods: the heap a gateway keeps for a cluster
 // of 150,000 pods (1,500 Deployments of 100), after every rollout
-// converged, as one process that watches everything holds it:
-//   - cache: the informer caches (pods, ReplicaSets, Deployments) after
-//     the transform, in a cache.Store as the informer's indexer holds them;
+// converged, as one process that watches everything holds it. Every
+// object goes the informer's way: the transform, into a cache.Store as
+// the informer's indexer holds it, the handler's take of its view into
+// the tracker, whose fragments go, signed, through the processor's
+// ConsumeTraces as in the gateway. Retained heap per pod (B/pod), and its
+// shares, found by letting each go in turn:
 //   - tracker: k8swatch's per-object state;
-//   - graph: k8sstitch's owner graph, learned from every fragment the
-//     tracker emitted (signed, through ConsumeTraces, as in the gateway).
+//   - cache: the informer caches (pods, ReplicaSets, Deployments), with
+//     the object names and UIDs the tracker shared with them;
+//   - graph: k8sstitch's owner graph, learned from the fragments.
 //
-// Each is reported as retained heap per pod (B/pod-*), and the sum
-// (B/pod). KUBESTITCH_BENCH_PODS sets another count.
+// KUBESTITCH_BENCH_PODS sets another count.
 func BenchmarkGatewayMemory150kPods(b *testing.B) {
 	pods := 150_000
 	if v := os.Getenv("KUBESTITCH_BENCH_PODS"); v != "" {
@@ -63,42 +66,6 @@ func BenchmarkGatewayMemory150kPods(b *testing.B) {
 		}
 		base := heap()
 
-		// The informer caches.
-		transform := newTransform(nil, "")
-		store := cache.NewStore(cache.MetaNamespaceKeyFunc)
-		add := func(o any) any {
-			t, err := transform(o)
-			require.NoError(b, err)
-			require.NoError(b, store.Add(t))
-			return t
-		}
-		type workload struct {
-			dep  *appsv1.Deployment
-			rs   *appsv1.ReplicaSet
-			pods []*corev1.Pod
-		}
-		var wls []workload
-		for d := range deployments {
-			ns := fmt.Sprintf("team-%d", d%100)
-			dep, rs := benchWorkload(ns, d)
-			w := workload{dep: add(dep).(*appsv1.Deployment), rs: add(rs).(*appsv1.ReplicaSet)}
-			for i := range perDeployment {
-				p := &corev1.Pod{}
-				require.NoError(b, json.Unmarshal(podJSON, p))
-				p.Namespace, p.Name = ns, fmt.Sprintf("web-%d-%d", d, i)
-				p.UID = types.UID(fmt.Sprintf("pod-%d-%d", d, i))
-				p.OwnerReferences[0].UID, p.OwnerReferences[0].Name = rs.UID, rs.Name
-				w.pods = append(w.pods, add(p).(*corev1.Pod))
-			}
-			wls = append(wls, w)
-		}
-		afterCache := heap()
-
-		// The tracker, seeing every rollout happen (each Deployment and
-		// ReplicaSet created, its pods started, then both converged), and
-		// the processor's owner graph, learned from the fragments it
-		// emitted, signed, through ConsumeTraces as in the gateway. The
-		// fragments go on at once; what stays is the tracker and graph.
 		f := k8sstitchprocessor.NewFactory()
 		cfg := f.CreateDefaultConfig().(*k8sstitchprocessor.Config)
 		cfg.FragmentKeyFile = keyFile
@@ -109,37 +76,61 @@ func BenchmarkGatewayMemory150kPods(b *testing.B) {
 		proc, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(f.Type()), cfg, consumertest.NewNop())
 		require.NoError(b, err)
 		require.NoError(b, proc.Start(context.Background(), componenttest.NewNopHost()))
+
+		transform := newTransform(nil, "")
+		store := cache.NewStore(cache.MetaNamespaceKeyFunc)
 		tr := newTracker()
+		var frags []fragmentSpan
+		// observe is the informer and its handler for one watch event.
+		observe := func(obj any, at time.Time) {
+			t, err := transform(obj)
+			require.NoError(b, err)
+			require.NoError(b, store.Update(t))
+			v, _, bad := t.(*cachedObject).take()
+			require.Empty(b, bad)
+			frags = append(frags, tr.observe(*v, at, false)...)
+		}
 		spans := 0
 		at := t0
-		for _, w := range wls {
+		for d := range deployments {
 			at = at.Add(time.Millisecond)
-			var frags []fragmentSpan
-			frags = append(frags, tr.observe(viewDeployment(w.dep, nil), at, false)...)
-			frags = append(frags, tr.observe(viewReplicaSet(w.rs, nil), at, false)...)
-			for _, p := range w.pods {
-				frags = append(frags, tr.observe(viewPod(p, nil), at, false)...)
+			ns := fmt.Sprintf("team-%d", d%100)
+			dep, rs := benchWorkload(ns, d)
+			frags = frags[:0]
+			observe(dep.DeepCopy(), at)
+			observe(rs.DeepCopy(), at)
+			for i := range perDeployment {
+				p := &corev1.Pod{}
+				require.NoError(b, json.Unmarshal(podJSON, p))
+				p.Namespace, p.Name = ns, fmt.Sprintf("web-%d-%d", d, i)
+				p.UID = types.UID(fmt.Sprintf("pod-%d-%d", d, i))
+				p.OwnerReferences[0].UID, p.OwnerReferences[0].Name = rs.UID, rs.Name
+				observe(p, at)
 			}
-			frags = append(frags, tr.observe(viewReplicaSet(convergedReplicaSet(w.rs), nil), at.Add(time.Second), false)...)
-			frags = append(frags, tr.observe(viewDeployment(convergedDeployment(w.dep), nil), at.Add(time.Second), false)...)
+			observe(convergedReplicaSet(rs), at.Add(time.Second))
+			observe(convergedDeployment(dep), at.Add(time.Second))
 			td := toTraces(frags, "bench")
 			signAll(td, key)
 			spans += td.SpanCount()
 			require.NoError(b, proc.ConsumeTraces(context.Background(), td))
 		}
+		frags = nil
 		afterAll := heap()
 		tracked := tr.tracked()
-		tr = nil // the tracker's share: what leaves with it
-		afterGraph := heap()
+		require.Equal(b, pods+2*deployments, tracked, "every object tracked")
+		require.Len(b, store.ListKeys(), pods+2*deployments, "every object cached")
+		tr = nil
+		afterTracker := heap()
+		runtime.KeepAlive(store) // until here: the tracker goes first
+		store = nil
+		afterCache := heap()
 
 		perPod := func(a, z uint64) float64 { return float64(int64(z)-int64(a)) / float64(pods) }
-		b.ReportMetric(perPod(base, afterCache), "B/pod-cache")
-		b.ReportMetric(perPod(afterGraph, afterAll), "B/pod-tracker")
-		b.ReportMetric(perPod(afterCache, afterGraph), "B/pod-graph")
+		b.ReportMetric(perPod(afterTracker, afterAll), "B/pod-tracker")
+		b.ReportMetric(perPod(afterCache, afterTracker), "B/pod-cache")
+		b.ReportMetric(perPod(base, afterCache), "B/pod-graph")
 		b.ReportMetric(perPod(base, afterAll), "B/pod")
 		b.ReportMetric(float64(spans)/float64(pods), "fragments/pod")
-		require.Equal(b, pods+2*deployments, tracked, "every object tracked")
-		runtime.KeepAlive(store)
 		require.NoError(b, proc.Shutdown(context.Background()))
 	}
 }

@@ -16,12 +16,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -281,6 +278,7 @@ func (r *watchReceiver) handler(kind string) cache.ResourceEventHandler {
 }
 
 // onObject is the data path: watch event -> view -> tracker -> fragments.
+// obj is what the informer's transform made of the watched object.
 func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	now := time.Now()
 	var frags []fragmentSpan
@@ -291,23 +289,32 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 		frags = r.tracker.event(r.redact(seenAt(viewEventsV1(o), now)))
 	case *corev1.Event:
 		frags = r.tracker.event(r.redact(seenAt(viewCoreEvent(o), now)))
-	default:
-		v, quiet, err := r.view(obj)
-		if err != nil {
-			r.bad(err.Error(), obj)
+	case *cachedObject:
+		v, quiet, bad := o.take()
+		if bad != "" {
+			r.bad(bad, o)
+		}
+		switch {
+		case deleted && v == nil:
+			// A tombstone after a missed watch: the cache had only the
+			// key; the tracker has the last view.
+			frags = r.tracker.goneByUID(o.uid, now)
+		case v == nil:
 			return
-		}
-		if initial {
-			r.restore(v.uid)
-		}
-		if deleted {
-			frags = r.tracker.gone(v, now)
-		} else {
-			frags = r.tracker.observe(v, now, initial)
+		case deleted:
+			frags = r.tracker.gone(*v, now)
+		default:
+			if initial {
+				r.restore(v.uid)
+			}
+			frags = r.tracker.observe(*v, now, initial)
 			if quiet {
 				r.tracker.markQuiet(v.uid)
 			}
 		}
+	default:
+		r.bad(fmt.Sprintf("unexpected_type_%T", obj), obj)
+		return
 	}
 	r.emit(frags)
 }
@@ -326,49 +333,13 @@ func (r *watchReceiver) redact(ev eventView) eventView {
 	return ev
 }
 
-var errNoUID = errors.New("missing_uid")
-
-func (r *watchReceiver) view(obj any) (objectView, bool, error) {
-	var v objectView
-	quiet := false
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		v = viewPod(o, r.allow)
-		if n := len(v.pod.containers); n > maxContainers {
-			r.bad("too_many_containers", obj)
-			v.pod.containers = v.pod.containers[:maxContainers]
-		}
-	case *appsv1.Deployment:
-		v = viewDeployment(o, r.allow)
-	case *appsv1.ReplicaSet:
-		v = viewReplicaSet(o, r.allow)
-	case *appsv1.StatefulSet:
-		v = viewStatefulSet(o, r.allow)
-	case *appsv1.DaemonSet:
-		v = viewDaemonSet(o, r.allow)
-	case *batchv1.Job:
-		v = viewJob(o, r.allow)
-	case *batchv1.CronJob:
-		v = viewCronJob(o, r.allow)
-	case *corev1.Node:
-		v = viewNode(o, r.allow)
-	case *unstructured.Unstructured:
-		var hasStatus bool
-		v, hasStatus = viewUnstructured(o, r.allow)
-		quiet = !hasStatus
-	default:
-		return v, false, fmt.Errorf("unexpected_type_%T", obj)
-	}
-	if v.uid == "" {
-		return v, false, errNoUID
-	}
-	sanitize(&v)
-	return v, quiet, nil
-}
-
 func (r *watchReceiver) bad(reason string, obj any) {
 	r.tel.K8swatchBadObjects.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
-	r.set.Logger.Warn("k8swatch: object not turned into fragments", zap.String("reason", reason), zap.String("type", fmt.Sprintf("%T", obj)))
+	what := fmt.Sprintf("%T", obj)
+	if c, ok := obj.(*cachedObject); ok {
+		what = c.namespace + "/" + c.name
+	}
+	r.set.Logger.Warn("k8swatch: object not turned into fragments, or only in part", zap.String("reason", reason), zap.String("object", what))
 }
 
 func (r *watchReceiver) emit(frags []fragmentSpan) {

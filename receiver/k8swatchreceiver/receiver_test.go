@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -137,12 +138,18 @@ func TestBadObjectsAreCountedNotFatal(t *testing.T) {
 	badUTF8.Name = "web-\xff\xfe"
 	badUTF8.OwnerReferences[0].UID = badUTF8.UID // a pod owning itself
 
+	cached := func(o any) any {
+		c, err := newTransform(nil, "")(o)
+		require.NoError(t, err)
+		return c
+	}
 	assert.NotPanics(t, func() {
-		r.onObject(noUID, false, false)
-		r.onObject(huge, false, false)
-		r.onObject(badUTF8, false, false)
+		r.onObject(cached(noUID), false, false)
+		r.onObject(cached(huge), false, false)
+		r.onObject(cached(badUTF8), false, false)
+		r.onObject(cached("not an object"), false, false)
 		r.onObject("not an object", false, false)
-		r.onObject(&corev1.Pod{}, false, true)
+		r.onObject(cached(&corev1.Pod{}), false, true)
 	})
 
 	_, err = tel.GetMetric("otelcol_k8swatch_bad_objects")
@@ -174,7 +181,7 @@ func TestNothingSecretLeaves(t *testing.T) {
 	allow := map[string]bool{"team": true}
 	obj, err := newTransform(allow, "")(p)
 	require.NoError(t, err)
-	frags := newTracker().observe(viewPod(obj.(*corev1.Pod), allow), t0, false)
+	frags := newTracker().observe(*obj.(*cachedObject).view, t0, false)
 	td := toTraces(frags, "test")
 	var m ptrace.JSONMarshaler
 	b, err := m.MarshalTraces(td)
@@ -193,7 +200,9 @@ func TestRefusedFragmentsAreRetried(t *testing.T) {
 	r, err := newWatchReceiver(receivertest.NewNopSettings(metadata.Type), createDefaultConfig().(*Config), sink, nil)
 	require.NoError(t, err)
 	sink.refuse.Store(true)
-	r.onObject(running(scheduled(testPod("pod-1"), t0), t0), false, false)
+	obj, err := newTransform(nil, "")(running(scheduled(testPod("pod-1"), t0), t0))
+	require.NoError(t, err)
+	r.onObject(obj, false, false)
 	assert.Zero(t, sink.TracesSink.SpanCount())
 	sink.refuse.Store(false)
 	r.retryMu.Lock()
@@ -284,4 +293,38 @@ func TestRestartWithStoreEmitsNoStepTwice(t *testing.T) {
 	names := spanNames(sink.AllTraces())
 	assert.Zero(t, names[fragment.PhaseTrigger], "the trigger was emitted before the restart")
 	assert.Zero(t, names[fragment.PhasePodSchedule], "so was the schedule step")
+}
+
+// TestTombstoneEndsTheDeletionFromTheTrackersView: a deletion the watch
+// missed comes, at the relist, as a tombstone of what the cache held,
+// which is the object's key only once the handler took its view. The
+// deletion still ends, as the object it was.
+func TestTombstoneEndsTheDeletionFromTheTrackersView(t *testing.T) {
+	sink := &consumertest.TracesSink{}
+	r, err := newWatchReceiver(receivertest.NewNopSettings(metadata.Type), createDefaultConfig().(*Config), sink, nil)
+	require.NoError(t, err)
+	h := r.handler("Pod")
+	cached, err := newTransform(nil, "")(running(scheduled(testPod("pod-1"), t0), t0))
+	require.NoError(t, err)
+	h.OnAdd(cached, false)
+	require.Nil(t, cached.(*cachedObject).view, "the cache keeps the key, not the view")
+
+	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: cached})
+
+	var deleted []ptrace.Span
+	for _, td := range sink.AllTraces() {
+		forEachFragment(td, func(s ptrace.Span) {
+			if tr, _ := s.Attributes().Get(fragment.KeyTrigger); tr.Str() == fragment.TriggerDelete {
+				deleted = append(deleted, s)
+			}
+		})
+	}
+	require.NotEmpty(t, deleted, "the deletion has its spans")
+	for _, s := range deleted {
+		kind, _ := s.Attributes().Get(fragment.KeyKind)
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		assert.Equal(t, "Pod", kind.Str())
+		assert.Equal(t, "pod-1", uid.Str())
+	}
+	assert.Zero(t, r.tracker.tracked(), "and the object is forgotten")
 }

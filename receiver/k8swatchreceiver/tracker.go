@@ -299,6 +299,24 @@ func (t *tracker) gone(v objectView, at time.Time) []fragmentSpan {
 		st = &objectState{}
 	}
 	st.view = v
+	return t.end(st, at)
+}
+
+// goneByUID is gone for a tombstone (a deletion the watch missed, seen at
+// a relist), which brings only the object's key: the last view is the
+// tracker's own. An object never observed has nothing to end.
+func (t *tracker) goneByUID(uid string, at time.Time) []fragmentSpan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.states[uid]
+	if st == nil {
+		return nil
+	}
+	return t.end(st, at)
+}
+
+// end closes what is open of a deleted object and forgets it.
+func (t *tracker) end(st *objectState, at time.Time) []fragmentSpan {
 	var out []fragmentSpan
 	if st.Trigger != fragment.TriggerDelete {
 		if st.Trigger != "" && !st.Done {
@@ -311,8 +329,8 @@ func (t *tracker) gone(v objectView, at time.Time) []fragmentSpan {
 	if !st.Done {
 		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, true, ""))
 	}
-	delete(t.states, v.uid)
-	t.markChanged(v.uid)
+	delete(t.states, st.view.uid)
+	t.markChanged(st.view.uid)
 	return out
 }
 

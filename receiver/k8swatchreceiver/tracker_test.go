@@ -306,7 +306,7 @@ func TestPodDeletionIsFinishedByItsNodeAgentWhoeverWroteItsStatusLast(t *testing
 				if transformed {
 					obj, err := newTransform(nil, "")(p.DeepCopy())
 					require.NoError(t, err)
-					p = obj.(*corev1.Pod)
+					return *obj.(*cachedObject).view
 				}
 				return viewPod(p, nil)
 			}
