@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+
+	"github.com/kubestitch/kubestitch/internal/intern"
 )
 
 // maxOwnerDepth bounds a walk up the owner chain; deeper is treated as a
@@ -47,6 +49,9 @@ type ownerGraph struct {
 	// free are the slots below n of objects dropped (deleted objects whose
 	// operations closed): reused before the graph grows or sheds.
 	free []int
+	// strs keeps one copy of each kind and namespace: every OTLP request
+	// decodes its own.
+	strs *intern.Table
 	// shed lists the objects shed at the limit since takeShed: the owner
 	// of the graph reports them (it must not hold on to a shed object: its
 	// slot already holds the object that displaced it).
@@ -60,8 +65,12 @@ func newOwnerGraph(maxObjects int) *ownerGraph {
 		seed:       maphash.MakeSeed(),
 		hashMask:   ^uint64(0),
 		maxObjects: maxObjects,
+		strs:       intern.New(maxInternedNames),
 	}
 }
+
+// maxInternedNames bounds the distinct kinds and namespaces kept once.
+const maxInternedNames = 4096
 
 // objectSlab is the number of objects allocated at a time (~350 KB).
 const objectSlab = 1024
@@ -110,10 +119,13 @@ func (g *ownerGraph) learn(uid, kind, namespace, name, ownerUID string) *object 
 				r.objectSpan = pcommon.SpanID{}
 			}
 		}
-		o.Kind, o.Namespace, o.Name = kind, namespace, name
+		o.Kind, o.Namespace, o.Name = g.strs.String(kind), g.strs.String(namespace), name
 		g.index(o)
 	}
-	if ownerUID != "" {
+	if ownerUID != "" && ownerUID != o.OwnerUID {
+		if owner := g.get(ownerUID); owner != nil {
+			ownerUID = owner.UID // one copy for the owner and its children
+		}
 		o.OwnerUID = ownerUID
 	}
 	return o

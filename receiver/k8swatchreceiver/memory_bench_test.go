@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -102,9 +104,10 @@ func BenchmarkGatewayMemory150kPods(b *testing.B) {
 			for i := range perDeployment {
 				p := &corev1.Pod{}
 				require.NoError(b, json.Unmarshal(podJSON, p))
-				p.Namespace, p.Name = ns, fmt.Sprintf("web-%d-%d", d, i)
-				p.UID = types.UID(fmt.Sprintf("pod-%d-%d", d, i))
-				p.OwnerReferences[0].UID, p.OwnerReferences[0].Name = rs.UID, rs.Name
+				// Each string its own, as a decoded watch event has it.
+				p.Namespace, p.Name = strings.Clone(ns), fmt.Sprintf("web-%d-7c9cb467c4-%05d", d, i)
+				p.UID = types.UID(fmt.Sprintf("00000000-0000-4000-8000-%06x%06x", d, i)) // as long as a real UID
+				p.OwnerReferences[0].UID, p.OwnerReferences[0].Name = types.UID(strings.Clone(string(rs.UID))), strings.Clone(rs.Name)
 				observe(p, at)
 			}
 			observe(convergedReplicaSet(rs), at.Add(time.Second))
@@ -112,6 +115,11 @@ func BenchmarkGatewayMemory150kPods(b *testing.B) {
 			td := toTraces(frags, "bench")
 			signAll(td, key)
 			spans += td.SpanCount()
+			// Through OTLP's encoding, as the gateway receives them.
+			raw, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+			require.NoError(b, err)
+			td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(raw)
+			require.NoError(b, err)
 			require.NoError(b, proc.ConsumeTraces(context.Background(), td))
 		}
 		frags = nil
@@ -141,13 +149,13 @@ func benchWorkload(ns string, d int) (*appsv1.Deployment, *appsv1.ReplicaSet) {
 	tmpl := realisticPod("template")
 	labels := map[string]string{"app": fmt.Sprintf("web-%d", d)}
 	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", d), Namespace: ns, UID: types.UID(fmt.Sprintf("dep-%d", d)), Generation: 1, ResourceVersion: "1",
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", d), Namespace: ns, UID: types.UID(fmt.Sprintf("00000000-0000-4000-a000-%012x", d)), Generation: 1, ResourceVersion: "1",
 			CreationTimestamp: metav1.NewTime(t0), Labels: labels, ManagedFields: tmpl.ManagedFields[:1]},
 		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(100)), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: tmpl.Spec}},
 	}
 	rs := &appsv1.ReplicaSet{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d-7c9cb467c4", d), Namespace: ns, UID: types.UID(fmt.Sprintf("rs-%d", d)), Generation: 1, ResourceVersion: "1",
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d-7c9cb467c4", d), Namespace: ns, UID: types.UID(fmt.Sprintf("00000000-0000-4000-9000-%012x", d)), Generation: 1, ResourceVersion: "1",
 			CreationTimestamp: metav1.NewTime(t0), Labels: labels, ManagedFields: tmpl.ManagedFields[:1],
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: dep.Name, UID: dep.UID, Controller: ptr.To(true)}}},
 		Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(int32(100)), Template: dep.Spec.Template},

@@ -162,6 +162,9 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 	if st.view.resourceVersion != v.resourceVersion {
 		st.LastChange = at
 	}
+	if o := t.states[v.ownerUID]; o != nil {
+		v.ownerUID = o.view.uid // one copy for the owner and its children
+	}
 	st.view = v
 	var out []fragmentSpan
 

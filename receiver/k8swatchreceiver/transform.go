@@ -8,13 +8,14 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/intern"
 )
 
 // newTransform turns every object, before it reaches the informer's cache,
@@ -36,6 +37,7 @@ import (
 // The transform is idempotent: a watch-list's Replace may hand it objects
 // it made already.
 func newTransform(allow map[string]bool, node string) func(any) (any, error) {
+	strs := intern.New(maxInterned)
 	return func(obj any) (any, error) {
 		switch o := obj.(type) {
 		case *cachedObject, *metav1.PartialObjectMetadata:
@@ -45,9 +47,13 @@ func newTransform(allow map[string]bool, node string) func(any) (any, error) {
 		case *corev1.Event:
 			return obj, nil
 		}
-		return newCachedObject(obj, allow), nil
+		return newCachedObject(obj, allow, strs), nil
 	}
 }
+
+// maxInterned bounds the distinct namespaces, owner kinds and field
+// managers an informer keeps one copy of.
+const maxInterned = 4096
 
 // cachedObject is what the informer's cache keeps of a watched object: the
 // key and resource version the informer reads (to store it, and to tell an
@@ -65,12 +71,17 @@ type cachedObject struct {
 	bad string
 }
 
-func newCachedObject(obj any, allow map[string]bool) *cachedObject {
+func newCachedObject(obj any, allow map[string]bool, strs *intern.Table) *cachedObject {
 	c := &cachedObject{}
 	if m, err := meta.Accessor(obj); err == nil {
-		c.namespace, c.name, c.uid, c.resourceVersion = m.GetNamespace(), m.GetName(), string(m.GetUID()), m.GetResourceVersion()
+		c.namespace, c.name, c.uid, c.resourceVersion = strs.String(m.GetNamespace()), m.GetName(), string(m.GetUID()), m.GetResourceVersion()
 	}
 	v, quiet, bad := viewOf(obj, allow)
+	if v != nil {
+		// What repeats across objects, kept once.
+		v.namespace, v.ownerKind = c.namespace, strs.String(v.ownerKind)
+		v.manager, v.nodeAgent = strs.String(v.manager), strs.String(v.nodeAgent)
+	}
 	c.view, c.quiet, c.bad = v, quiet, bad
 	return c
 }
