@@ -102,7 +102,7 @@ func BenchmarkPodEvents(b *testing.B) {
 			b.StartTimer()
 		}
 		o, _ := transform(fresh[k])
-		v, _, _ := o.(*cachedObject).take()
+		v := o.(*cachedObject).take().view
 		out := tr.observe(*v, t0.Add(time.Duration(i)), false)
 		if len(out) > 0 {
 			_ = toTraces(out, "bench")

@@ -88,7 +88,8 @@ func BenchmarkGatewayMemory150kPods(b *testing.B) {
 			t, err := transform(obj)
 			require.NoError(b, err)
 			require.NoError(b, store.Update(t))
-			v, _, bad := t.(*cachedObject).take()
+			ob := t.(*cachedObject).take()
+			v, bad := ob.view, ob.bad
 			require.Empty(b, bad)
 			frags = append(frags, tr.observe(*v, at, false)...)
 		}

@@ -290,9 +290,10 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	case *corev1.Event:
 		frags = r.tracker.event(r.redact(seenAt(viewCoreEvent(o), now)))
 	case *cachedObject:
-		v, quiet, bad := o.take()
-		if bad != "" {
-			r.bad(bad, o)
+		ob := o.take()
+		v := ob.view
+		if ob.bad != "" {
+			r.bad(ob.bad, o)
 		}
 		switch {
 		case deleted && v == nil:
@@ -308,7 +309,7 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 				r.restore(v.uid)
 			}
 			frags = r.tracker.observe(*v, now, initial)
-			if quiet {
+			if ob.quiet {
 				r.tracker.markQuiet(v.uid)
 			}
 		}

@@ -181,7 +181,7 @@ func TestNothingSecretLeaves(t *testing.T) {
 	allow := map[string]bool{"team": true}
 	obj, err := newTransform(allow, "")(p)
 	require.NoError(t, err)
-	frags := newTracker().observe(*obj.(*cachedObject).view, t0, false)
+	frags := newTracker().observe(*obj.(*cachedObject).take().view, t0, false)
 	td := toTraces(frags, "test")
 	var m ptrace.JSONMarshaler
 	b, err := m.MarshalTraces(td)
@@ -307,7 +307,7 @@ func TestTombstoneEndsTheDeletionFromTheTrackersView(t *testing.T) {
 	cached, err := newTransform(nil, "")(running(scheduled(testPod("pod-1"), t0), t0))
 	require.NoError(t, err)
 	h.OnAdd(cached, false)
-	require.Nil(t, cached.(*cachedObject).view, "the cache keeps the key, not the view")
+	require.Nil(t, cached.(*cachedObject).untaken, "the cache keeps the key, not the view")
 
 	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: cached})
 

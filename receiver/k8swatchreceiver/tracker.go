@@ -60,12 +60,13 @@ type objectState struct {
 	TriggerTime time.Time `json:"tt"`
 	TimeSource  string    `json:"ts"`
 	Done        bool      `json:"d,omitempty"`
-	Emitted     []string  `json:"e,omitempty"`
-	StepEnd     time.Time `json:"se,omitzero"`
+	// Quiet: a kind without a status; the quiet rule closes it (LastChange).
+	Quiet   bool      `json:"q,omitempty"`
+	Emitted []string  `json:"e,omitempty"`
+	StepEnd time.Time `json:"se,omitzero"`
 	// LastChange is when the object last changed, for the quiet rule of
 	// kinds without a status to converge on.
 	LastChange time.Time `json:"lc,omitzero"`
-	Quiet      bool      `json:"q,omitempty"`
 	// Cause is the first Warning that blocked the open operation, here
 	// or below it (blocked.go).
 	Cause string `json:"c,omitempty"`
@@ -136,6 +137,7 @@ func (t *tracker) restore(uid string, st *objectState) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.states[uid]; !ok {
+		st.view.viewDetail = restingDetail // nothing is known of it but its state
 		t.states[uid] = st
 	}
 }
@@ -259,17 +261,18 @@ func (t *tracker) resume(st *objectState, at time.Time) []fragmentSpan {
 }
 
 // compact drops, once an operation is done, what only an open one needs:
-// the steps it emitted, the pod's conditions and containers, the
-// annotations, and a sent SLI's phases. The objects of a cluster at rest
+// the steps it emitted, the pod's conditions and containers, the view's
+// detail (its times, manager, annotations), and a sent SLI's phases. The objects of a cluster at rest
 // are nearly all done, so this is most of the tracker's memory
 // (BenchmarkGatewayMemory150kPods). The next observation brings a full
 // view again. A pod whose SLI still waits for its Scheduled Event keeps
 // its view: the fallback reads its PodScheduled condition.
 func (st *objectState) compact() {
 	st.Emitted = nil
-	st.view.annotations = nil
 	if st.sli == nil || st.sli.sent {
-		st.view.pod = nil
+		// Replaced, not cleared: a fragment in flight may share them
+		// (snapshot).
+		st.view.pod, st.view.viewDetail = nil, restingDetail
 	}
 }
 

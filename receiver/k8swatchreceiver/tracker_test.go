@@ -306,7 +306,7 @@ func TestPodDeletionIsFinishedByItsNodeAgentWhoeverWroteItsStatusLast(t *testing
 				if transformed {
 					obj, err := newTransform(nil, "")(p.DeepCopy())
 					require.NoError(t, err)
-					return *obj.(*cachedObject).view
+					return *obj.(*cachedObject).take().view
 				}
 				return viewPod(p, nil)
 			}

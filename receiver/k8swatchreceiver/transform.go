@@ -58,16 +58,21 @@ const maxInterned = 4096
 // cachedObject is what the informer's cache keeps of a watched object: the
 // key and resource version the informer reads (to store it, and to tell an
 // update from a resync), its UID (a tombstone's way to the tracker's
-// state), and until the handler takes them, its view and what was wrong
-// with it. It implements metav1.ObjectMetaAccessor for the informer's key
-// function.
+// state), and until the handler takes it, what the transform made of it.
+// It implements metav1.ObjectMetaAccessor for the informer's key function.
 type cachedObject struct {
 	namespace, name, uid, resourceVersion string
 
+	untaken *observation
+}
+
+// observation is what the transform made of an object for the handler.
+type observation struct {
+	// view is nil if there is nothing to observe (see bad).
 	view *objectView
 	// quiet: a custom resource without a status, closed by the quiet rule.
 	quiet bool
-	// bad is a bad_objects reason; with view nil, the object is skipped.
+	// bad is a bad_objects reason.
 	bad string
 }
 
@@ -82,7 +87,7 @@ func newCachedObject(obj any, allow map[string]bool, strs *intern.Table) *cached
 		v.namespace, v.ownerKind = c.namespace, strs.String(v.ownerKind)
 		v.manager, v.nodeAgent = strs.String(v.manager), strs.String(v.nodeAgent)
 	}
-	c.view, c.quiet, c.bad = v, quiet, bad
+	c.untaken = &observation{view: v, quiet: quiet, bad: bad}
 	return c
 }
 
@@ -92,13 +97,16 @@ func (c *cachedObject) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Namespace: c.namespace, Name: c.name, UID: types.UID(c.uid), ResourceVersion: c.resourceVersion}
 }
 
-// take hands the view and the bad reason to the handler, once: what stays
-// in the cache is the key. A tombstone of the object later brings the
-// same cachedObject, without them.
-func (c *cachedObject) take() (v *objectView, quiet bool, bad string) {
-	v, quiet, bad = c.view, c.quiet, c.bad
-	c.view, c.bad = nil, ""
-	return v, quiet, bad
+// take hands the observation to the handler, once: what stays in the
+// cache is the key. A tombstone of the object later brings the same
+// cachedObject, without it (the zero observation).
+func (c *cachedObject) take() observation {
+	o := c.untaken
+	c.untaken = nil
+	if o == nil {
+		return observation{}
+	}
+	return *o
 }
 
 // viewOf is the view of a watched object, and a bad_objects reason if

@@ -20,29 +20,45 @@ type objectView struct {
 	generation                 int64
 	resourceVersion            string
 	ownerKind, ownerUID        string
-	created                    time.Time
-	// deleting is set from metadata.deletionTimestamp; deleteStart is when
-	// the deletion was requested (deletionTimestamp minus the grace period).
-	deleting    bool
+	// nodeAgent wrote the status last of those that run pods (kubelet,
+	// kwok): see statusWriterRunsPods.
+	nodeAgent string
+	// deleting is set from metadata.deletionTimestamp (see deleteStart).
+	deleting bool
+	// converged is the kind's convergence rule (see convergedAt).
+	converged bool
+	pod       *podView
+	// The rest is read by the observation that brings the view and while
+	// the object's operation is open: a resting object's state points at
+	// restingDetail instead (objectState.compact). Most of a cluster's
+	// objects rest, so this is most of the tracker's memory saved.
+	*viewDetail
+}
+
+// viewDetail is the part of a view a resting object does without.
+type viewDetail struct {
+	created time.Time
+	// deleteStart is when the deletion was requested (deletionTimestamp
+	// minus the grace period).
 	deleteStart time.Time
 	// manager and managedAt come from the newest managedFields entry of the
 	// object itself (or of its scale subresource): who made the last spec
-	// or metadata change, and when. nodeAgent wrote the status last of
-	// those that run pods (kubelet, kwok): see statusWriterRunsPods.
+	// or metadata change, and when.
 	manager     string
 	managedAt   time.Time
-	nodeAgent   string
 	traceparent string
 	annotations map[string]string
-	// converged is the kind's convergence rule; convergedAt is the object's
-	// own timestamp of it when one exists (zero otherwise).
-	converged   bool
+	// convergedAt is the object's own timestamp of convergence when one
+	// exists (zero otherwise).
 	convergedAt time.Time
 	// failed says the operation ended without converging, as the object
 	// says: "Reason: message" (a Deployment past its progress deadline).
 	failed string
-	pod    *podView
 }
+
+// restingDetail is the detail of every resting object: zero, and never
+// written (views are built with a detail of their own, in metaView).
+var restingDetail = &viewDetail{}
 
 // podView is what the pod steps need.
 type podView struct {
@@ -80,7 +96,7 @@ func metaView(kind string, m *metav1.ObjectMeta, allow map[string]bool) objectVi
 		uid:             string(m.UID),
 		generation:      m.Generation,
 		resourceVersion: m.ResourceVersion,
-		created:         m.CreationTimestamp.Time,
+		viewDetail:      &viewDetail{created: m.CreationTimestamp.Time},
 	}
 	if v.generation == 0 {
 		v.generation = 1

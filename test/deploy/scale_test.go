@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -200,6 +201,9 @@ func TestScaleOnTheInstall(t *testing.T) {
 	for _, c := range writeClasses {
 		served := after[c] - before[c]
 		t.Logf("apiserver %s: %.0f served (apiserver_request_total), %d exported as spans, %d of them in operation traces", c, served, report.exported[c], report.joined[c])
+	}
+	for _, k := range slices.Sorted(maps.Keys(report.outside)) {
+		t.Logf("apiserver request outside operation traces: %s: %d", k, report.outside[k])
 	}
 	t.Logf("freshness, convergence to root span at the backend, over %d operations: p50 %v, p99 %v, max %v",
 		len(report.freshness), quantile(report.freshness, 0.5), quantile(report.freshness, 0.99), quantile(report.freshness, 1))
@@ -401,6 +405,15 @@ func promLabels(line string) map[string]string {
 	return out
 }
 
+// namespaceOf is the namespace of a namespaced request path.
+func namespaceOf(target string) string {
+	parts := strings.Split(strings.Trim(target, "/"), "/")
+	if len(parts) > 3 && parts[2] == "namespaces" {
+		return parts[3]
+	}
+	return ""
+}
+
 // requestClass classifies an apiserver server span by its method and path.
 func requestClass(method, target string) string {
 	path, _, _ := strings.Cut(target, "?")
@@ -423,6 +436,10 @@ func requestClass(method, target string) string {
 type scaleReport struct {
 	completePods, wholeOps int
 	exported, joined       map[string]int
+	// outside itemises the requests not in an operation's trace: class,
+	// namespace (the workload's or the install's own) and what their
+	// trace holds.
+	outside map[string]int
 	freshness              []time.Duration
 	problems               []string
 	wantPods, wantOps      int
@@ -432,7 +449,7 @@ func (r *scaleReport) missing() int { return r.wantPods - r.completePods + r.wan
 
 // analyze reads every span the gateways exported.
 func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleReport {
-	r := &scaleReport{exported: map[string]int{}, joined: map[string]int{}, wantPods: len(ran), wantOps: len(ops)}
+	r := &scaleReport{exported: map[string]int{}, joined: map[string]int{}, outside: map[string]int{}, wantPods: len(ran), wantOps: len(ops)}
 	type opKey struct{ uid, trigger string }
 	type podSeen struct {
 		phases map[string]bool
@@ -445,9 +462,10 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 	pods := map[string]*podSeen{}
 	objects := map[string]string{} // UID -> "Kind ns/name", for the problems
 	type request struct {
-		class string
-		trace pcommon.TraceID
+		class, ns string
+		trace     pcommon.TraceID
 	}
+	rootOf := map[pcommon.TraceID]string{} // "Kind trigger" of a trace's root fragment
 	var requests []request
 	be.mu.Lock()
 	for gw, s := range be.sinks {
@@ -462,7 +480,7 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 				tg, ok2 := a.Get("http.target")
 				if ok1 && ok2 {
 					if c := requestClass(m.Str(), tg.Str()); c != "" {
-						requests = append(requests, request{c, sp.TraceID()})
+						requests = append(requests, request{c, namespaceOf(tg.Str()), sp.TraceID()})
 					}
 				}
 				return
@@ -474,6 +492,13 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 				ns, _ := a.Get(fragment.KeyNamespace)
 				name, _ := a.Get(fragment.KeyName)
 				objects[uid.Str()] = kind.Str() + " " + ns.Str() + "/" + name.Str()
+			}
+			if sp.ParentSpanID().IsEmpty() {
+				t := trig.Str()
+				if strings.HasPrefix(t, "gen:") {
+					t = "gen"
+				}
+				rootOf[sp.TraceID()] = kind.Str() + " " + t
 			}
 			if level.Str() == fragment.LevelObject && sp.ParentSpanID().IsEmpty() && kind.Str() != "Pod" {
 				k := opKey{uid.Str(), trig.Str()}
@@ -502,7 +527,17 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 		r.exported[q.class]++
 		if _, ok := opTrace[q.trace]; ok {
 			r.joined[q.class]++
+			continue
 		}
+		ns := "a workload namespace"
+		if strings.HasPrefix(q.ns, "kubestitch") || q.ns == "kube-system" {
+			ns = q.ns
+		}
+		where := "no fragment in its trace"
+		if root, ok := rootOf[q.trace]; ok {
+			where = "trace rooted at " + root
+		}
+		r.outside[q.class+", "+ns+", "+where]++
 	}
 	for uid, want := range ran {
 		p := pods[string(uid)]
