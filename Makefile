@@ -6,7 +6,7 @@ BIN       := bin/otelcol-kubestitch
 GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit-test race-test cluster-test shake install-test scale-test demo demo-stuck waterfall cluster-up image lint clean
+.PHONY: all build generate test unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image lint clean
 
 all: build
 
@@ -52,6 +52,10 @@ install-test: build
 ## scale-test: the scale run on the install at full size (100 kwok nodes, 6,000 pods alive; root, iptables, about 40 min); make test runs it at a tenth
 scale-test: build
 	KUBESTITCH_SCALE=full $(GO) test -count=1 -v -timeout 120m -run TestScaleOnTheInstall ./test/deploy/
+
+## growth-test: the gateways' heap, split into informer cache, tracker and owner graph, at 1,000, 5,000 and 20,000 pods alive on the install (100 kwok nodes; root, iptables, about 25 min)
+growth-test: build
+	KUBESTITCH_GROWTH=1 $(GO) test -count=1 -v -timeout 90m -run TestGatewayMemoryGrowth ./test/deploy/
 
 ## demo: local control plane + collector, a 3-replica Deployment, traces in .demo/traces.json, span metrics (SLIs) in .demo/metrics.json
 demo: build

@@ -157,6 +157,15 @@ func TestScaleOnTheInstall(t *testing.T) {
 	t.Logf("3. scale 0 -> %d: %v; pods alive: %d", size.scaleTo, time.Since(step).Round(time.Second), peak)
 	logMemory(t, runner, fmt.Sprintf("with %d pods alive", peak))
 	logHeap(t, runner, heapBefore, peak)
+	for _, p := range runner.Pods() {
+		if p.Namespace != "kubestitch" {
+			continue
+		}
+		h, err := gatewayHeap(runner, p)
+		if assert.NoError(t, err, "%s's heap profile", p.Name) {
+			t.Logf("%s with %d pods alive, after a GC: %v", p.Name, peak, h)
+		}
+	}
 
 	// 4. A Job.
 	createNamespaces(t, cluster, "batch")
