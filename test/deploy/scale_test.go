@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -448,10 +448,10 @@ type scaleReport struct {
 	// outside itemises the requests not in an operation's trace: class,
 	// namespace (the workload's or the install's own) and what their
 	// trace holds.
-	outside map[string]int
-	freshness              []time.Duration
-	problems               []string
-	wantPods, wantOps      int
+	outside           map[string]int
+	freshness         []time.Duration
+	problems          []string
+	wantPods, wantOps int
 }
 
 func (r *scaleReport) missing() int { return r.wantPods - r.completePods + r.wantOps - r.wholeOps }
