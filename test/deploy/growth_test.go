@@ -95,8 +95,9 @@ func TestGatewayMemoryGrowth(t *testing.T) {
 			h, err := gatewayHeap(runner, g)
 			require.NoError(t, err)
 			b := before[g.Name]
-			lines = append(lines, fmt.Sprintf("%s: %v; per pod alive in the cluster since before the workload: heap %.0f B, cache %.0f B, tracker %.0f B, k8sstitch %.0f B",
-				g.Name, h, (h.total-b.total)/float64(alive), (h.cache-b.cache)/float64(alive), (h.tracker-b.tracker)/float64(alive), (h.stitch-b.stitch)/float64(alive)))
+			perPod := func(now, was float64) float64 { return (now - was) / float64(alive) }
+			lines = append(lines, fmt.Sprintf("%s: %v; per pod alive in the cluster, since before the workload: heap %.0f B, cache %.0f B, tracker %.0f B, k8sstitch %.0f B",
+				g.Name, h, perPod(h.heapAlloc, b.heapAlloc), perPod(h.cache.bytes, b.cache.bytes), perPod(h.tracker.bytes, b.tracker.bytes), perPod(h.stitch.bytes, b.stitch.bytes)))
 		}
 		slices.Sort(lines)
 		t.Logf("gateways with %d pods alive (the Lease holder: %s):\n  %s", alive, leaseHolder(t, cluster, runner).Name, strings.Join(lines, "\n  "))

@@ -18,14 +18,30 @@ import (
 // average) and scales them up: a share of a few MiB is exact to a few
 // percent.
 type heapShares struct {
-	// total is every byte in use on the Go heap.
-	total float64
+	// heapAlloc is the runtime's exact count of bytes in use on the Go
+	// heap right after the GC (MemStats.HeapAlloc); the shares below are
+	// the profile's estimates, which add up to about as much.
+	heapAlloc float64
 	// cache is the informers' (client-go's store, queue and the transform's
 	// key-only records), tracker k8swatch's own state (the tracker and the
 	// object views it keeps), stitch k8sstitch's (owner graph, operations,
 	// waiting spans); other is the rest of the collector (OTLP, batching,
 	// exporters, the runtime).
-	cache, tracker, stitch, other float64
+	cache, tracker, stitch, other share
+}
+
+// share is one holder's estimated bytes and the number of sampled
+// allocations behind the estimate: its relative error is about
+// 1/sqrt(samples).
+type share struct {
+	bytes   float64
+	samples int
+}
+
+func (s *share) add(v float64) { s.bytes += v; s.samples++ }
+
+func (s share) String() string {
+	return fmt.Sprintf("%.1f MiB (%d samples)", s.bytes/(1<<20), s.samples)
 }
 
 // shareOf names what holds a sample's bytes by the innermost frame of its
@@ -53,15 +69,29 @@ func shareOf(s *profile.Sample) string {
 	return "other"
 }
 
-// gatewayHeap reads p's heap profile after a GC (gc=1) and splits it.
+// gatewayHeap forces a GC in p's gateway and reads its heap: the exact
+// total from the text profile's MemStats, the split from the profile's
+// samples, which describe the heap as of that GC.
 func gatewayHeap(runner *podrunner.Runner, p *podrunner.Pod) (heapShares, error) {
-	body, err := runner.Get(p, "http://127.0.0.1:1777/debug/pprof/heap?gc=1")
+	var h heapShares
+	text, err := runner.Get(p, "http://127.0.0.1:1777/debug/pprof/heap?gc=1&debug=1")
 	if err != nil {
-		return heapShares{}, err
+		return h, err
+	}
+	_, after, ok := strings.Cut(text, "\n# HeapAlloc = ")
+	if !ok {
+		return h, fmt.Errorf("%s/%s heap profile has no HeapAlloc", p.Namespace, p.Name)
+	}
+	if _, err := fmt.Sscan(after, &h.heapAlloc); err != nil {
+		return h, fmt.Errorf("%s/%s HeapAlloc: %w", p.Namespace, p.Name, err)
+	}
+	body, err := runner.Get(p, "http://127.0.0.1:1777/debug/pprof/heap")
+	if err != nil {
+		return h, err
 	}
 	prof, err := profile.Parse(strings.NewReader(body))
 	if err != nil {
-		return heapShares{}, fmt.Errorf("%s/%s heap profile: %w", p.Namespace, p.Name, err)
+		return h, fmt.Errorf("%s/%s heap profile: %w", p.Namespace, p.Name, err)
 	}
 	inuse := -1
 	for i, st := range prof.SampleType {
@@ -70,30 +100,30 @@ func gatewayHeap(runner *podrunner.Runner, p *podrunner.Pod) (heapShares, error)
 		}
 	}
 	if inuse < 0 {
-		return heapShares{}, fmt.Errorf("%s/%s heap profile has no inuse_space", p.Namespace, p.Name)
+		return h, fmt.Errorf("%s/%s heap profile has no inuse_space", p.Namespace, p.Name)
 	}
-	var h heapShares
 	for _, s := range prof.Sample {
 		v := float64(s.Value[inuse])
-		h.total += v
+		if v == 0 {
+			continue
+		}
 		switch shareOf(s) {
 		case "cache":
-			h.cache += v
+			h.cache.add(v)
 		case "tracker":
-			h.tracker += v
+			h.tracker.add(v)
 		case "stitch":
-			h.stitch += v
+			h.stitch.add(v)
 		default:
-			h.other += v
+			h.other.add(v)
 		}
 	}
 	return h, nil
 }
 
 func (h heapShares) String() string {
-	mib := func(v float64) float64 { return v / (1 << 20) }
-	return fmt.Sprintf("heap %.1f MiB: informer cache %.1f, k8swatch tracker %.1f, k8sstitch %.1f, rest of the collector %.1f",
-		mib(h.total), mib(h.cache), mib(h.tracker), mib(h.stitch), mib(h.other))
+	return fmt.Sprintf("heap %.1f MiB after a GC; of it, estimated: informer cache %v, k8swatch tracker %v, k8sstitch %v, rest of the collector %v",
+		h.heapAlloc/(1<<20), h.cache, h.tracker, h.stitch, h.other)
 }
 
 func TestShareOfNamesTheInnermostHolder(t *testing.T) {
