@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -283,8 +282,6 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	now := time.Now()
 	var frags []fragmentSpan
 	switch o := obj.(type) {
-	case *metav1.PartialObjectMetadata:
-		return // another node's Event, kept by its key only (trimEvent)
 	case *eventsv1.Event:
 		frags = r.tracker.event(r.redact(seenAt(viewEventsV1(o), now)))
 	case *corev1.Event:
@@ -298,7 +295,8 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 		switch {
 		case deleted && v == nil:
 			// A tombstone after a missed watch: the cache had only the
-			// key; the tracker has the last view.
+			// key; the tracker has the last view. (Or an Event about
+			// another node's pod, which the tracker never had.)
 			frags = r.tracker.goneByUID(o.uid, now)
 		case v == nil:
 			return

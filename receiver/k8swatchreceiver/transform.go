@@ -3,6 +3,7 @@ package k8swatchreceiver
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -11,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
@@ -29,10 +29,10 @@ import (
 // Events are cut down to what viewEventsV1 reads instead (trimEvent): they
 // expire from the API within the hour, so the cache does not grow with
 // the cluster's objects. node is the node of a node-mode receiver ("" in
-// cluster mode): Events that another node's kubelet reported are cut down
-// to their key, since every agent watches every pod Event of the cluster
-// (the API cannot select Events by node: their selectable fields are
-// regarding.*, reason, reportingController, source and type).
+// cluster mode): Events about other nodes' pods are cut down to their key,
+// since every agent watches every pod Event of the cluster (the API
+// cannot select Events by node: their selectable fields are regarding.*,
+// reason, reportingController, source and type).
 //
 // The transform is idempotent: a watch-list's Replace may hand it objects
 // it made already.
@@ -40,7 +40,7 @@ func newTransform(allow map[string]bool, node string) func(any) (any, error) {
 	strs := intern.New(maxInterned)
 	return func(obj any) (any, error) {
 		switch o := obj.(type) {
-		case *cachedObject, *metav1.PartialObjectMetadata:
+		case *cachedObject:
 			return obj, nil
 		case *eventsv1.Event:
 			return trimEvent(o, node), nil
@@ -156,17 +156,16 @@ const maxCachedNote = 1024
 
 // trimEvent keeps what viewEventsV1 reads, in a new object: the watch's
 // decoded Event (managed fields, series, related object, annotations)
-// goes to the garbage collector. An Event another node's kubelet reported
-// is kept as its key only (the informer must still know it, or its next
-// update would look new): the handler skips it.
-func trimEvent(e *eventsv1.Event, node string) runtime.Object {
-	meta := metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace, UID: e.UID, ResourceVersion: e.ResourceVersion}
-	if node != "" && e.ReportingController == "kubelet" && e.ReportingInstance != "" && e.ReportingInstance != node {
-		return &metav1.PartialObjectMetadata{ObjectMeta: meta}
+// goes to the garbage collector. A node-mode receiver keeps whole only
+// the Events about its node's pods; any other is kept as its key (the
+// informer must still know it, or its next update would look new), and
+// the handler skips it.
+func trimEvent(e *eventsv1.Event, node string) any {
+	if node != "" && !aboutNode(e, node) {
+		return &cachedObject{namespace: e.Namespace, name: e.Name, uid: string(e.UID), resourceVersion: e.ResourceVersion}
 	}
-	meta.CreationTimestamp = e.CreationTimestamp
 	return &eventsv1.Event{
-		ObjectMeta:              meta,
+		ObjectMeta:              metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace, UID: e.UID, ResourceVersion: e.ResourceVersion, CreationTimestamp: e.CreationTimestamp},
 		EventTime:               e.EventTime,
 		DeprecatedLastTimestamp: e.DeprecatedLastTimestamp,
 		Reason:                  e.Reason,
@@ -176,6 +175,24 @@ func trimEvent(e *eventsv1.Event, node string) runtime.Object {
 		ReportingInstance:       e.ReportingInstance,
 		Regarding:               corev1.ObjectReference{Kind: e.Regarding.Kind, UID: e.Regarding.UID, FieldPath: e.Regarding.FieldPath},
 	}
+}
+
+// aboutNode tells whether a pod Event is one a node's agent reads: its
+// kubelet's, or the scheduler's Scheduled that binds a pod to it (which
+// can come before the pod's own watch event: sliEarly). Every other pod
+// Event of the cluster is about a pod elsewhere or not yet placed, and
+// the gateway's cluster-mode receiver has it.
+func aboutNode(e *eventsv1.Event, node string) bool {
+	controller, instance := e.ReportingController, e.ReportingInstance
+	if controller == "" { // a core/v1 Event written without them
+		controller, instance = e.DeprecatedSource.Component, e.DeprecatedSource.Host
+	}
+	if controller == "kubelet" {
+		return instance == "" || instance == node
+	}
+	// The scheduler's message, unchanged since v1.0: "Successfully
+	// assigned <namespace>/<pod> to <node>".
+	return e.Reason == "Scheduled" && strings.HasSuffix(e.Note, " to "+node)
 }
 
 func newer(t, than *metav1.Time) bool {
