@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 
@@ -28,6 +29,25 @@ type heapShares struct {
 	// waiting spans); other is the rest of the collector (OTLP, batching,
 	// exporters, the runtime).
 	cache, tracker, stitch, other share
+	// sites are the estimated bytes of each holder's allocation sites
+	// (holder: the innermost frame that named it).
+	sites map[string]float64
+}
+
+// topSites are the n largest allocation sites of holder, for a log line.
+func (h heapShares) topSites(holder string, n int) string {
+	var names []string
+	for site := range h.sites {
+		if strings.HasPrefix(site, holder+": ") {
+			names = append(names, site)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return h.sites[names[i]] > h.sites[names[j]] })
+	var out []string
+	for _, site := range names[:min(n, len(names))] {
+		out = append(out, fmt.Sprintf("%s %.1f MiB", strings.TrimPrefix(site, holder+": "), h.sites[site]/(1<<20)))
+	}
+	return strings.Join(out, ", ")
 }
 
 // share is one holder's estimated bytes and the number of sampled
@@ -48,25 +68,32 @@ func (s share) String() string {
 // stack that belongs to one of them. The interning table is skipped: a
 // string it keeps is there for the frame that asked.
 func shareOf(s *profile.Sample) string {
+	holder, _ := holderOf(s)
+	return holder
+}
+
+// holderOf is shareOf's holder and the frame that named it.
+func holderOf(s *profile.Sample) (holder, site string) {
 	for _, loc := range s.Location {
 		for _, line := range loc.Line { // innermost first, inlined frames included
 			if line.Function == nil {
 				continue
 			}
 			fn := line.Function.Name
+			short := fn[strings.LastIndex(fn, "/")+1:]
 			switch {
 			case strings.Contains(fn, "/processor/k8sstitchprocessor."):
-				return "stitch"
+				return "stitch", short
 			case strings.Contains(fn, "/receiver/k8swatchreceiver.newCachedObject"):
-				return "cache"
+				return "cache", short
 			case strings.Contains(fn, "/receiver/k8swatchreceiver."):
-				return "tracker"
+				return "tracker", short
 			case strings.Contains(fn, "k8s.io/client-go/tools/cache."):
-				return "cache"
+				return "cache", short
 			}
 		}
 	}
-	return "other"
+	return "other", ""
 }
 
 // gatewayHeap forces a GC in p's gateway and reads its heap: the exact
@@ -107,7 +134,12 @@ func gatewayHeap(runner *podrunner.Runner, p *podrunner.Pod) (heapShares, error)
 		if v == 0 {
 			continue
 		}
-		switch shareOf(s) {
+		holder, site := holderOf(s)
+		if h.sites == nil {
+			h.sites = map[string]float64{}
+		}
+		h.sites[holder+": "+site] += v
+		switch holder {
 		case "cache":
 			h.cache.add(v)
 		case "tracker":

@@ -538,9 +538,9 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 			r.joined[q.class]++
 			continue
 		}
-		ns := "a workload namespace"
-		if strings.HasPrefix(q.ns, "kubestitch") || q.ns == "kube-system" {
-			ns = q.ns
+		ns := q.ns
+		if strings.HasPrefix(ns, "group-") {
+			ns = "group-*"
 		}
 		where := "no fragment in its trace"
 		if root, ok := rootOf[q.trace]; ok {
