@@ -423,6 +423,50 @@ func namespaceOf(target string) string {
 	return ""
 }
 
+// podOf is the pod of a pod request path (api/v1/namespaces/NS/pods/NAME/...).
+func podOf(target string) string {
+	path, _, _ := strings.Cut(target, "?")
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) > 5 && parts[4] == "pods" {
+		return parts[5]
+	}
+	return ""
+}
+
+// podOp is one of a pod's operations, by its object span: a request
+// outside every operation's trace is told by when it came against them.
+type podOp struct {
+	trigger    string
+	start, end time.Time
+}
+
+// whenAgainst says when a request at came against its pod's operations:
+// inside one, or how long after the last that ended before it.
+func whenAgainst(at time.Time, ops []podOp) string {
+	var last string
+	var lastEnd time.Time
+	for _, op := range ops {
+		if !at.Before(op.start) && !at.After(op.end) {
+			return "inside its pod's " + op.trigger
+		}
+		if op.end.Before(at) && op.end.After(lastEnd) {
+			last, lastEnd = op.trigger, op.end
+		}
+	}
+	switch gap := at.Sub(lastEnd); {
+	case last == "" && len(ops) == 0:
+		return "its pod has no operation"
+	case last == "":
+		return "before its pod's operations"
+	case gap < time.Second:
+		return "under 1 s after its pod's " + last + " ended"
+	case gap < 10*time.Second:
+		return "1-10 s after its pod's " + last + " ended"
+	default:
+		return "over 10 s after its pod's " + last + " ended"
+	}
+}
+
 // requestClass classifies an apiserver server span by its method and path.
 func requestClass(method, target string) string {
 	path, _, _ := strings.Cut(target, "?")
@@ -471,9 +515,11 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 	pods := map[string]*podSeen{}
 	objects := map[string]string{} // UID -> "Kind ns/name", for the problems
 	type request struct {
-		class, ns string
-		trace     pcommon.TraceID
+		class, ns, pod string
+		trace          pcommon.TraceID
+		at             time.Time
 	}
+	podOps := map[string][]podOp{} // "ns/name"
 	rootOf := map[pcommon.TraceID]string{} // "Kind trigger" of a trace's root fragment
 	var requests []request
 	be.mu.Lock()
@@ -489,7 +535,7 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 				tg, ok2 := a.Get("http.target")
 				if ok1 && ok2 {
 					if c := requestClass(m.Str(), tg.Str()); c != "" {
-						requests = append(requests, request{c, namespaceOf(tg.Str()), sp.TraceID()})
+						requests = append(requests, request{c, namespaceOf(tg.Str()), podOf(tg.Str()), sp.TraceID(), sp.StartTimestamp().AsTime()})
 					}
 				}
 				return
@@ -501,6 +547,12 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 				ns, _ := a.Get(fragment.KeyNamespace)
 				name, _ := a.Get(fragment.KeyName)
 				objects[uid.Str()] = kind.Str() + " " + ns.Str() + "/" + name.Str()
+			}
+			if level.Str() == fragment.LevelObject && kind.Str() == "Pod" {
+				ns, _ := a.Get(fragment.KeyNamespace)
+				name, _ := a.Get(fragment.KeyName)
+				k := ns.Str() + "/" + name.Str()
+				podOps[k] = append(podOps[k], podOp{trig.Str(), sp.StartTimestamp().AsTime(), sp.EndTimestamp().AsTime()})
 			}
 			if sp.ParentSpanID().IsEmpty() {
 				t := trig.Str()
@@ -546,6 +598,7 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 		if root, ok := rootOf[q.trace]; ok {
 			where = "trace rooted at " + root
 		}
+		where += ", " + whenAgainst(q.at, podOps[q.ns+"/"+q.pod])
 		r.outside[q.class+", "+ns+", "+where]++
 	}
 	for uid, want := range ran {
