@@ -519,7 +519,7 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 		trace          pcommon.TraceID
 		at             time.Time
 	}
-	podOps := map[string][]podOp{} // "ns/name"
+	podOps := map[string][]podOp{}         // "ns/name"
 	rootOf := map[pcommon.TraceID]string{} // "Kind trigger" of a trace's root fragment
 	var requests []request
 	be.mu.Lock()
