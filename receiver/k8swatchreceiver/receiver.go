@@ -16,8 +16,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -282,10 +280,6 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 	now := time.Now()
 	var frags []fragmentSpan
 	switch o := obj.(type) {
-	case *eventsv1.Event:
-		frags = r.tracker.event(r.redact(seenAt(viewEventsV1(o), now)))
-	case *corev1.Event:
-		frags = r.tracker.event(r.redact(seenAt(viewCoreEvent(o), now)))
 	case *cachedObject:
 		ob := o.take()
 		v := ob.view
@@ -293,10 +287,12 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 			r.bad(ob.bad, o)
 		}
 		switch {
+		case ob.event != nil:
+			frags = r.tracker.event(r.redact(seenAt(*ob.event, now)))
 		case deleted && v == nil:
 			// A tombstone after a missed watch: the cache had only the
-			// key; the tracker has the last view. (Or an Event about
-			// another node's pod, which the tracker never had.)
+			// key; the tracker has the last view. (Or an Event's
+			// deletion, which the tracker has nothing of.)
 			frags = r.tracker.goneByUID(o.uid, now)
 		case v == nil:
 			return

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/intern"
 )
 
@@ -26,13 +25,12 @@ import (
 // trimmed Pod took 3 KB (BenchmarkGatewayMemory150kPods). Secret data, env
 // and annotations outside the allow-list never reach memory that lasts.
 //
-// Events are cut down to what viewEventsV1 reads instead (trimEvent): they
-// expire from the API within the hour, so the cache does not grow with
-// the cluster's objects. node is the node of a node-mode receiver ("" in
-// cluster mode): Events about other nodes' pods are cut down to their key,
-// since every agent watches every pod Event of the cluster (the API
-// cannot select Events by node: their selectable fields are regarding.*,
-// reason, reportingController, source and type).
+// Events too (newCachedEvent): the cache keeps their key, the handler
+// gets their view. node is the node of a node-mode receiver ("" in
+// cluster mode): an Event about another node's pod gets no view, since
+// every agent watches every pod Event of the cluster (the API cannot
+// select Events by node: their selectable fields are regarding.*, reason,
+// reportingController, source and type).
 //
 // The transform is idempotent: a watch-list's Replace may hand it objects
 // it made already.
@@ -43,9 +41,11 @@ func newTransform(allow map[string]bool, node string) func(any) (any, error) {
 		case *cachedObject:
 			return obj, nil
 		case *eventsv1.Event:
-			return trimEvent(o, node), nil
+			keep := node == "" || aboutNode(node, o.ReportingController, o.ReportingInstance, o.DeprecatedSource, o.Reason, o.Note)
+			return newCachedEvent(&o.ObjectMeta, keep, func() eventView { return viewEventsV1(o) }, strs), nil
 		case *corev1.Event:
-			return obj, nil
+			keep := node == "" || aboutNode(node, o.ReportingController, o.ReportingInstance, o.Source, o.Reason, o.Message)
+			return newCachedEvent(&o.ObjectMeta, keep, func() eventView { return viewCoreEvent(o) }, strs), nil
 		}
 		return newCachedObject(obj, allow, strs), nil
 	}
@@ -68,6 +68,8 @@ type cachedObject struct {
 
 // observation is what the transform made of an object for the handler.
 type observation struct {
+	// event is an Event's view (and view is nil).
+	event *eventView
 	// view is nil if there is nothing to observe (see bad).
 	view *objectView
 	// quiet: a custom resource without a status, closed by the quiet rule.
@@ -149,32 +151,20 @@ func viewOf(obj any, allow map[string]bool) (*objectView, bool, string) {
 	return &v, quiet, bad
 }
 
-// maxCachedNote bounds an Event's note in the cache: enough for the
-// kubelet's "Successfully pulled image ... in 1.2s" with a long image
-// name; the span gets at most maxNoteLen of it.
-const maxCachedNote = 1024
-
-// trimEvent keeps what viewEventsV1 reads, in a new object: the watch's
-// decoded Event (managed fields, series, related object, annotations)
-// goes to the garbage collector. A node-mode receiver keeps whole only
-// the Events about its node's pods; any other is kept as its key (the
-// informer must still know it, or its next update would look new), and
-// the handler skips it.
-func trimEvent(e *eventsv1.Event, node string) any {
-	if node != "" && !aboutNode(e, node) {
-		return &cachedObject{namespace: e.Namespace, name: e.Name, uid: string(e.UID), resourceVersion: e.ResourceVersion}
+// newCachedEvent is what the cache keeps of an Event: its key, like any
+// object's. The view the handler reads rides along until it is taken; an
+// Event the receiver does not read (keep false: about another node's pod)
+// has none, and the handler skips it.
+func newCachedEvent(m *metav1.ObjectMeta, keep bool, view func() eventView, strs *intern.Table) *cachedObject {
+	c := &cachedObject{namespace: strs.String(m.Namespace), name: m.Name, uid: string(m.UID), resourceVersion: m.ResourceVersion}
+	if keep {
+		v := view()
+		// Its own copy: a substring of the decoded note would keep the
+		// whole Event's note alive while the view waits in the tracker.
+		v.note = strings.Clone(v.note)
+		c.untaken = &observation{event: &v}
 	}
-	return &eventsv1.Event{
-		ObjectMeta:              metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace, UID: e.UID, ResourceVersion: e.ResourceVersion, CreationTimestamp: e.CreationTimestamp},
-		EventTime:               e.EventTime,
-		DeprecatedLastTimestamp: e.DeprecatedLastTimestamp,
-		Reason:                  e.Reason,
-		Type:                    e.Type,
-		Note:                    fragment.TruncateUTF8(e.Note, maxCachedNote),
-		ReportingController:     e.ReportingController,
-		ReportingInstance:       e.ReportingInstance,
-		Regarding:               corev1.ObjectReference{Kind: e.Regarding.Kind, UID: e.Regarding.UID, FieldPath: e.Regarding.FieldPath},
-	}
+	return c
 }
 
 // aboutNode tells whether a pod Event is one a node's agent reads: its
@@ -182,17 +172,16 @@ func trimEvent(e *eventsv1.Event, node string) any {
 // can come before the pod's own watch event: sliEarly). Every other pod
 // Event of the cluster is about a pod elsewhere or not yet placed, and
 // the gateway's cluster-mode receiver has it.
-func aboutNode(e *eventsv1.Event, node string) bool {
-	controller, instance := e.ReportingController, e.ReportingInstance
-	if controller == "" { // a core/v1 Event written without them
-		controller, instance = e.DeprecatedSource.Component, e.DeprecatedSource.Host
+func aboutNode(node, controller, instance string, source corev1.EventSource, reason, note string) bool {
+	if controller == "" { // a core/v1 Event written without the reporting fields
+		controller, instance = source.Component, source.Host
 	}
 	if controller == "kubelet" {
 		return instance == "" || instance == node
 	}
 	// The scheduler's message, unchanged since v1.0: "Successfully
 	// assigned <namespace>/<pod> to <node>".
-	return e.Reason == "Scheduled" && strings.HasSuffix(e.Note, " to "+node)
+	return reason == "Scheduled" && strings.HasSuffix(note, " to "+node)
 }
 
 func newer(t, than *metav1.Time) bool {
