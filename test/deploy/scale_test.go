@@ -515,7 +515,7 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 	pods := map[string]*podSeen{}
 	objects := map[string]string{} // UID -> "Kind ns/name", for the problems
 	type request struct {
-		class, ns, pod string
+		class, ns, pod, status string
 		trace          pcommon.TraceID
 		at             time.Time
 	}
@@ -535,7 +535,13 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 				tg, ok2 := a.Get("http.target")
 				if ok1 && ok2 {
 					if c := requestClass(m.Str(), tg.Str()); c != "" {
-						requests = append(requests, request{c, namespaceOf(tg.Str()), podOf(tg.Str()), sp.TraceID(), sp.StartTimestamp().AsTime()})
+						status := "status ?"
+						for _, k := range []string{"http.response.status_code", "http.status_code"} {
+							if v, ok := a.Get(k); ok {
+								status = "status " + v.AsString()
+							}
+						}
+						requests = append(requests, request{c, namespaceOf(tg.Str()), podOf(tg.Str()), status, sp.TraceID(), sp.StartTimestamp().AsTime()})
 					}
 				}
 				return
@@ -599,7 +605,7 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 			where = "trace rooted at " + root
 		}
 		where += ", " + whenAgainst(q.at, podOps[q.ns+"/"+q.pod])
-		r.outside[q.class+", "+ns+", "+where]++
+		r.outside[q.class+" ("+q.status+"), "+ns+", "+where]++
 	}
 	for uid, want := range ran {
 		p := pods[string(uid)]
