@@ -516,8 +516,8 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 	objects := map[string]string{} // UID -> "Kind ns/name", for the problems
 	type request struct {
 		class, ns, pod, status string
-		trace          pcommon.TraceID
-		at             time.Time
+		trace                  pcommon.TraceID
+		at                     time.Time
 	}
 	podOps := map[string][]podOp{}         // "ns/name"
 	rootOf := map[pcommon.TraceID]string{} // "Kind trigger" of a trace's root fragment
