@@ -93,7 +93,26 @@ func holderOf(s *profile.Sample) (holder, site string) {
 			}
 		}
 	}
-	return "other", ""
+	return "other", firstOutsideRuntime(s)
+}
+
+// firstOutsideRuntime names the rest of the collector's sample by its
+// innermost frame outside the runtime and the standard containers.
+func firstOutsideRuntime(s *profile.Sample) string {
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function == nil {
+				continue
+			}
+			fn := line.Function.Name
+			if strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "internal/") || strings.HasPrefix(fn, "slices.") ||
+				strings.HasPrefix(fn, "bytes.") || strings.HasPrefix(fn, "strings.") || strings.HasPrefix(fn, "reflect.") {
+				continue
+			}
+			return fn[strings.LastIndex(fn, "/")+1:]
+		}
+	}
+	return ""
 }
 
 // gatewayHeap forces a GC in p's gateway and reads its heap: the exact

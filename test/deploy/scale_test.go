@@ -163,7 +163,7 @@ func TestScaleOnTheInstall(t *testing.T) {
 		}
 		h, err := gatewayHeap(runner, p)
 		if assert.NoError(t, err, "%s's heap profile", p.Name) {
-			t.Logf("%s with %d pods alive, after a GC: %v", p.Name, peak, h)
+			t.Logf("%s with %d pods alive, after a GC: %v; largest sites: k8sstitch: %s; rest: %s", p.Name, peak, h, h.topSites("stitch", 4), h.topSites("other", 6))
 		}
 	}
 
