@@ -62,18 +62,8 @@ func kubeletEventObject(i int, node string) *eventsv1.Event {
 func TestAgentEventCacheIsSmall(t *testing.T) {
 	const events = 50_000
 	transform := newTransform(nil, "node-0")
-	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range events {
-		obj, err := transform(kubeletEvent(t, i, fmt.Sprintf("node-%d", 1+i%99)))
-		require.NoError(t, err)
-		require.NoError(t, store.Add(obj))
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	store, held, read := cacheEvents(t, transform, events, func(i int) string { return fmt.Sprintf("node-%d", 1+i%99) })
+	assert.Zero(t, read, "no other node's Event is read")
 	t.Logf("%d Events of other nodes in the cache: %d MiB, %d B each", events, held>>20, held/events)
 	// Kept as a cachedObject: 300 B each with the store's map and key
 	// (508 B as a PartialObjectMetadata).
@@ -159,23 +149,32 @@ func withoutReporting(e *eventsv1.Event) *eventsv1.Event {
 // holds their keys, not the Events (a trimmed Event took 1,116 B).
 func TestGatewayEventCacheIsSmall(t *testing.T) {
 	const events = 50_000
-	transform := newTransform(nil, "")
-	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range events {
-		obj, err := transform(kubeletEvent(t, i, fmt.Sprintf("node-%d", i%100)))
-		require.NoError(t, err)
-		require.NoError(t, store.Add(obj))
-		ob := obj.(*cachedObject).take()
-		require.NotNil(t, ob.event, "a gateway reads every Event")
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	store, held, read := cacheEvents(t, newTransform(nil, ""), events, func(i int) string { return fmt.Sprintf("node-%d", i%100) })
+	assert.Equal(t, events, read, "a gateway reads every Event")
 	t.Logf("%d Events in a gateway's cache: %d MiB, %d B each", events, held>>20, held/events)
 	assert.Less(t, held, int64(events*400), "under 400 B an Event")
 	assert.Len(t, store.List(), events)
 	runtime.KeepAlive(store)
+}
+
+// cacheEvents puts n kubelet Events (the i-th reported on node(i))
+// through transform into a store, the handler taking each one's view as
+// the informer's would, and returns the store, the heap it holds, and how
+// many of the Events had a view to read.
+func cacheEvents(t *testing.T, transform func(any) (any, error), n int, node func(int) string) (store cache.Store, held int64, read int) {
+	store = cache.NewStore(cache.MetaNamespaceKeyFunc)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		obj, err := transform(kubeletEvent(t, i, node(i)))
+		require.NoError(t, err)
+		require.NoError(t, store.Add(obj))
+		if obj.(*cachedObject).take().event != nil {
+			read++
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return store, int64(after.HeapAlloc) - int64(before.HeapAlloc), read
 }

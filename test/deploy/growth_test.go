@@ -111,19 +111,7 @@ func TestGatewayMemoryGrowth(t *testing.T) {
 		logAgents(t, runner, alive)
 	}
 
-	ran := pods.ran()
-	var report *scaleReport
-	ok := assert.Eventually(t, func() bool {
-		report = analyze(be, ops, ran)
-		return report.missing() == 0
-	}, 3*time.Minute, 5*time.Second)
-	if !ok {
-		for _, l := range report.problems {
-			t.Log(l)
-		}
-	}
-	t.Logf("completeness: %d of %d pods that ran are in their operation's trace with every phase; %d of %d operations whole at one gateway",
-		report.completePods, len(ran), report.wholeOps, len(ops))
+	_, ok := awaitComplete(t, be, ops, pods.ran())
 	require.True(t, ok, "every pod that ran in its rollout's trace with every phase, every rollout whole at one gateway")
 	require.NoError(t, runner.Err())
 }

@@ -194,18 +194,7 @@ func TestScaleOnTheInstall(t *testing.T) {
 
 	// The figures, once the last operations had time to leave the gateways.
 	ran := pods.ran()
-	var report *scaleReport
-	ok := assert.Eventually(t, func() bool {
-		report = analyze(be, ops, ran)
-		return report.missing() == 0
-	}, 3*time.Minute, 5*time.Second)
-	if !ok {
-		for _, l := range report.problems {
-			t.Log(l)
-		}
-	}
-	t.Logf("completeness: %d of %d pods that ran are in their operation's trace with every phase; %d of %d operations whole at one gateway",
-		report.completePods, len(ran), report.wholeOps, len(ops))
+	report, ok := awaitComplete(t, be, ops, ran)
 	after := apiserverWrites(t, cluster)
 	for _, c := range writeClasses {
 		served := after[c] - before[c]
@@ -483,6 +472,25 @@ func requestClass(method, target string) string {
 		return writeClass(method, "pods", sub)
 	}
 	return ""
+}
+
+// awaitComplete waits, up to 3 minutes, until every pod that ran is in
+// its operation's trace with every phase and every operation is whole at
+// one gateway, and logs how far it got (and what is missing, if not).
+func awaitComplete(t *testing.T, be *backends, ops []*scaleOp, ran map[types.UID]ranPod) (*scaleReport, bool) {
+	var report *scaleReport
+	ok := assert.Eventually(t, func() bool {
+		report = analyze(be, ops, ran)
+		return report.missing() == 0
+	}, 3*time.Minute, 5*time.Second)
+	if !ok {
+		for _, l := range report.problems {
+			t.Log(l)
+		}
+	}
+	t.Logf("completeness: %d of %d pods that ran are in their operation's trace with every phase; %d of %d operations whole at one gateway",
+		report.completePods, len(ran), report.wholeOps, len(ops))
+	return report, ok
 }
 
 // scaleReport is what the backends hold about the run's operations.
