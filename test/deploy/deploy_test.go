@@ -347,9 +347,12 @@ func loopbackOverrides() []string {
 }
 
 // gatewayLoopbackOverrides are loopbackOverrides for a gateway, whose
-// span metrics port (MY_POD_IP:8889 in a pod) is its own here too.
+// span metrics port (MY_POD_IP:8889 in a pod) and pprof port (the pod's
+// own 127.0.0.1:1777) are its own here too.
 func gatewayLoopbackOverrides() []string {
-	return append(loopbackOverrides(), "yaml:exporters::prometheus::endpoint: ${env:KUBESTITCH_PROMETHEUS_ENDPOINT}")
+	return append(loopbackOverrides(),
+		"yaml:exporters::prometheus::endpoint: ${env:KUBESTITCH_PROMETHEUS_ENDPOINT}",
+		"yaml:extensions::pprof::endpoint: ${env:KUBESTITCH_PPROF_ENDPOINT}")
 }
 
 type testLog struct{ t *testing.T }

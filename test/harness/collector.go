@@ -67,7 +67,7 @@ type CollectorOptions struct {
 // NewCollector prepares a collector; Start runs it.
 func NewCollector(o CollectorOptions) (*Collector, error) {
 	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config, overrides: o.Overrides}
-	ports := make([]int, 5)
+	ports := make([]int, 6)
 	for i := range ports {
 		p, err := localcluster.FreePort()
 		if err != nil {
@@ -101,6 +101,7 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 		"KUBESTITCH_TRACES_FILE="+c.TracesFile,
 		"KUBESTITCH_SPANMETRICS_FILE="+c.SpanMetricsFile,
 		"KUBESTITCH_PROMETHEUS_ENDPOINT="+c.PrometheusEndpoint,
+		fmt.Sprintf("KUBESTITCH_PPROF_ENDPOINT=127.0.0.1:%d", ports[5]),
 	)
 	c.env = append(c.env, o.Env...)
 	return c, nil
