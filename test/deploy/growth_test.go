@@ -92,6 +92,7 @@ func TestGatewayMemoryGrowth(t *testing.T) {
 		t.Logf("%d pods alive (%d Deployments of %d), grown in %v", alive, len(ops), growthReplicas, time.Since(began).Round(time.Second))
 		var lines []string
 		var stitched float64
+		holder := leaseHolder(t, cluster, runner)
 		for _, g := range gateways {
 			h, err := gatewayHeap(runner, g)
 			require.NoError(t, err)
@@ -100,13 +101,13 @@ func TestGatewayMemoryGrowth(t *testing.T) {
 			lines = append(lines, fmt.Sprintf("%s: %v; per pod alive in the cluster, since before the workload: heap %.0f B, cache %.0f B, tracker %.0f B, k8sstitch %.0f B",
 				g.Name, h, perPod(h.heapAlloc, b.heapAlloc), perPod(h.cache.bytes, b.cache.bytes), perPod(h.tracker.bytes, b.tracker.bytes), perPod(h.stitch.bytes, b.stitch.bytes)))
 			stitched += h.stitch.bytes - b.stitch.bytes
-			if g.Name == leaseHolder(t, cluster, runner).Name {
+			if g.Name == holder.Name {
 				lines = append(lines, fmt.Sprintf("%s: largest sites: tracker: %s; cache: %s", g.Name, h.topSites("tracker", 6), h.topSites("cache", 4)))
 			}
 			lines = append(lines, fmt.Sprintf("%s: largest sites: k8sstitch: %s", g.Name, h.topSites("stitch", 6)))
 		}
 		slices.Sort(lines)
-		t.Logf("gateways with %d pods alive (the Lease holder: %s):\n  %s", alive, leaseHolder(t, cluster, runner).Name, strings.Join(lines, "\n  "))
+		t.Logf("gateways with %d pods alive (the Lease holder: %s):\n  %s", alive, holder.Name, strings.Join(lines, "\n  "))
 		t.Logf("k8sstitch, all gateways together (each holds its namespaces' objects): %.0f B per pod alive", stitched/float64(alive))
 		logAgents(t, runner, alive)
 	}
