@@ -3,10 +3,15 @@
 
 GO        ?= go
 BIN       := bin/otelcol-kubestitch
-GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
+GOFLAGS_BUILD := -trimpath -ldflags="-s -w -buildid="
+# Release artifacts go under DIST; VERSION overrides builder-config.yaml's
+# dist.version (the one place the version lives) for a test release.
+DIST      ?= dist
+VERSION   ?=
+RELEASE   := $(GO) run ./cmd/kubestitch-release
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image lint clean
+.PHONY: all build generate test unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release lint clean
 
 all: build
 
@@ -73,9 +78,27 @@ waterfall:
 cluster-up:
 	$(GO) run ./cmd/localcluster up -dir .localcluster
 
-## image: the container image (needs a container engine; none on the CI machines)
-image: build
-	docker build -t kubestitch/otelcol-kubestitch:dev -f deploy/Dockerfile .
+## image: the container image, built from Go with no container engine, as an
+## OCI image layout at $(DIST)/oci (linux/amd64 and linux/arm64), and the SBOM
+## of each platform's binary beside it; the same commit gives the same digest
+image:
+	$(RELEASE) image -out $(DIST)/oci $(if $(VERSION),-version $(VERSION))
+
+## push: push the layout at LAYOUT (default $(DIST)/oci) to IMAGE (default:
+## the shipped name and version) with the docker config's credentials
+## (credential helpers included); prints IMAGE@digest
+LAYOUT ?= $(DIST)/oci
+push:
+	$(RELEASE) push -layout $(LAYOUT) $(IMAGE)
+
+## release: what a release ships, in $(DIST)/release: archives for linux and
+## darwin on amd64 and arm64, SHA-256 checksums, SBOMs, the image layout
+release:
+	$(RELEASE) release -out $(DIST)/release $(if $(VERSION),-version $(VERSION))
+
+## image-name: the image reference of this version (what every manifest names)
+image-name:
+	@$(RELEASE) name
 
 clean:
-	rm -rf bin .demo
+	rm -rf bin .demo dist

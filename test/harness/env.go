@@ -37,7 +37,7 @@ func CollectorBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(root, "bin", "otelcol-kubestitch")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", builtBin, "./distribution")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", builtBin, "./distribution")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()

@@ -46,22 +46,38 @@ func TestEnvResolvesFieldRefsAndTheAPIServerService(t *testing.T) {
 
 func TestIdentityIsThePodsUserWithItsFSGroup(t *testing.T) {
 	pod := gatewayPod()
-	uid, gid, groups, err := identity(pod, pod.Spec.Containers[0])
+	uid, gid, groups, err := identity(pod, pod.Spec.Containers[0], "1000:1000")
 	require.NoError(t, err)
 	assert.Equal(t, int64(65532), uid)
 	assert.Equal(t, int64(65532), gid)
 	assert.Equal(t, []int64{65532, 65532}, groups)
 
-	pod.Spec.SecurityContext = nil
-	_, _, _, err = identity(pod, pod.Spec.Containers[0])
-	assert.Error(t, err, "no runAsUser: the image's USER is not known here")
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true)}
+	uid, gid, groups, err = identity(pod, pod.Spec.Containers[0], "65532:65533")
+	require.NoError(t, err)
+	assert.Equal(t, []int64{65532, 65533}, []int64{uid, gid}, "no runAsUser: the image's USER")
+	assert.Equal(t, []int64{65533}, groups)
+
+	_, _, _, err = identity(pod, pod.Spec.Containers[0], "nonroot")
+	assert.ErrorContains(t, err, "not numeric")
+	_, _, _, err = identity(pod, pod.Spec.Containers[0], "0")
+	assert.ErrorContains(t, err, "runAsNonRoot", "the kubelet refuses root under runAsNonRoot")
+}
+
+func TestCommandIsTheKubeletsChoice(t *testing.T) {
+	img := Image{Entrypoint: []string{"/otelcol-kubestitch"}, Cmd: []string{"--config=/etc/otelcol-kubestitch/config.yaml"}}
+	assert.Equal(t, []string{"/otelcol-kubestitch", "--config=/etc/otelcol-kubestitch/config.yaml"}, command(corev1.Container{}, img))
+	assert.Equal(t, []string{"/otelcol-kubestitch", "--config=/conf/a.yaml"}, command(corev1.Container{Args: []string{"--config=/conf/a.yaml"}}, img), "args replace cmd")
+	assert.Equal(t, []string{"/bin/x", "-v"}, command(corev1.Container{Command: []string{"/bin/x"}, Args: []string{"-v"}}, img), "command replaces both")
+	assert.Equal(t, []string{"/bin/x"}, command(corev1.Container{Command: []string{"/bin/x"}}, img), "a command drops cmd")
 }
 
 func TestRootScriptMountsOnlyTheVolumesAndDropsToThePodsUser(t *testing.T) {
-	s := rootScript("/tmp/x/root", []mount{{src: "/tmp/x/volumes/conf", dst: "/conf", readOnly: true}, {src: "/tmp/x/volumes/state", dst: "/var/lib/kubestitch"}},
+	s := rootScript("/tmp/x/root", "/tmp/image/rootfs", []mount{{src: "/tmp/x/volumes/conf", dst: "/conf", readOnly: true}, {src: "/tmp/x/volumes/state", dst: "/var/lib/kubestitch"}},
 		true, 65532, 65532, []int64{65532}, []string{"/otelcol-kubestitch", "--config=/conf/it's.yaml"})
 	assert.Contains(t, s, `mount --bind '/tmp/x/volumes/conf' "$R"'/conf'`+"\nmount -o remount,bind,ro \"$R\"'/conf'")
 	assert.NotContains(t, s, `remount,bind,ro "$R"'/var/lib/kubestitch'`)
+	assert.Contains(t, s, `mount -t overlay overlay -o lowerdir='/tmp/image/rootfs',upperdir="$U/upper",workdir="$U/work" "$R"`, "the image's root, writes kept apart")
 	assert.Contains(t, s, `mount -o remount,ro "$R"`, "readOnlyRootFilesystem")
 	assert.Contains(t, s, `exec chroot --userspec=65532:65532 --groups=65532 "$R" '/otelcol-kubestitch' '--config=/conf/it'\''s.yaml'`)
 }

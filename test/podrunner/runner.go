@@ -37,9 +37,8 @@ import (
 
 // Options of a Runner.
 type Options struct {
-	// Image is the binary each container runs, and Entrypoint its path in
-	// the image (the ENTRYPOINT a container without a command runs).
-	Image, Entrypoint string
+	// Image is what every container runs: an unpacked container image.
+	Image Image
 	// Namespaces and Selector choose the pods to run.
 	Namespaces []string
 	Selector   string
@@ -53,6 +52,21 @@ type Options struct {
 	// StartAfter, if set, holds a pod back until that long after Start:
 	// to test an order of start-up (nodes' agents before the gateways).
 	StartAfter func(*corev1.Pod) time.Duration
+}
+
+// Image is an unpacked container image: its root file system, and what its
+// config says to run and as whom.
+type Image struct {
+	// RootFS is the image's layers unpacked, in order. Each container
+	// gets it as the lower layer of an overlay of its own, as a runtime
+	// does: its writes (unless its root is read-only) stay its own.
+	RootFS string
+	// Entrypoint and Cmd run when the container says no command (its args
+	// replace Cmd), as the image's ENTRYPOINT and CMD.
+	Entrypoint, Cmd []string
+	// User is the image's USER, "uid[:gid]" (numeric), used when the pod
+	// names no runAsUser.
+	User string
 }
 
 // Runner runs pods. Its methods are safe for concurrent use.
