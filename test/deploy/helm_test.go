@@ -47,8 +47,10 @@ func readValues(t *testing.T, name string) helmValues {
 // TestHelmValuesFollowTheOverlays: one source of truth for RBAC (the
 // chart's clusterRole.rules are the ClusterRoles of deploy/base/rbac.yaml,
 // rule for rule) and the same topology rules as the overlays: one gateway
-// replica never running beside another, the agent on the host network with
-// nothing published.
+// replica never running beside another, the agent on the host network
+// publishing only its own metrics port (18888, on the node's IP), with no
+// hostPort beyond what the host network implies. test/helm renders the
+// values with the chart itself.
 func TestHelmValuesFollowTheOverlays(t *testing.T) {
 	roles := map[string][]rbacv1.PolicyRule{}
 	for _, obj := range build(t, "single-gateway") {
@@ -76,9 +78,19 @@ func TestHelmValuesFollowTheOverlays(t *testing.T) {
 	assert.Equal(t, "daemonset", agent.Mode)
 	assert.True(t, agent.HostNetwork, "the node's components export to the agent on 127.0.0.1")
 	for name, p := range agent.Ports {
-		assert.Equal(t, false, p["enabled"], "agent port %s: nothing published", name)
 		assert.NotContains(t, p, "hostPort", "agent port %s", name)
+		if name == "metrics" {
+			assert.Equal(t, true, p["enabled"], "agent port metrics: the collector's own metrics")
+			assert.EqualValues(t, 18888, p["containerPort"], "agent port metrics")
+			continue
+		}
+		assert.Equal(t, false, p["enabled"], "agent port %s: nothing else published", name)
 	}
+	rs, _, _ := nested(agent.AlternateConfig, "service", "telemetry", "metrics", "readers")
+	readers, _ := rs.([]any)
+	require.Len(t, readers, 1)
+	prom, _, _ := nested(readers[0].(map[string]any), "pull", "exporter", "prometheus")
+	assert.Equal(t, map[string]any{"host": "${env:K8S_NODE_IP}", "port": float64(18888)}, prom, "the agent's own metrics on the node's IP, at the port published")
 	grpc, _, _ := nested(agent.AlternateConfig, "receivers", "otlp", "protocols", "grpc", "endpoint")
 	assert.Equal(t, "127.0.0.1:4317", grpc)
 }
