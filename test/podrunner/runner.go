@@ -1,16 +1,17 @@
 // Package podrunner runs the pods of an install as processes, as a kubelet
 // would run their containers, so that a test exercises what a user
 // installs: each pod in a network namespace of its own (its node's for
-// host-network pods), in a root file system of its own made of its
-// volumes only (read-only when the pod says so), as the user and groups
-// its securityContext names, with its container's args and env (fieldRefs
-// resolved from the pod object) and its ServiceAccount's identity: a token
-// from the TokenRequest API bound to the pod, where client-go's in-cluster
-// config looks for it. A missing RBAC permission fails as it would in the
-// cluster.
+// host-network pods), its root the unpacked image under an overlay of its
+// own with its volumes mounted over it (read-only when the pod says so),
+// its command the image's entrypoint and its container's args, as the user
+// and groups its securityContext names (else the image's USER), with its
+// env (fieldRefs resolved from the pod object) and its ServiceAccount's
+// identity: a token from the TokenRequest API bound to the pod, where
+// client-go's in-cluster config looks for it. A missing RBAC permission
+// fails as it would in the cluster.
 //
-// It needs root (namespaces and mounts), iproute2's ip, iptables and
-// coreutils' chroot. Nothing it starts can reach the machine's network: each
+// It needs root (namespaces and mounts), overlayfs, iproute2's ip,
+// iptables and coreutils' chroot. Nothing it starts can reach the machine's network: each
 // namespace has only a loopback device, and the runner carries every
 // connection between namespaces itself (see network.go).
 package podrunner
