@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,10 +23,10 @@ import (
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/slitable"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
-	"github.com/kubestitch/kubestitch/test/harness"
 	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 	"github.com/kubestitch/kubestitch/test/podrunner"
+	"github.com/kubestitch/kubestitch/test/shippedimage"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -243,10 +245,13 @@ func TestInstallRunsAsShipped(t *testing.T) {
 // exporter has the 3 gateways.
 func startInstall(t *testing.T, opts localcluster.Options) (*localcluster.Cluster, *podrunner.Runner, *backends) {
 	ctx := t.Context()
-	bin := harness.CollectorBinary(t)
+	// Every pod runs the image users pull: built as make image builds it,
+	// pushed to a registry, pulled back by digest, its entrypoint run as
+	// the pod's user with the install's args.
+	image := shippedimage.ForPods(t)
 	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
 	runner := podrunner.New(podrunner.Options{
-		Image: bin, Entrypoint: "/otelcol-kubestitch",
+		Image:      image,
 		Namespaces: []string{"kubestitch", "kubestitch-node"}, Selector: "app.kubernetes.io/name=kubestitch",
 		Backends: map[string]func(string) string{"observability/tempo": be.endpoint},
 		Dir:      t.TempDir(), Log: testLog{t},
@@ -458,9 +463,11 @@ func metricValues(runner *podrunner.Runner, p *podrunner.Pod, name string) []flo
 }
 
 // podMetrics are the sample lines of a collector pod's own telemetry
-// (Prometheus text on its 127.0.0.1:8888), read inside its network.
+// (Prometheus text), read inside its network where the shipped config
+// serves it: a gateway on its pod IP, port 8888, an agent on its node's IP
+// (a host-network pod's IP), port 18888.
 func podMetrics(runner *podrunner.Runner, p *podrunner.Pod) ([]string, error) {
-	body, err := runner.Get(p, "http://127.0.0.1:8888/metrics")
+	body, err := runner.Get(p, "http://"+net.JoinHostPort(p.IP, strconv.Itoa(metricsPort(p)))+"/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -471,6 +478,23 @@ func podMetrics(runner *podrunner.Runner, p *podrunner.Pod) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// The container ports named `metrics` of deploy/base/workloads.yaml, where
+// the configs' telemetry readers listen (TestTelemetryServedOnMetricsPort
+// holds them to it).
+const (
+	gatewayMetricsPort = 8888
+	agentMetricsPort   = 18888
+)
+
+// metricsPort is where a pod of the install serves its own telemetry: the
+// agents are the host-network pods of kubestitch-node.
+func metricsPort(p *podrunner.Pod) int {
+	if p.Namespace == "kubestitch-node" {
+		return agentMetricsPort
+	}
+	return gatewayMetricsPort
 }
 
 // topNames are the most frequent span names of a service in a trace.

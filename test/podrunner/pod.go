@@ -45,15 +45,14 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	uid, gid, groups, err := identity(pod, c)
+	uid, gid, groups, err := identity(pod, c, r.opts.Image.User)
 	if err != nil {
 		return err
 	}
-	argv := c.Command
+	argv := command(c, r.opts.Image)
 	if len(argv) == 0 {
-		argv = []string{r.opts.Entrypoint}
+		return fmt.Errorf("container %s: no command and the image has no entrypoint", c.Name)
 	}
-	argv = append(argv, c.Args...)
 	for _, a := range argv {
 		if strings.Contains(a, "$(") {
 			return fmt.Errorf("argument %q: $(VAR) expansion is not supported here", a)
@@ -69,10 +68,9 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 	if err := os.WriteFile(resolv, nil, 0o644); err != nil {
 		return err
 	}
-	mounts = append(mounts, mount{src: p.hosts, dst: "/etc/hosts", readOnly: true}, mount{src: resolv, dst: "/etc/resolv.conf", readOnly: true},
-		mount{src: r.opts.Image, dst: r.opts.Entrypoint, readOnly: true})
+	mounts = append(mounts, mount{src: p.hosts, dst: "/etc/hosts", readOnly: true}, mount{src: resolv, dst: "/etc/resolv.conf", readOnly: true})
 	readOnlyRoot := c.SecurityContext != nil && ptr.Deref(c.SecurityContext.ReadOnlyRootFilesystem, false)
-	script := rootScript(filepath.Join(dir, "root"), mounts, readOnlyRoot, uid, gid, groups, argv)
+	script := rootScript(filepath.Join(dir, "root"), r.opts.Image.RootFS, mounts, readOnlyRoot, uid, gid, groups, argv)
 
 	// The network: the node's for a host-network pod, else its own with
 	// its IP.
@@ -87,8 +85,15 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 		if ns, err = newNetns(name); err != nil {
 			return err
 		}
-		if !pod.Spec.HostNetwork {
-			if err := ns.addAddr(pod.Status.PodIP); err != nil {
+		// Its address: the pod's IP, or for a node the node's (the pod's
+		// status.hostIP), where a host-network process may bind as on a
+		// real node (the agent's own metrics, on K8S_NODE_IP).
+		addr := pod.Status.PodIP
+		if pod.Spec.HostNetwork {
+			addr = pod.Status.HostIP
+		}
+		if addr != "" {
+			if err := ns.addAddr(addr); err != nil {
 				ns.close()
 				return err
 			}
@@ -146,14 +151,33 @@ func (r *Runner) start(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
+// command is what the container runs, as the kubelet decides it: its
+// command, else the image's entrypoint; then its args, else (with no
+// command of its own) the image's cmd.
+func command(c corev1.Container, img Image) []string {
+	if len(c.Command) > 0 {
+		return append(append([]string{}, c.Command...), c.Args...)
+	}
+	argv := append([]string{}, img.Entrypoint...)
+	if len(c.Args) > 0 {
+		return append(argv, c.Args...)
+	}
+	return append(argv, img.Cmd...)
+}
+
 // rootScript is the shell that builds the container's root in its mount
-// namespace and execs the entrypoint in it, as the pod's user.
-func rootScript(root string, mounts []mount, readOnlyRoot bool, uid, gid int64, groups []int64, argv []string) string {
+// namespace and execs the entrypoint in it, as the pod's user: the image's
+// root file system under an overlay whose upper layer is a tmpfs of the
+// namespace (gone with the process), the volumes mounted over it.
+func rootScript(root, image string, mounts []mount, readOnlyRoot bool, uid, gid int64, groups []int64, argv []string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("mount --make-rprivate /")
 	w("R=%s", quote(root))
-	w(`mount -t tmpfs -o mode=0755,size=16m tmpfs "$R"`)
+	w(`U="$R.rw" && mkdir -p "$U"`)
+	w(`mount -t tmpfs -o mode=0755,size=16m tmpfs "$U"`)
+	w(`mkdir "$U/upper" "$U/work"`)
+	w(`mount -t overlay overlay -o lowerdir=%s,upperdir="$U/upper",workdir="$U/work" "$R"`, quote(image))
 	w(`mkdir -p "$R/proc" "$R/dev" "$R/sys" "$R/tmp" "$R/etc"`)
 	w(`mount -t proc proc "$R/proc"`)
 	w(`mount --rbind /dev "$R/dev"`)
@@ -188,8 +212,8 @@ func rootScript(root string, mounts []mount, readOnlyRoot bool, uid, gid int64, 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // identity is the user, group and supplementary groups the container runs
-// as. The image's own USER is not known here: the pod must say.
-func identity(pod *corev1.Pod, c corev1.Container) (uid, gid int64, groups []int64, err error) {
+// as: the pod's securityContext, else the image's USER (imageUser).
+func identity(pod *corev1.Pod, c corev1.Container, imageUser string) (uid, gid int64, groups []int64, err error) {
 	psc := pod.Spec.SecurityContext
 	if psc == nil {
 		psc = &corev1.PodSecurityContext{}
@@ -202,15 +226,34 @@ func identity(pod *corev1.Pod, c corev1.Container) (uid, gid int64, groups []int
 	if u == nil {
 		u = psc.RunAsUser
 	}
-	if u == nil {
-		return 0, 0, nil, fmt.Errorf("no runAsUser: the runner does not read the image's USER")
-	}
 	g := csc.RunAsGroup
 	if g == nil {
 		g = psc.RunAsGroup
 	}
+	if u == nil {
+		// USER "uid[:gid]": a name would need the image's /etc/passwd,
+		// and runAsNonRoot cannot be checked against a name anyway.
+		us, gs, hasGroup := strings.Cut(imageUser, ":")
+		iu, err := strconv.ParseInt(us, 10, 64)
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("no runAsUser, and the image's USER %q is not numeric", imageUser)
+		}
+		u = &iu
+		if g == nil && hasGroup {
+			ig, err := strconv.ParseInt(gs, 10, 64)
+			if err != nil {
+				return 0, 0, nil, fmt.Errorf("the image's USER %q: group is not numeric", imageUser)
+			}
+			g = &ig
+		}
+	}
 	if g == nil {
 		g = u
+	}
+	// The kubelet refuses to start a container that would run as root
+	// when the pod says runAsNonRoot.
+	if nonRoot := csc.RunAsNonRoot; (nonRoot != nil && *nonRoot || nonRoot == nil && ptr.Deref(psc.RunAsNonRoot, false)) && *u == 0 {
+		return 0, 0, nil, fmt.Errorf("runAsNonRoot and the container would run as uid 0")
 	}
 	groups = append(groups, *g)
 	if psc.FSGroup != nil {

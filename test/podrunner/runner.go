@@ -378,7 +378,7 @@ func (r *Runner) Stop() {
 }
 
 // Get fetches url from inside the pod's network (its own 127.0.0.1, say
-// the collector's telemetry on :8888), for a test's diagnosis.
+// the collector's telemetry on its metrics port), for a test's diagnosis.
 func (r *Runner) Get(p *Pod, url string) (string, error) {
 	resp, err := p.httpClient(5 * time.Second).Get(url)
 	if err != nil {
