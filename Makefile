@@ -11,7 +11,7 @@ VERSION   ?=
 RELEASE   := $(GO) run ./cmd/kubestitch-release
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release lint clean
+.PHONY: all build generate test preflight testbed unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release lint clean
 
 all: build
 
@@ -31,7 +31,18 @@ generate:
 	  for c in $(COMPONENTS); do (cd $$c && $$tmp/mdatagen metadata.yaml) || { rm -rf $$tmp; exit 1; }; done; rm -rf $$tmp
 
 ## test: unit tests under the race detector, then the tests on the real local control plane
-test: build race-test cluster-test
+test: preflight build race-test cluster-test
+
+## preflight: what make test needs beyond Go (root, iptables, iproute2, gcc
+## for -race, overlayfs), one line for each thing missing
+preflight:
+	@sh test/preflight.sh
+
+## testbed: build (or find cached) the control plane's binaries, with
+## progress lines: go test prints nothing until a package ends, and a cold
+## build takes ~20 minutes on 2 cores
+testbed:
+	$(GO) run ./cmd/localcluster build
 
 ## unit-test: only what runs without the local control plane
 unit-test:
@@ -43,7 +54,7 @@ race-test:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -short ./...
 
 ## cluster-test: the tests on the real local control plane (test/...)
-cluster-test:
+cluster-test: testbed
 	$(GO) test -count=1 -timeout 60m ./test/...
 
 ## shake: the control-plane tests N times in a row under a CPU hog per core

@@ -1,6 +1,6 @@
 // Command localcluster runs the local control plane of the test bed.
 //
-//	localcluster build                 build (or find cached) binaries
+//	localcluster build                 build (or find cached) binaries, the kubelet's included
 //	localcluster up [-dir D] [-tracing HOST:PORT] [-nodes N]
 //	                                   start; runs until Ctrl-C or `down`
 //	localcluster down [-dir D]         stop the control plane `up` started in D
@@ -35,7 +35,8 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "build":
-		_, err = localcluster.Build(context.Background(), localcluster.DefaultCacheDir(), false, os.Stderr)
+		// The kubelet too: make demo and make test run a real kubelet node.
+		_, err = localcluster.Build(context.Background(), localcluster.DefaultCacheDir(), true, os.Stderr)
 	case "up":
 		err = up(*dir, *tracing, *nodes, *stages)
 	case "down":
