@@ -5,7 +5,7 @@
 # with a Debian machine.
 missing=0
 need() { # need WHAT WHY
-	echo "make test: $1 ($2)" >&2
+	echo "make test: $1: $2" >&2
 	missing=1
 }
 want_go=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
@@ -18,7 +18,7 @@ fi
 [ "$(id -u)" = 0 ] || need "must run as root" "the real kubelet node and test/podrunner make network and mount namespaces and mounts"
 for c in iptables:iptables ip:iproute2 chroot:coreutils mount:mount git:git sha256sum:coreutils gcc:gcc make:make; do
 	cmd=${c%%:*} pkg=${c#*:}
-	command -v "$cmd" >/dev/null 2>&1 || need "$cmd is missing: apt-get install -y $pkg" "used by the test bed (.ci/run installs iptables)"
+	command -v "$cmd" >/dev/null 2>&1 || need "$cmd is missing (apt-get install -y $pkg)" "the tests use it"
 done
 grep -qw overlay /proc/filesystems 2>/dev/null || modprobe overlay 2>/dev/null || need "the kernel has no overlayfs" "test/podrunner runs each pod on the image's root file system under an overlay"
 exit $missing
