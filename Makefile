@@ -7,11 +7,15 @@ GOFLAGS_BUILD := -trimpath -ldflags="-s -w -buildid="
 # Release artifacts go under DIST; VERSION overrides builder-config.yaml's
 # dist.version (the one place the version lives) for a test release.
 DIST      ?= dist
-VERSION   ?=
+# Only from the command line: a VERSION some shells and CI systems export
+# must not rename a build.
+ifneq ($(origin VERSION),command line)
+VERSION   :=
+endif
 RELEASE   := $(GO) run ./cmd/kubestitch-release
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test preflight testbed unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release lint clean
+.PHONY: all build generate test preflight testbed unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release image-name lint clean
 
 all: build
 
@@ -96,8 +100,9 @@ image:
 	$(RELEASE) image -out $(DIST)/oci $(if $(VERSION),-version $(VERSION))
 
 ## push: push the layout at LAYOUT (default $(DIST)/oci) to IMAGE (default:
-## the shipped name and version) with the docker config's credentials
-## (credential helpers included); prints IMAGE@digest
+## the name the layout was built with) with the docker config's credentials
+## (credential helpers included); prints IMAGE@digest, then each platform's
+## manifest
 LAYOUT ?= $(DIST)/oci
 push:
 	$(RELEASE) push -layout $(LAYOUT) $(IMAGE)

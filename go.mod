@@ -2,6 +2,8 @@ module github.com/kubestitch/kubestitch
 
 go 1.26.0
 
+toolchain go1.26.8
+
 replace (
 	// loadbalancingexporter v0.161.0 wants servicediscovery v1.48.0, whose zip
 	// the module proxy here refuses.

@@ -30,13 +30,34 @@ func (s *source) build(platform, dir string) (string, error) {
 	args = append(args, "./distribution")
 	cmd := exec.Command("go", args...)
 	cmd.Dir = s.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=-mod=readonly")
+	cmd.Env = buildEnv(goos, goarch)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = os.Stderr, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build for %s: %w\n%s", platform, err, stderr.String())
 	}
 	return out, nil
+}
+
+// buildEnv is the caller's environment without the settings that would
+// change the binary (GOAMD64, GOEXPERIMENT, GOFLAGS, CC, ...): the release
+// is the same on every machine with go.mod's toolchain, whatever the
+// shell exports.
+func buildEnv(goos, goarch string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "GOPATH", k == "GOMODCACHE", k == "GOCACHE", k == "GOPROXY", k == "GONOPROXY", k == "GOSUMDB",
+			k == "GONOSUMDB", k == "GOPRIVATE", k == "GOINSECURE", k == "GOTMPDIR", k == "GOTOOLCHAIN":
+			env = append(env, kv)
+		case strings.HasPrefix(k, "GO"), strings.HasPrefix(k, "CGO_"), k == "CC", k == "CXX", k == "AR", k == "PKG_CONFIG":
+			// dropped
+		default:
+			env = append(env, kv)
+		}
+	}
+	return append(env, "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=-mod=readonly")
 }
 
 // buildAll builds each platform in turn (go build is parallel already).

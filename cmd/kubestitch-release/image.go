@@ -48,6 +48,6 @@ func (s *source) writeImage(bins map[string]string, out string) (v1.Hash, error)
 
 // push pushes the layout at dir to ref with the user's registry
 // credentials (docker config, credential helpers).
-func push(dir, ref string) (v1.Hash, error) {
+func push(dir, ref string) (ociimage.Pushed, error) {
 	return ociimage.Push(dir, ref)
 }

@@ -18,7 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
+
+	"github.com/kubestitch/kubestitch/internal/ociimage"
 )
 
 func main() {
@@ -94,17 +97,32 @@ func runPush(args []string) error {
 	_ = fs.Parse(args)
 	ref := fs.Arg(0)
 	if ref == "" {
-		src, err := loadSource("")
-		if err != nil {
+		// The name the layout was built with: its version, not the
+		// checkout's (make image VERSION=... then make push).
+		var err error
+		if ref, err = ociimage.LayoutName(*dir); err != nil {
 			return err
 		}
-		ref = src.imageRef()
+		if ref == "" {
+			return fmt.Errorf("%s has no name: say IMAGE=registry/repository:tag", *dir)
+		}
 	}
-	digest, err := push(*dir, ref)
+	pushed, err := push(*dir, ref)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s@%s\n", ref, digest)
+	// First line: what was pushed; then each platform's manifest, for
+	// attestations that name one platform.
+	repo := ref[:strings.LastIndex(ref, ":")]
+	fmt.Printf("%s@%s\n", ref, pushed.Digest)
+	platforms := make([]string, 0, len(pushed.Platforms))
+	for p := range pushed.Platforms {
+		platforms = append(platforms, p)
+	}
+	sort.Strings(platforms)
+	for _, p := range platforms {
+		fmt.Printf("%s %s@%s\n", p, repo, pushed.Platforms[p])
+	}
 	return nil
 }
 

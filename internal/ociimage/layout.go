@@ -38,35 +38,70 @@ func WriteLayout(dir string, idx v1.ImageIndex, ref string) error {
 
 // ReadLayout is the image index of the layout at dir: its only entry.
 func ReadLayout(dir string) (v1.ImageIndex, error) {
+	idx, _, err := readLayout(dir)
+	return idx, err
+}
+
+// LayoutName is the name the layout at dir was written with.
+func LayoutName(dir string) (string, error) {
+	_, ref, err := readLayout(dir)
+	return ref, err
+}
+
+func readLayout(dir string) (v1.ImageIndex, string, error) {
 	outer, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	m, err := outer.IndexManifest()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(m.Manifests) != 1 {
-		return nil, fmt.Errorf("ociimage: %s holds %d entries, want the one image index", dir, len(m.Manifests))
+		return nil, "", fmt.Errorf("ociimage: %s holds %d entries, want the one image index", dir, len(m.Manifests))
 	}
-	return outer.ImageIndex(m.Manifests[0].Digest)
+	idx, err := outer.ImageIndex(m.Manifests[0].Digest)
+	return idx, m.Manifests[0].Annotations[ContainerdNameAnnotation], err
 }
 
-// Push pushes the layout at dir to ref, with the credentials of the
-// default keychain (the docker config and its credential helpers) unless
-// opts say otherwise, and returns the pushed index's digest.
-func Push(dir, ref string, opts ...remote.Option) (v1.Hash, error) {
+// Pushed is where a push put the image: the index's digest and each
+// platform's manifest digest (what a platform's attestation names).
+type Pushed struct {
+	Digest    v1.Hash
+	Platforms map[string]v1.Hash
+}
+
+// Push pushes the layout at dir to ref (registry/repository:tag, written
+// out in full: nothing defaults to Docker Hub or latest), with the
+// credentials of the default keychain (the docker config and its
+// credential helpers) unless opts give others.
+func Push(dir, ref string, opts ...remote.Option) (Pushed, error) {
 	idx, err := ReadLayout(dir)
 	if err != nil {
-		return v1.Hash{}, err
+		return Pushed{}, err
 	}
-	tag, err := name.ParseReference(ref)
+	tag, err := name.NewTag(ref, name.StrictValidation)
 	if err != nil {
-		return v1.Hash{}, err
+		return Pushed{}, fmt.Errorf("ociimage: %q: want registry/repository:tag in full: %w", ref, err)
 	}
-	opts = append([]remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}, opts...)
+	if len(opts) == 0 {
+		opts = []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	}
 	if err := remote.WriteIndex(tag, idx, opts...); err != nil {
-		return v1.Hash{}, err
+		return Pushed{}, err
 	}
-	return idx.Digest()
+	out := Pushed{Platforms: map[string]v1.Hash{}}
+	if out.Digest, err = idx.Digest(); err != nil {
+		return Pushed{}, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return Pushed{}, err
+	}
+	for _, d := range m.Manifests {
+		if d.Platform != nil {
+			out.Platforms[d.Platform.String()] = d.Digest
+		}
+	}
+	return out, nil
 }

@@ -85,7 +85,8 @@ func Describe(path, version, license string, created time.Time) (*BOM, error) {
 	}
 	sum := sha256.Sum256(bin)
 
-	main := Component{Type: "application", Name: info.Main.Path, Version: version, PURL: purl(info.Main.Path, version),
+	// Go module versions carry their v (pkg:golang/...@v0.1.0).
+	main := Component{Type: "application", Name: info.Main.Path, Version: version, PURL: purl(info.Main.Path, "v"+strings.TrimPrefix(version, "v")),
 		Hashes: []Hash{{Alg: "SHA-256", Content: hex.EncodeToString(sum[:])}}}
 	main.BOMRef = main.PURL
 	if license != "" {
@@ -93,11 +94,17 @@ func Describe(path, version, license string, created time.Time) (*BOM, error) {
 		l.License.ID = license
 		main.Licenses = []License{l}
 	}
-	props := []Property{{Name: "go.version", Value: info.GoVersion}}
+	// Property names of CycloneDX's cdx:gomod taxonomy (what
+	// cyclonedx-gomod writes).
+	props := []Property{{Name: "cdx:gomod:toolchain", Value: info.GoVersion}}
 	for _, s := range info.Settings {
 		switch s.Key {
-		case "GOOS", "GOARCH", "CGO_ENABLED", "-trimpath", "vcs.revision", "vcs.time", "vcs.modified":
-			props = append(props, Property{Name: "go.build." + s.Key, Value: s.Value})
+		case "GOOS", "GOARCH", "CGO_ENABLED":
+			props = append(props, Property{Name: "cdx:gomod:build:env:" + s.Key, Value: s.Value})
+		case "-trimpath", "-tags", "-ldflags":
+			props = append(props, Property{Name: "cdx:gomod:build:flag:" + s.Key, Value: s.Value})
+		case "vcs.revision", "vcs.time", "vcs.modified":
+			props = append(props, Property{Name: "cdx:gomod:build:" + s.Key, Value: s.Value})
 		}
 	}
 

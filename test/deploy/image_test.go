@@ -31,6 +31,7 @@ func TestImageReferenceIsOneEverywhere(t *testing.T) {
 	version := string(m[1])
 
 	cmd := exec.Command("make", "-s", "-C", root, "image-name")
+	cmd.Env = append(os.Environ(), "MAKEFLAGS=", "VERSION=") // an outer make's VERSION is not the checkout's
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	ref := strings.TrimSpace(string(out))

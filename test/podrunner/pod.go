@@ -176,7 +176,7 @@ func rootScript(root, image string, mounts []mount, readOnlyRoot bool, uid, gid 
 	w("R=%s", quote(root))
 	w(`U="$R.rw" && mkdir -p "$U"`)
 	w(`mount -t tmpfs -o mode=0755,size=16m tmpfs "$U"`)
-	w(`mkdir "$U/upper" "$U/work"`)
+	w(`mkdir -m 0755 "$U/upper" "$U/work"`)
 	w(`mount -t overlay overlay -o lowerdir=%s,upperdir="$U/upper",workdir="$U/work" "$R"`, quote(image))
 	w(`mkdir -p "$R/proc" "$R/dev" "$R/sys" "$R/tmp" "$R/etc"`)
 	w(`mount -t proc proc "$R/proc"`)
@@ -284,8 +284,11 @@ func (r *Runner) env(pod *corev1.Pod, c corev1.Container) ([]string, error) {
 	if pod.Spec.HostNetwork {
 		hostname = pod.Spec.NodeName
 	}
-	env := []string{"HOSTNAME=" + hostname, "KUBERNETES_SERVICE_HOST=" + apiHost, "KUBERNETES_SERVICE_PORT=" + apiPort,
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	// As a runtime makes it: a default PATH, the image's env, the pod's
+	// identity and the API's Service, then the container's own (the last
+	// of a name wins).
+	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, r.opts.Image.Env...)
+	env = append(env, "HOSTNAME="+hostname, "KUBERNETES_SERVICE_HOST="+apiHost, "KUBERNETES_SERVICE_PORT="+apiPort)
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:

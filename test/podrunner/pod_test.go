@@ -1,6 +1,7 @@
 package podrunner
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -30,13 +31,14 @@ func gatewayPod() *corev1.Pod {
 }
 
 func TestEnvResolvesFieldRefsAndTheAPIServerService(t *testing.T) {
-	r := New(Options{})
+	r := New(Options{Image: Image{Env: []string{"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt", "GOMEMLIMIT=1GiB"}}})
 	r.state.routes = map[string]route{"10.96.0.1:443": {service: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}}}}
 	pod := gatewayPod()
 	env, err := r.env(pod, pod.Spec.Containers[0])
 	require.NoError(t, err)
 	assert.Subset(t, env, []string{"POD_NAME=gw-1", "MY_POD_IP=10.244.0.7", "GOMEMLIMIT=800MiB",
-		"KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "HOSTNAME=gw-1"})
+		"KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443", "HOSTNAME=gw-1", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"})
+	assert.Equal(t, "GOMEMLIMIT=800MiB", lastOf(env, "GOMEMLIMIT"), "the container's env over the image's")
 
 	pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
 		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "s"}, Key: "k"}}})
@@ -80,4 +82,16 @@ func TestRootScriptMountsOnlyTheVolumesAndDropsToThePodsUser(t *testing.T) {
 	assert.Contains(t, s, `mount -t overlay overlay -o lowerdir='/tmp/image/rootfs',upperdir="$U/upper",workdir="$U/work" "$R"`, "the image's root, writes kept apart")
 	assert.Contains(t, s, `mount -o remount,ro "$R"`, "readOnlyRootFilesystem")
 	assert.Contains(t, s, `exec chroot --userspec=65532:65532 --groups=65532 "$R" '/otelcol-kubestitch' '--config=/conf/it'\''s.yaml'`)
+}
+
+// lastOf is the entry of env for name that a process sees (exec.Cmd keeps
+// the last of each name).
+func lastOf(env []string, name string) string {
+	out := ""
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			out = kv
+		}
+	}
+	return out
 }

@@ -68,6 +68,9 @@ type Image struct {
 	// User is the image's USER, "uid[:gid]" (numeric), used when the pod
 	// names no runAsUser.
 	User string
+	// Env is the image's environment, under the container's. (The
+	// container runs in /: the image's WorkingDir is not read.)
+	Env []string
 }
 
 // Runner runs pods. Its methods are safe for concurrent use.

@@ -47,12 +47,41 @@ func runMake(t *testing.T, target string, vars ...string) string {
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
 	cmd := exec.Command("make", append([]string{"-s", "-C", root, target}, vars...)...)
+	cmd.Env = makeEnv()
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "make %s %v:\n%s", target, vars, out)
 	return string(out)
 }
 
-// commit is HEAD's hash and time, what the image's labels must say.
+// makeEnv is the environment without what an outer make (make test
+// VERSION=...) would pass down to the target under test.
+func makeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VERSION", "DIST", "IMAGE", "LAYOUT", "SOURCE_DATE_EPOCH":
+		default:
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// atCommit is the revision and time the image's labels must say: HEAD's,
+// read before the builds; the test fails plainly if HEAD or the tree
+// changed while it ran (a commit mid-run, not a wrong label).
+func atCommit(t *testing.T) (string, time.Time) {
+	t.Helper()
+	rev, created := commit(t)
+	t.Cleanup(func() {
+		if now, _ := commit(t); now != rev {
+			t.Errorf("the checkout moved from %s to %s while the test ran: its label checks are void, run it again", rev, now)
+		}
+	})
+	return rev, created
+}
+
+// commit is HEAD's hash ("-dirty" with changes) and time.
 func commit(t *testing.T) (string, time.Time) {
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
@@ -89,6 +118,10 @@ func builderVersion(t *testing.T) string {
 // binary of its platform run as 65532 with the labels a registry shows;
 // a second run from a clean dist/ gives the same index digest.
 func TestMakeImageIsReproducibleAndAsShipped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the distribution for two platforms; `make test` runs it")
+	}
+	rev, created := atCommit(t)
 	first, second := t.TempDir(), t.TempDir()
 	start := time.Now()
 	runMake(t, "image", "DIST="+first)
@@ -109,7 +142,7 @@ func TestMakeImageIsReproducibleAndAsShipped(t *testing.T) {
 	t.Logf("index digest, two runs: %s, %s", d1, d2)
 
 	version := builderVersion(t)
-	checkImage(t, idx, version)
+	checkImage(t, idx, version, rev, created)
 	// The layout's name is the shipped reference: what deploy/ names.
 	b, err := os.ReadFile(filepath.Join(first, "oci", "index.json"))
 	require.NoError(t, err)
@@ -126,9 +159,8 @@ func TestMakeImageIsReproducibleAndAsShipped(t *testing.T) {
 // checkImage asserts what a user of the image relies on, for each
 // platform: static binary of that platform, user 65532, the entrypoint
 // and default config, CA certificates, passwd, /tmp, and the labels.
-func checkImage(t *testing.T, idx v1.ImageIndex, version string) {
+func checkImage(t *testing.T, idx v1.ImageIndex, version, rev string, created time.Time) {
 	t.Helper()
-	rev, created := commit(t)
 	m, err := idx.IndexManifest()
 	require.NoError(t, err)
 	var platforms []string
@@ -249,6 +281,7 @@ func checkSBOM(t *testing.T, path, version, bin string) {
 	assert.Equal(t, "CycloneDX", bom.BOMFormat)
 	assert.Equal(t, "1.5", bom.SpecVersion)
 	assert.Equal(t, version, bom.Metadata.Component.Version)
+	assert.Equal(t, "pkg:golang/github.com/kubestitch/kubestitch@v"+version+"?type=module", bom.Metadata.Component.PURL)
 	assert.Equal(t, "Apache-2.0", bom.Metadata.Component.Licenses[0].License.ID)
 	mods := map[string]string{}
 	for _, c := range bom.Components {
@@ -279,6 +312,10 @@ func checkSBOM(t *testing.T, path, version, bin string) {
 // checksums that sha256sum -c accepts, an SBOM per binary, and the image
 // layout of that version.
 func TestMakeRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the distribution for four platforms; `make test` runs it")
+	}
+	rev, created := atCommit(t)
 	dist := t.TempDir()
 	start := time.Now()
 	runMake(t, "release", "VERSION=0.0.0-test", "DIST="+dist)
@@ -323,7 +360,7 @@ func TestMakeRelease(t *testing.T) {
 	}
 	idx, err := ociimage.ReadLayout(filepath.Join(out, "oci"))
 	require.NoError(t, err)
-	checkImage(t, idx, "0.0.0-test")
+	checkImage(t, idx, "0.0.0-test", rev, created)
 }
 
 // TestMakePushThenPullByDigest: `make push IMAGE=...` pushes the layout
@@ -344,10 +381,14 @@ func TestMakePushThenPullByDigest(t *testing.T) {
 	assert.Equal(t, want.String(), m[2], "the digest printed is the layout's")
 
 	repo, _, _ := strings.Cut(ref, ":"+builderVersion(t))
-	img := shippedimage.Pull(t, repo+"@"+m[2])
+	// Each platform's manifest, for attestations (the release workflow).
+	for _, p := range []string{"linux/amd64", "linux/arm64"} {
+		assert.Regexp(t, `(?m)^`+p+` `+regexp.QuoteMeta(repo)+`@sha256:[0-9a-f]{64}$`, out)
+	}
 	if os.Getuid() != 0 {
 		t.Skip("running the image's entrypoint as 65532 needs root (chroot)")
 	}
+	img := shippedimage.Pull(t, repo+"@"+m[2])
 	chroot := func(args ...string) *exec.Cmd {
 		return exec.Command("chroot", append([]string{"--userspec=" + img.User, img.RootFS}, append(img.Entrypoint, args...)...)...)
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -89,7 +90,8 @@ func Pull(t testing.TB, ref string) podrunner.Image {
 	if err := unpack(img, rootfs); err != nil {
 		t.Fatalf("unpacking %s: %v", ref, err)
 	}
-	return podrunner.Image{RootFS: rootfs, Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, User: cf.Config.User}
+	return podrunner.Image{RootFS: rootfs, Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, User: cf.Config.User,
+		Env: cf.Config.Env}
 }
 
 // ForPods is the shipped image for this machine as test/podrunner runs
@@ -99,12 +101,14 @@ func ForPods(t testing.TB) podrunner.Image {
 	t.Helper()
 	layout := Build(t, "linux/"+runtime.GOARCH)
 	ref := Registry(t) + "/kubestitch/otelcol-kubestitch:test"
-	digest, err := ociimage.Push(layout, ref)
+	// Anonymous: a registry of the test's, never the developer's
+	// credential helpers.
+	pushed, err := ociimage.Push(layout, ref, remote.WithAuth(authn.Anonymous))
 	if err != nil {
 		t.Fatalf("pushing the image: %v", err)
 	}
 	repo, _, _ := strings.Cut(ref, ":test")
-	return Pull(t, repo+"@"+digest.String())
+	return Pull(t, repo+"@"+pushed.Digest.String())
 }
 
 func platformImage(idx v1.ImageIndex, want v1.Platform) (v1.Image, error) {
@@ -120,9 +124,24 @@ func platformImage(idx v1.ImageIndex, want v1.Platform) (v1.Image, error) {
 	return nil, fmt.Errorf("no %s image in the index", want.String())
 }
 
-// unpack writes img's flattened file system into dir with the modes and
-// owners of its layers.
+// unpack writes img's flattened file system into dir with the modes of its
+// layers, and their owners when run as root. Every write goes through an
+// os.Root: no entry name or symlink in the image can reach outside dir.
 func unpack(img v1.Image, dir string) error {
+	// The root's own mode, whatever the umask: the image has no entry for
+	// "/", and an overlay's root takes its lower layer's mode.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	asRoot := os.Geteuid() == 0
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	tr := tar.NewReader(rc)
@@ -134,21 +153,21 @@ func unpack(img v1.Image, dir string) error {
 		if err != nil {
 			return err
 		}
-		p := filepath.Join(dir, filepath.FromSlash(h.Name))
-		if p != dir && !strings.HasPrefix(p, dir+string(filepath.Separator)) {
-			return fmt.Errorf("%q leaves the root", h.Name)
+		p := filepath.Clean(filepath.FromSlash(strings.TrimPrefix(h.Name, "/")))
+		if p == "." {
+			continue
 		}
 		mode := os.FileMode(h.Mode) & os.ModePerm
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
+			if err := root.MkdirAll(p, 0o755); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			if err := root.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			f, err := root.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 			if err != nil {
 				return err
 			}
@@ -160,21 +179,23 @@ func unpack(img v1.Image, dir string) error {
 				return err
 			}
 		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, p); err != nil {
+			if err := root.Symlink(h.Linkname, p); err != nil {
 				return err
 			}
 			continue
 		default:
 			return fmt.Errorf("%s: entry type %c is not unpacked here", h.Name, h.Typeflag)
 		}
-		if err := os.Lchown(p, h.Uid, h.Gid); err != nil {
-			return err
+		if asRoot {
+			if err := root.Lchown(p, h.Uid, h.Gid); err != nil {
+				return err
+			}
 		}
 		// After chown, which clears setuid bits; sticky (/tmp) kept.
 		if h.Mode&0o1000 != 0 {
 			mode |= os.ModeSticky
 		}
-		if err := os.Chmod(p, mode); err != nil {
+		if err := root.Chmod(p, mode); err != nil {
 			return err
 		}
 	}
