@@ -57,9 +57,9 @@ unit-test:
 race-test:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -short ./...
 
-## cluster-test: the tests on the real local control plane (test/...)
+## cluster-test: the tests on the real local control plane (test/... and localcluster/...)
 cluster-test: testbed
-	$(GO) test -count=1 -timeout 60m ./test/...
+	$(GO) test -count=1 -timeout 60m ./test/... ./localcluster/...
 
 ## shake: the control-plane tests N times in a row under a CPU hog per core
 shake:

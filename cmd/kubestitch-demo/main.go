@@ -31,8 +31,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/slitable"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
-	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster"
 )
 
 func main() {
@@ -76,7 +75,7 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	} else {
 		defer os.RemoveAll(work)
 	}
-	col, err := harness.NewCollector(harness.CollectorOptions{
+	col, err := localcluster.NewCollector(localcluster.CollectorOptions{
 		Name: "gateway", Bin: bin, Config: config, Dir: work,
 	})
 	if err != nil {
@@ -169,7 +168,7 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	if err := copyFile(col.TracesFile, dst); err != nil {
 		return fmt.Errorf("copy traces: %w", err)
 	}
-	td, err := harness.ReadTraces(dst)
+	td, err := waterfall.ReadTraces(dst)
 	if err != nil {
 		return err
 	}

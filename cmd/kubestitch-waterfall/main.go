@@ -10,7 +10,6 @@ import (
 	"os"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
-	"github.com/kubestitch/kubestitch/test/harness"
 )
 
 func main() {
@@ -23,7 +22,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: kubestitch-waterfall [-root NAME] [-width N] [-min-spans N] FILE")
 		os.Exit(2)
 	}
-	td, err := harness.ReadTraces(flag.Arg(0))
+	td, err := waterfall.ReadTraces(flag.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

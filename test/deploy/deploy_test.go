@@ -31,8 +31,8 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
@@ -239,7 +239,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	dir := t.TempDir()
 	cfg := configs(t, "single-gateway")
 	overrides := loopbackOverrides
-	gw, err := harness.NewCollector(harness.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
+	gw, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
 		Overrides: append(gatewayLoopbackOverrides(), "yaml:processors::k8sstitch::wait: 2s"),
 		Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
 	require.NoError(t, err)
@@ -261,7 +261,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 		}
 		_ = gw.Stop()
 	})
-	agent, err := harness.NewCollector(harness.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", cfg["agent.yaml"]), Dir: dir,
+	agent, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", cfg["agent.yaml"]), Dir: dir,
 		Overrides: overrides(), Env: append(slices.Clone(podEnv), "KUBECONFIG="+cluster.Kubeconfig, "KUBESTITCH_GATEWAY_ENDPOINT="+gw.OTLPEndpoint)})
 	require.NoError(t, err)
 	require.NoError(t, agent.Start(ctx))

@@ -29,8 +29,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 )
 
@@ -409,7 +409,7 @@ func TestGatewayTelemetryNamedAsDocumented(t *testing.T) {
 	require.NoError(t, err)
 
 	sink := otlpsink.Start(t)
-	gwc, err := harness.NewCollector(harness.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", string(body)), Dir: t.TempDir(),
+	gwc, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", string(body)), Dir: t.TempDir(),
 		Overrides: []string{
 			"yaml:service::pipelines::traces::receivers: [otlp]",
 			"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",

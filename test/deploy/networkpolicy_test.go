@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster"
 )
 
 // networkPolicyExample builds test/deploy/testdata/network-policy: the

@@ -16,8 +16,8 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
@@ -55,14 +55,14 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 	overrides := loopbackOverrides()
 	shardingFile := filepath.Join(t.TempDir(), "sharding.yaml")
 	type shard struct {
-		gw   *harness.Collector
+		gw   *localcluster.Collector
 		sink *otlpsink.Sink
 	}
 	var shards []shard
 	var endpoints []string
 	for _, name := range []string{"gw-a", "gw-b"} {
 		sink := otlpsink.Start(t)
-		gw, err := harness.NewCollector(harness.CollectorOptions{Name: name, Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: filepath.Join(dir, name),
+		gw, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: name, Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: filepath.Join(dir, name),
 			Overrides: append([]string{shardingFile}, append(gatewayLoopbackOverrides(), "yaml:processors::k8sstitch::wait: 3s")...),
 			Env:       append(slices.Clone(podEnv), "POD_NAME="+name, "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
 		require.NoError(t, err)
@@ -70,7 +70,7 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 		endpoints = append(endpoints, gw.OTLPEndpoint)
 	}
 	require.NoError(t, os.WriteFile(shardingFile, []byte(withStaticGateways(t, cfg["sharding.yaml"], endpoints)), 0o644))
-	agent, err := harness.NewCollector(harness.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", withStaticGateways(t, cfg["agent.yaml"], endpoints)), Dir: filepath.Join(dir, "agent"),
+	agent, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", withStaticGateways(t, cfg["agent.yaml"], endpoints)), Dir: filepath.Join(dir, "agent"),
 		Overrides: overrides, Env: slices.Clone(podEnv)})
 	require.NoError(t, err)
 
@@ -78,7 +78,7 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: agent.OTLPEndpoint, Log: testLog{t}})
 	require.NoError(t, err)
 	t.Cleanup(cluster.Down)
-	for _, c := range append([]*harness.Collector{agent}, shards[0].gw, shards[1].gw) {
+	for _, c := range append([]*localcluster.Collector{agent}, shards[0].gw, shards[1].gw) {
 		c.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
 		require.NoError(t, c.Start(ctx))
 		t.Cleanup(func() {

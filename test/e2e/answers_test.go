@@ -18,8 +18,8 @@ import (
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/slitable"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
 // sliReplicas is the rollout the SLI cross-check measures; KUBESTITCH_SLI_REPLICAS

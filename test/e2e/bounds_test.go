@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/harness"
 )
 
@@ -69,7 +70,7 @@ func TestHugeResourceRequestKeepsTheGatewayBounded(t *testing.T) {
 	require.NoError(t, err, "the gateway takes the request")
 
 	e.WaitFor(t, "every flood span reaches the backend", 2*time.Minute, func() (bool, string) {
-		out, err := harness.ReadTraces(e.Gateway.TracesFile)
+		out, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 		if err != nil {
 			return false, err.Error()
 		}

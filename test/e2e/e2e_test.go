@@ -21,8 +21,8 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -78,7 +78,7 @@ func onFailureListSpans(t *testing.T, e *harness.Env, match func(*waterfall.Node
 		if !t.Failed() {
 			return
 		}
-		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 		if err != nil {
 			return
 		}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
-	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
 )
 
 var (

@@ -10,8 +10,8 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -28,7 +28,7 @@ func TestReadyToExportLatency(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	var tr *waterfall.Trace
 	for len(seen) < 50 && time.Now().Before(deadline) {
-		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 		require.NoError(t, err)
 		now := time.Now()
 		tr = tracecheck.Find(waterfall.Build(td), fragment.PhaseDeploymentRollout, "Deployment default/timed", "")

@@ -12,8 +12,8 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
 func leaderElection(identity string) []string {
@@ -27,8 +27,8 @@ func leaderElection(identity string) []string {
 	}
 }
 
-func fragmentsIn(t *testing.T, c *harness.Collector) int {
-	td, err := harness.ReadTraces(c.TracesFile)
+func fragmentsIn(t *testing.T, c *localcluster.Collector) int {
+	td, err := waterfall.ReadTraces(c.TracesFile)
 	require.NoError(t, err)
 	n := 0
 	for _, tr := range waterfall.Build(td) {
@@ -48,7 +48,7 @@ func TestTwoGatewaysOneWatcher(t *testing.T) {
 	e := harness.StartEnv(t, harness.EnvOptions{GatewayOverrides: leaderElection("gw-1")})
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
-	gw2, err := harness.NewCollector(harness.CollectorOptions{Name: "gateway-2", Bin: harness.CollectorBinary(t),
+	gw2, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway-2", Bin: harness.CollectorBinary(t),
 		Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: e.Dir, Overrides: leaderElection("gw-2")})
 	require.NoError(t, err)
 	gw2.SetEnv("KUBECONFIG=" + e.Cluster.Kubeconfig)

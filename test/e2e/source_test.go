@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -86,7 +86,7 @@ func TestNoSpanLostAtTheSource(t *testing.T) {
 	require.GreaterOrEqual(t, creates, replicas)
 	var gotCreates, gotBindings int
 	e.WaitFor(t, "every served create and binding is in the output", 60*time.Second, func() (bool, string) {
-		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -19,9 +19,9 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
-	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
 )
 
 // stuckDeadline is the progressDeadlineSeconds of the stuck Deployments:
@@ -201,7 +201,7 @@ func newFirstSeen(t *testing.T, e *harness.Env, cases []stuckCase) *firstSeen {
 				return
 			case <-tick.C:
 			}
-			td, err := harness.ReadTraces(e.Gateway.TracesFile)
+			td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 			if err != nil {
 				continue
 			}

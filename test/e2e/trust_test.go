@@ -17,8 +17,8 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
-	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
 // TestForgedFragmentsShapeNothing is the attack of the trust issue on the
@@ -104,7 +104,7 @@ func TestForgedFragmentsShapeNothing(t *testing.T) {
 	// What a backend shows of the forgeries: each in a trace apart from the
 	// operation's, marked unverified.
 	e.WaitFor(t, "both forgeries reach the backend, marked, outside the operation's trace", 30*time.Second, func() (bool, string) {
-		td, err := harness.ReadTraces(e.Gateway.TracesFile)
+		td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 		if err != nil {
 			return false, err.Error()
 		}

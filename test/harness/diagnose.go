@@ -15,7 +15,7 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
-	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster"
 )
 
 // diagnose says, after a wait timed out, what each component did, so that
@@ -68,7 +68,7 @@ func (e *Env) diagnose(t testing.TB, since time.Time, awaited *waterfall.Trace, 
 		b.WriteString("  none: the receivers exported nothing (see their logs below)")
 	}
 
-	for _, c := range []*Collector{e.Gateway, e.Agent} {
+	for _, c := range []*localcluster.Collector{e.Gateway, e.Agent} {
 		if c != nil {
 			fmt.Fprintf(&b, "\n%s counters: %s", c.Name, counters(c.MetricsEndpoint))
 		}
@@ -83,7 +83,7 @@ func (e *Env) diagnose(t testing.TB, since time.Time, awaited *waterfall.Trace, 
 	if e.Cluster != nil {
 		t.Logf("control plane:%s", e.Cluster.LogTails(20, "kube-controller-manager", "kube-scheduler", "kwok"))
 	}
-	for _, c := range []*Collector{e.Gateway, e.Agent} {
+	for _, c := range []*localcluster.Collector{e.Gateway, e.Agent} {
 		if c != nil {
 			t.Logf("--- %s log tail ---\n%s", c.Name, localcluster.LogTail(c.Log, 20))
 		}

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
-	"github.com/kubestitch/kubestitch/test/localcluster"
-	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
+	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 )
 
 var (
@@ -56,8 +56,8 @@ func CollectorBinary(t testing.TB) string {
 // node agent, as separate processes.
 type Env struct {
 	Cluster *localcluster.Cluster
-	Gateway *Collector
-	Agent   *Collector
+	Gateway *localcluster.Collector
+	Agent   *localcluster.Collector
 	Dir     string
 	// WebhookURL and WebhookCA are where the gateway's k8sadmission
 	// receiver serves, with EnvOptions.Admission.
@@ -121,7 +121,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if o.Agent {
 		overrides = append([]string{"yaml:receivers::k8swatch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
 	}
-	e.Gateway, err = NewCollector(CollectorOptions{Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: dir, Overrides: overrides, Env: o.GatewayEnv})
+	e.Gateway, err = localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: dir, Overrides: overrides, Env: o.GatewayEnv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 		o.Agent = true
 	}
 	if o.Agent {
-		e.Agent, err = NewCollector(CollectorOptions{Name: "agent", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"), Dir: dir})
+		e.Agent, err = localcluster.NewCollector(localcluster.CollectorOptions{Name: "agent", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"), Dir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	return e
 }
 
-func dumpOnFailure(t testing.TB, c *Collector) {
+func dumpOnFailure(t testing.TB, c *localcluster.Collector) {
 	if t.Failed() {
 		t.Logf("--- %s log tail ---\n%s", c.Name, localcluster.LogTail(c.Log, 40))
 	}
@@ -250,7 +250,7 @@ func (e *Env) WaitTrace(t testing.TB, timeout time.Duration, find func([]*waterf
 	deadline := start.Add(timeout)
 	var last *waterfall.Trace
 	for {
-		td, err := ReadTraces(e.Gateway.TracesFile)
+		td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func (e *Env) WaitFor(t testing.TB, what string, timeout time.Duration, cond fun
 // Diagnose logs the diagnosis of WaitTrace for a wait that began at since.
 func (e *Env) Diagnose(t testing.TB, since time.Time) {
 	t.Helper()
-	td, err := ReadTraces(e.Gateway.TracesFile)
+	td, err := waterfall.ReadTraces(e.Gateway.TracesFile)
 	if err != nil {
 		t.Logf("diagnosis: reading the gateway's output: %v", err)
 		return

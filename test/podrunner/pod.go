@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster"
 )
 
 // mount is a bind mount into the pod's root.

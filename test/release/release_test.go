@@ -33,7 +33,7 @@ import (
 
 	"github.com/kubestitch/kubestitch/internal/ociimage"
 	"github.com/kubestitch/kubestitch/internal/sbom"
-	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/shippedimage"
 )
 

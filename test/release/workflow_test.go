@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/kubestitch/kubestitch/test/localcluster"
+	"github.com/kubestitch/kubestitch/localcluster"
 )
 
 // TestReleaseWorkflowRunsTheTestedTargets: the GitHub workflow cannot run

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-5}
-pkgs=(./test/e2e ./test/deploy ./test/localcluster)
+pkgs=(./test/e2e ./test/deploy ./localcluster)
 hogs=()
 stop_hogs() {
 	# Only the hogs this script started, by PID.

@@ -1,10 +1,10 @@
-// Package harness runs the built otelcol-kubestitch binary as a process,
-// configured in YAML like the real deployment, for the demo and the e2e
-// tests, and reads what its file exporter wrote.
-package harness
+package localcluster
+
+// The collectors beside the local control plane: the built
+// otelcol-kubestitch binary as a process, configured in YAML like the real
+// deployment, for the demo and the tests.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,15 +15,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"go.opentelemetry.io/collector/pdata/ptrace"
-
-	"github.com/kubestitch/kubestitch/test/localcluster"
 )
 
-// TestFragmentKey is the fragment key of every collector the tests run.
-// A sender that forges fragments in a test must not use it.
-const TestFragmentKey = "kubestitch-test-fragment-key-0123456789abcdef"
+// FragmentKey is the fragment key of every collector the local test bed
+// runs (the demo's and the tests'). A sender that forges fragments in a
+// test must not use it.
+const FragmentKey = "kubestitch-test-fragment-key-0123456789abcdef"
 
 // Collector is a running otelcol-kubestitch process.
 type Collector struct {
@@ -69,7 +66,7 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	c := &Collector{Name: o.Name, bin: o.Bin, config: o.Config, overrides: o.Overrides}
 	ports := make([]int, 6)
 	for i := range ports {
-		p, err := localcluster.FreePort()
+		p, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +85,7 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 	// Every collector of the tests signs and verifies fragments with one
 	// test key, in its own file as a mounted Secret would be.
 	keyFile := filepath.Join(o.Dir, o.Name+"-fragment-key")
-	if err := os.WriteFile(keyFile, []byte(TestFragmentKey+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte(FragmentKey+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	c.env = append(os.Environ(),
@@ -141,7 +138,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-c.done:
-			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, c.err, localcluster.LogTail(c.Log, 30))
+			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, c.err, LogTail(c.Log, 30))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -154,7 +151,7 @@ func (c *Collector) Start(ctx context.Context) error {
 			}
 		}
 	}
-	return fmt.Errorf("collector %s not healthy after 60s:\n%s", c.Name, localcluster.LogTail(c.Log, 30))
+	return fmt.Errorf("collector %s not healthy after 60s:\n%s", c.Name, LogTail(c.Log, 30))
 }
 
 // PID of the running process, 0 if none.
@@ -189,36 +186,6 @@ func (c *Collector) signal(sig syscall.Signal, grace time.Duration) error {
 		return errors.New("collector did not stop in time; killed")
 	}
 	return nil
-}
-
-// ReadTraces reads a file exporter's OTLP JSON output (one TracesData per
-// line). A missing file is no traces.
-func ReadTraces(path string) (ptrace.Traces, error) {
-	out := ptrace.NewTraces()
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return out, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
-	var u ptrace.JSONUnmarshaler
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 {
-			continue
-		}
-		td, err := u.UnmarshalTraces(line)
-		if err != nil {
-			// The last line of a killed collector may be cut.
-			continue
-		}
-		td.ResourceSpans().MoveAndAppendTo(out.ResourceSpans())
-	}
-	return out, sc.Err()
 }
 
 // SetEnv adds environment variables before Start.

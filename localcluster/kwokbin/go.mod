@@ -1,6 +1,6 @@
 // Module kwokbin pins kwok, which simulates nodes and the pod lifecycle in
 // the local test bed.
-module github.com/kubestitch/kubestitch/test/localcluster/kwokbin
+module github.com/kubestitch/kubestitch/localcluster/kwokbin
 
 go 1.26.0
 

@@ -1,5 +1,5 @@
 // Module etcdbin pins the etcd server that the local test bed runs.
-module github.com/kubestitch/kubestitch/test/localcluster/etcdbin
+module github.com/kubestitch/kubestitch/localcluster/etcdbin
 
 go 1.26.0
 

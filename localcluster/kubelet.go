@@ -14,7 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
+	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 )
 
 // KubeletOptions add one node run by a real kubelet, next to the kwok

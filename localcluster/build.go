@@ -36,7 +36,7 @@ type Binaries struct {
 }
 
 type buildSpec struct {
-	module  string // directory under test/localcluster
+	module  string // directory under localcluster/
 	dir     string // cache subdirectory
 	outputs map[string]string
 	pkgs    []string
@@ -61,12 +61,12 @@ func RepoRoot() (string, error) {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "test", "localcluster", "k8sbin", "go.mod")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "localcluster", "k8sbin", "go.mod")); err == nil {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("localcluster: no repository root above the working directory (looked for test/localcluster/k8sbin/go.mod)")
+			return "", fmt.Errorf("localcluster: no repository root above the working directory (looked for localcluster/k8sbin/go.mod)")
 		}
 		dir = parent
 	}
@@ -137,7 +137,7 @@ func Build(ctx context.Context, cacheDir string, withKubelet bool, log io.Writer
 		start := time.Now()
 		args := append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}, missing...)
 		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = filepath.Join(root, "test", "localcluster", s.module)
+		cmd.Dir = filepath.Join(root, "localcluster", s.module)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Run(); err != nil {
@@ -146,7 +146,7 @@ func Build(ctx context.Context, cacheDir string, withKubelet bool, log io.Writer
 		fmt.Fprintf(log, "localcluster: built %s in %s\n", strings.Join(missing, " "), time.Since(start).Round(time.Second))
 	}
 	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
-	cmd.Dir = filepath.Join(root, "test", "localcluster", "kwokbin")
+	cmd.Dir = filepath.Join(root, "localcluster", "kwokbin")
 	dir, err := cmd.Output()
 	if err != nil {
 		return b, fmt.Errorf("localcluster: locating the kwok module for its stage files: %w", err)

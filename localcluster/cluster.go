@@ -27,7 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
+	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 )
 
 // Options of a local control plane.

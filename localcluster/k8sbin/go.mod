@@ -2,7 +2,7 @@
 // test bed. It is a module of its own because k8s.io/kubernetes needs a
 // replace line per staging module, which must not leak into the
 // distribution's go.mod.
-module github.com/kubestitch/kubestitch/test/localcluster/k8sbin
+module github.com/kubestitch/kubestitch/localcluster/k8sbin
 
 go 1.26.0
 

@@ -13,7 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubestitch/kubestitch/test/localcluster/criruntime"
+	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 )
 
