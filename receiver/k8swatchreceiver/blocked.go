@@ -54,11 +54,8 @@ func (t *tracker) blocked(st *objectState, ev eventView) []fragmentSpan {
 	if start.IsZero() || start.After(ev.at) {
 		start = st.TriggerTime
 	}
-	s := t.stepSpan(st, step, disc, start, ev.at, ev.timeSource, ev.source)
-	s.name = fragment.Blocked(step)
-	s.level = fragment.LevelBlocked
-	s.container = ev.container
-	s.blocked = &blockedDetail{reason: ev.reason, message: ev.note}
+	s := blockedSpan(st, step, disc, start, ev.at, ev.timeSource, ev.source,
+		&blockedPart{container: ev.container, reason: ev.reason, message: ev.note})
 	t.markChanged(v.uid)
 	return []fragmentSpan{s}
 }
@@ -87,12 +84,6 @@ func (t *tracker) walkUp(st *objectState, fn func(*objectState) bool) {
 		}
 		st = t.states[st.view.ownerUID]
 	}
-}
-
-// startOpen says the object's start or spec-change operation is under way:
-// the operations a Warning can block, and an owner's giving up can end.
-func (st *objectState) startOpen() bool {
-	return !st.Done && st.Trigger != "" && st.Trigger != fragment.TriggerDelete
 }
 
 // blockedStep names the step a Warning blocks: the one that cannot
@@ -127,11 +118,6 @@ func containerWaiting(v *objectView, reasons ...string) bool {
 	return slices.ContainsFunc(v.pod.containers, func(c containerView) bool { return slices.Contains(reasons, c.waiting) })
 }
 
-// blockedDetail is what a blocked-step span says of its Warning.
-type blockedDetail struct {
-	reason, message string
-}
-
 // closeBelow ends, as not converged, the open operations of the objects
 // under uid (by ownerReferences, as deep as maxCauseDepth) when uid's
 // operation gave up: their object spans would otherwise never come (a
@@ -145,7 +131,7 @@ func (t *tracker) closeBelow(uid string, at time.Time, reason string) []fragment
 		if !st.startOpen() || !t.ownedBy(st, uid) {
 			continue
 		}
-		out = append(out, t.objectSpan(st, at, fragment.TimeSourceWatch, false, reason))
+		out = append(out, objectSpan(st, at, fragment.TimeSourceWatch, false, reason))
 		t.markChanged(child)
 	}
 	return out

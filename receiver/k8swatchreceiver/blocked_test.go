@@ -79,12 +79,12 @@ func TestWarningBlocksItsStepAtOnce(t *testing.T) {
 	// steps would have no parent in the rollout's trace.
 	require.ElementsMatch(t, []string{fragment.PhaseDeploymentRollout, fragment.PhaseReplicaSetScale, fragment.PhasePodStartup}, names(ended))
 	for _, f := range ended[1:] {
-		assert.False(t, *f.converged)
-		assert.Contains(t, f.reason, "owner gave up: ProgressDeadlineExceeded")
+		assert.False(t, objectOf(f.part).converged)
+		assert.Contains(t, objectOf(f.part).reason, "owner gave up: ProgressDeadlineExceeded")
 	}
 	assert.Empty(t, tr.event(warning("3", "pod-1", "FailedScheduling", msg, t0.Add(13*time.Second))), "nothing more on an operation that ended")
-	assert.False(t, *ended[0].converged)
-	assert.Equal(t, "FailedScheduling: "+msg, ended[0].cause)
+	assert.False(t, objectOf(ended[0].part).converged)
+	assert.Equal(t, "FailedScheduling: "+msg, objectOf(ended[0].part).cause)
 	td = toTraces(ended, "test")
 	s = td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
 	assert.Equal(t, ptrace.StatusCodeError, s.Status().Code())

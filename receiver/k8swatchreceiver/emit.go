@@ -1,17 +1,12 @@
 package k8swatchreceiver
 
 import (
-	"strings"
-
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/spans"
 )
-
-// maxAttrLen bounds every string attribute taken from an object.
-const maxAttrLen = 1024
 
 // toTraces turns fragments into one ptrace.Traces, one ResourceSpans per
 // (service, namespace), so a backend draws the lanes of the components.
@@ -48,12 +43,12 @@ func signAll(td ptrace.Traces, key fragment.Key) {
 	}
 }
 
+// fillSpan renders f: its head, then its level's part in the order of
+// the span's attributes.
 func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	s.SetTraceID(f.traceID)
 	s.SetSpanID(f.spanID)
-	if f.level != fragment.LevelObject {
-		s.SetParentSpanID(f.parentID)
-	}
+	s.SetParentSpanID(f.parentID) // none for an object span
 	s.SetName(f.name)
 	s.SetKind(ptrace.SpanKindInternal)
 	s.SetStartTimestamp(pcommon.NewTimestampFromTime(f.start))
@@ -77,45 +72,7 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 	a.PutStr(fragment.KeyTrigger, f.trigger)
 	a.PutInt(fragment.KeyTriggerTime, f.triggerTime.UnixNano())
 	a.PutStr(fragment.KeyTimeSource, f.timeSource)
-	if f.converged != nil {
-		a.PutBool(fragment.KeyConverged, *f.converged)
-		// A step superseded by the next spec change (a rolling update
-		// scales a ReplicaSet in several steps) is no error.
-		if !*f.converged && !strings.HasPrefix(f.reason, reasonSuperseded) {
-			s.Status().SetCode(ptrace.StatusCodeError)
-			s.Status().SetMessage(f.reason)
-		}
-	}
-	if f.reason != "" {
-		a.PutStr(fragment.KeyReason, f.reason)
-	}
-	if f.resumed {
-		a.PutBool(fragment.KeyResumed, true)
-	}
-	if f.cause != "" {
-		// The first Warning that blocked the operation: on an error the
-		// status names it too, since that is what a backend shows first.
-		a.PutStr(fragment.KeyCause, f.cause)
-		if s.Status().Code() == ptrace.StatusCodeError {
-			s.Status().SetMessage(f.reason + "; first cause: " + f.cause)
-		}
-	}
-	if b := f.blocked; b != nil {
-		s.Status().SetCode(ptrace.StatusCodeError)
-		msg := b.reason
-		if b.message != "" {
-			msg += ": " + b.message
-			a.PutStr(fragment.KeyEventMessage, b.message)
-		}
-		s.Status().SetMessage(msg)
-		a.PutStr(fragment.KeyEventReason, b.reason)
-	}
-	if d := f.sli; d != nil {
-		a.PutStr(fragment.KeySLIScheduleSource, d.scheduleSource)
-		if f.name == fragment.SLIPodStartup {
-			a.PutInt(fragment.KeySLIExcluded, d.excluded.Nanoseconds())
-		}
-	}
+	f.part.putStatus(s, a)
 	// The semantic-convention keys of the object's own kind, so backends
 	// that know them (and the processor's direct join) find the object.
 	switch o.kind {
@@ -130,27 +87,11 @@ func fillSpan(s ptrace.Span, f *fragmentSpan) {
 		a.PutStr("k8s."+lk+".uid", o.uid)
 		a.PutStr("k8s."+lk+".name", fragment.TruncateUTF8(o.name, maxAttrLen))
 	}
-	if f.container != "" {
-		a.PutStr(fragment.KeyContainerName, fragment.TruncateUTF8(f.container, maxAttrLen))
-	}
-	if f.image != "" {
-		a.PutStr("container.image.name", fragment.TruncateUTF8(f.image, maxAttrLen))
-	}
-	if o.traceparent != "" && f.level == fragment.LevelObject {
-		a.PutStr(fragment.KeyTraceparent, fragment.TruncateUTF8(o.traceparent, 128))
-	}
+	f.part.putDetail(a)
 	for k, v := range o.annotations {
 		a.PutStr("k8s."+lowerKind(o.kind)+".annotation."+k, fragment.TruncateUTF8(v, maxAttrLen))
 	}
-	for _, e := range f.events {
-		se := s.Events().AppendEmpty()
-		se.SetName(e.name)
-		se.SetTimestamp(pcommon.NewTimestampFromTime(e.at))
-		if e.message != "" {
-			se.Attributes().PutStr("k8s.event.message", e.message)
-		}
-		se.Attributes().PutStr("k8s.event.reporting_controller", e.source)
-	}
+	f.part.putEvents(s)
 }
 
 func lowerKind(kind string) string {

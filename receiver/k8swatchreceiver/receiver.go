@@ -2,9 +2,7 @@ package k8swatchreceiver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -18,56 +16,11 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
-	"github.com/kubestitch/kubestitch/internal/statestore"
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
-
-// maxRetrySpans bounds the fragments kept for another try after the
-// pipeline refused them (memory_limiter under load); beyond it the oldest
-// are dropped, logged and counted.
-const maxRetrySpans = 20_000
-
-// maxContainers bounds the containers of one pod that get steps; a pod
-// beyond it is logged and counted, and its first maxContainers are used.
-const maxContainers = 256
-
-// clientsProvider builds the API clients; tests pass fakes.
-type clientsProvider func(cfg *Config) (kubernetes.Interface, dynamic.Interface, error)
-
-func makeClients(cfg *Config) (kubernetes.Interface, dynamic.Interface, error) {
-	var rc *rest.Config
-	var err error
-	switch cfg.AuthType {
-	case AuthTypeServiceAccount:
-		rc, err = rest.InClusterConfig()
-	case AuthTypeKubeConfig:
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		if cfg.KubeConfig != "" {
-			rules.ExplicitPath = cfg.KubeConfig
-		}
-		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
-			&clientcmd.ConfigOverrides{CurrentContext: cfg.Context}).ClientConfig()
-	case AuthTypeNone:
-		rc = &rest.Config{Host: os.Getenv("KUBERNETES_SERVICE_HOST")}
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("k8swatch: auth_type %s: %w", cfg.AuthType, err)
-	}
-	rc.UserAgent = "kubestitch-k8swatch"
-	kc, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, err
-	}
-	dc, err := dynamic.NewForConfig(rc)
-	return kc, dc, err
-}
 
 type watchReceiver struct {
 	cfg     *Config
@@ -78,23 +31,16 @@ type watchReceiver struct {
 	tel     *metadata.TelemetryBuilder
 	tracker *tracker
 	allow   map[string]bool
-	storage *statestore.Store
-	// restored are the stored states read at start, by UID, until their
-	// object is first listed.
-	restoredMu sync.Mutex
-	restored   map[string][]byte
-	version    string
+	// storage persists the tracker's states (nil: no storage).
+	storage *persistence
+	// retry holds fragments the next consumer refused (retry.go).
+	retry   retryQueue
+	version string
 	// key signs every fragment, so that k8sstitch knows it came from here
 	// (zero: fragments leave unsigned).
-	key      fragment.Key
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	watching sync.Mutex
-
-	// retry holds fragments the next consumer refused: the tracker already
-	// counts them as emitted, so they must not be lost.
-	retryMu sync.Mutex
-	retry   []fragmentSpan
+	key    fragment.Key
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 var _ receiver.Traces = (*watchReceiver)(nil)
@@ -131,17 +77,13 @@ func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
 		r.set.Logger.Info("k8swatch: fragments leave unsigned (no fragment_key_file): a k8sstitch processor with a fragment key takes them as app spans")
 	}
 	if r.cfg.Storage != nil {
-		c, err := statestore.Open(ctx, host, *r.cfg.Storage, component.KindReceiver, r.set.ID)
-		var damaged *statestore.DamagedError
-		switch {
-		case errors.As(err, &damaged):
-			r.storageError("open")
-			r.set.Logger.Error("k8swatch: storage "+r.cfg.Storage.String()+": "+damaged.Error()+"; steps already emitted may be emitted again", zap.Error(damaged.Err))
-		case err != nil:
-			return fmt.Errorf("k8swatch: %w", err)
-		default:
-			r.storage = statestore.NewStore(c, storedVersion)
-			r.loadStored(ctx)
+		p, err := openPersistence(ctx, host, r.cfg, r.set, r.storageError)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			r.storage = p
+			p.load(ctx)
 			r.tracker.trackChanges()
 		}
 	}
@@ -156,7 +98,8 @@ func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
 		r.wg.Go(func() { r.watch(runCtx, kc, dc) })
 		return nil
 	}
-	r.wg.Go(func() { r.leaderLoop(runCtx, kc, dc) })
+	le := newLeaderElector(r.cfg.LeaderElection, r.set.Logger)
+	r.wg.Go(func() { le.run(runCtx, kc, func(ctx context.Context) { r.watch(ctx, kc, dc) }) })
 	return nil
 }
 
@@ -166,51 +109,14 @@ func (r *watchReceiver) Shutdown(ctx context.Context) error {
 	}
 	r.wg.Wait()
 	if r.storage != nil {
-		r.persistChanges(ctx)
-		return r.storage.Close(ctx)
+		r.storage.persist(ctx, r.tracker)
+		return r.storage.close(ctx)
 	}
 	return nil
 }
 
-// leaderLoop watches only while this replica holds the Lease, and goes back
-// to campaigning when it loses it, until shutdown.
-func (r *watchReceiver) leaderLoop(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) {
-	le := r.cfg.LeaderElection
-	id := le.Identity
-	if id == "" {
-		id, _ = os.Hostname()
-	}
-	for ctx.Err() == nil {
-		lock := &resourcelock.LeaseLock{
-			LeaseMeta:  metav1ObjectMeta(le.LeaseName, le.LeaseNamespace),
-			Client:     kc.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-		}
-		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			LeaseDuration:   le.LeaseDuration,
-			RenewDeadline:   le.RenewDeadline,
-			RetryPeriod:     le.RetryPeriod,
-			ReleaseOnCancel: true,
-			Name:            le.LeaseName,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(lctx context.Context) {
-					r.set.Logger.Info("k8swatch: leading, watching", zap.String("identity", id))
-					r.watch(lctx, kc, dc)
-				},
-				OnStoppedLeading: func() {
-					r.set.Logger.Info("k8swatch: lease lost, stopped watching", zap.String("identity", id))
-				},
-			},
-		})
-	}
-}
-
 // watch runs the informers until ctx ends.
 func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface) {
-	// One watcher at a time even across leader terms.
-	r.watching.Lock()
-	defer r.watching.Unlock()
 	var sources []source
 	for _, k := range r.cfg.Kinds {
 		if r.cfg.Mode == ModeNode && k != "Pod" && k != "Event" {
@@ -300,7 +206,7 @@ func (r *watchReceiver) onObject(obj any, initial, deleted bool) {
 			frags = r.tracker.gone(*v, now)
 		default:
 			if initial {
-				r.restore(v.uid)
+				r.storage.restore(v.uid, r.tracker)
 			}
 			frags = r.tracker.observe(*v, now, initial)
 			if ob.quiet {
@@ -348,7 +254,7 @@ func (r *watchReceiver) emit(frags []fragmentSpan) {
 	}
 	err := r.next.ConsumeTraces(ctx, td)
 	r.obsrecv.EndTracesOp(ctx, "k8s", len(frags), err)
-	r.persistChanges(ctx)
+	r.storage.persist(ctx, r.tracker)
 	if err != nil {
 		r.set.Logger.Warn("k8swatch: next consumer refused fragments; retrying every second", zap.Int("spans", len(frags)), zap.Error(err))
 		r.keepForRetry(frags)
@@ -368,78 +274,15 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			r.retryMu.Lock()
-			again := r.retry
-			r.retry = nil
-			r.retryMu.Unlock()
-			r.emit(again)
+			r.emit(r.retry.take())
 			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod))
 			if n := r.tracker.takeDroppedEvents(); n > 0 {
 				r.tel.K8swatchEventsDropped.Add(ctx, n)
 			}
 			// Changes that emitted nothing (an object gone quietly).
-			r.persistChanges(ctx)
+			r.storage.persist(ctx, r.tracker)
 		}
 	}
-}
-
-// storedVersion is the version of the stored object states: raise it
-// when objectState's stored form changes.
-const storedVersion = 1
-
-// loadStored reads every stored state once, by walking the store, for
-// restore to hand out as objects are first listed.
-func (r *watchReceiver) loadStored(ctx context.Context) {
-	r.restored = map[string][]byte{}
-	err := r.storage.Walk(ctx, func(uid string, value []byte) bool {
-		r.restored[uid] = value
-		return false
-	})
-	if err != nil {
-		r.set.Logger.Warn("k8swatch: cannot read the stored states; steps already emitted may be emitted again", zap.Error(err))
-	}
-}
-
-// persistChanges writes the states changed since the last call in one
-// batch: after the fragments they emitted went on, so a crash in between
-// repeats a step (which k8sstitch drops as a duplicate) rather than lose
-// one.
-func (r *watchReceiver) persistChanges(ctx context.Context) {
-	if r.storage == nil {
-		return
-	}
-	r.tracker.takeChanges(func(uid string, st *objectState) {
-		if st == nil {
-			r.storage.Delete(uid)
-			return
-		}
-		if err := r.storage.Put(uid, st); err != nil {
-			r.set.Logger.Warn("k8swatch: cannot encode object state", zap.String("uid", uid), zap.Error(err))
-		}
-	})
-	if err := r.storage.Flush(ctx); err != nil {
-		r.set.Logger.Warn("k8swatch: cannot persist object states; a restart may repeat their steps", zap.Error(err))
-	}
-}
-
-func (r *watchReceiver) restore(uid string) {
-	if r.storage == nil {
-		return
-	}
-	r.restoredMu.Lock()
-	b, ok := r.restored[uid]
-	delete(r.restored, uid)
-	r.restoredMu.Unlock()
-	if !ok {
-		return
-	}
-	st := &objectState{}
-	if err := r.storage.Decode(b, st); err != nil {
-		r.storageError(statestore.Reason(err))
-		r.set.Logger.Warn("k8swatch: ignoring stored state it cannot read", zap.String("uid", uid), zap.Error(err))
-		return
-	}
-	r.tracker.restore(uid, st)
 }
 
 func (r *watchReceiver) storageError(reason string) {
@@ -447,12 +290,17 @@ func (r *watchReceiver) storageError(reason string) {
 }
 
 func (r *watchReceiver) keepForRetry(frags []fragmentSpan) {
-	r.retryMu.Lock()
-	defer r.retryMu.Unlock()
-	r.retry = append(r.retry, frags...)
-	if over := len(r.retry) - maxRetrySpans; over > 0 {
-		r.retry = append(r.retry[:0], r.retry[over:]...)
+	if over := r.retry.add(frags); over > 0 {
 		r.tel.K8swatchFragmentsDropped.Add(context.Background(), int64(over))
 		r.set.Logger.Error("k8swatch: fragments dropped: the pipeline refused them for too long; their operations' traces will miss these steps", zap.Int("dropped", over))
 	}
+}
+
+// transformNode is the node whose kubelet's Events a node-mode receiver
+// keeps whole.
+func (r *watchReceiver) transformNode() string {
+	if r.cfg.Mode == ModeNode {
+		return r.cfg.NodeName
+	}
+	return ""
 }

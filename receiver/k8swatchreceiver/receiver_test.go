@@ -205,11 +205,7 @@ func TestRefusedFragmentsAreRetried(t *testing.T) {
 	r.onObject(obj, false, false)
 	assert.Zero(t, sink.TracesSink.SpanCount())
 	sink.refuse.Store(false)
-	r.retryMu.Lock()
-	again := r.retry
-	r.retry = nil
-	r.retryMu.Unlock()
-	r.emit(again)
+	r.emit(r.retry.take())
 	assert.Equal(t, 5, sink.TracesSink.SpanCount(), "trigger, schedule, container start, ready, startup")
 }
 

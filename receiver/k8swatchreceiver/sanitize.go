@@ -3,8 +3,6 @@ package k8swatchreceiver
 import (
 	"strings"
 	"unicode/utf8"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // sanitize makes every string of a view valid UTF-8: OTLP's protobuf
@@ -24,8 +22,4 @@ func sanitize(v *objectView) {
 			}
 		}
 	}
-}
-
-func metav1ObjectMeta(name, namespace string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: namespace}
 }

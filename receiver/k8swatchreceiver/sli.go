@@ -22,34 +22,12 @@ const (
 	earlyScheduledTTL = 30 * time.Second
 )
 
-// podSLI gathers the phases of clusterloader2's PodStartupLatency for one
-// pod start, as clusterloader2 takes them: create is the creation
-// timestamp, schedule the scheduler's Scheduled Event, run the last
-// container's startedAt, watch the moment this watch delivered the pod in
-// phase Running. The Event and the pod come by two watches in either
-// order, so the spans go once both are in (or sliScheduleWait after the
-// pod ran). It is not stored: a restart forgets the pods it was waiting
-// on, and a pod first seen running (at a relist, or by a watcher started
-// after it ran) is not measured: its watch time is not the moment it ran.
-type podSLI struct {
-	schedule, run, watch time.Time
-	scheduleSource       string
-	// pullStart and pullEnd span the pod's image pulls (the kubelet's
-	// Pulled Events), which the SLI leaves out.
-	pullStart, pullEnd time.Time
-	sent               bool
-}
-
 // sliEligible says whether a pod start counts toward the SLI: a
 // schedulable stateless pod (not a StatefulSet's) whose start this watch
 // saw happen.
 func sliEligible(v *objectView) bool {
 	return v.pod != nil && v.ownerKind != "StatefulSet"
 }
-
-// sliSent marks a pod whose SLI spans went (or never will): its phases
-// are dropped. Shared, never written.
-var sliSent = &podSLI{sent: true}
 
 // sliObserve arms the SLI of a pod seen before it runs (at the initial
 // list too: its Running is still to be watched), records the watch phase
@@ -85,7 +63,7 @@ func (t *tracker) sliObserve(st *objectState, at time.Time) []fragmentSpan {
 	if s.schedule.IsZero() {
 		return nil
 	}
-	return t.sliSpans(st)
+	return sliSpans(st)
 }
 
 // sliEarly keeps the Scheduled Event of a pod not seen yet. Called under
@@ -140,7 +118,7 @@ func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
 	if s.watch.IsZero() {
 		return nil
 	}
-	return t.sliSpans(st)
+	return sliSpans(st)
 }
 
 // sliOverdue sends the SLI spans of a pod that ran more than
@@ -156,66 +134,5 @@ func (t *tracker) sliOverdue(st *objectState, now time.Time) []fragmentSpan {
 		return nil
 	}
 	s.schedule, s.scheduleSource = st.view.pod.scheduledAt, "condition"
-	return t.sliSpans(st)
-}
-
-// sliSpans renders the five transitions as children of the pod's object
-// span. pod_startup ends early by what it leaves out (image pulls, init
-// containers), so its duration is the SLI; the attribute says how much.
-func (t *tracker) sliSpans(st *objectState) []fragmentSpan {
-	s := st.sli
-	st.sli = sliSent
-	v := &st.view
-	create := v.created
-	var excluded time.Duration
-	if !s.pullStart.IsZero() {
-		excluded += s.pullEnd.Sub(s.pullStart)
-	}
-	if p := v.pod; p.hasInit && p.initialized && p.initializedAt.After(p.scheduledAt) && !p.scheduledAt.IsZero() {
-		excluded += p.initializedAt.Sub(p.scheduledAt)
-	}
-	startupEnd := s.watch.Add(-excluded)
-	spans := []struct {
-		name       string
-		start, end time.Time
-	}{
-		{fragment.SLICreateToSchedule, create, s.schedule},
-		{fragment.SLIScheduleToRun, s.schedule, s.run},
-		{fragment.SLIRunToWatch, s.run, s.watch},
-		{fragment.SLIScheduleToWatch, s.schedule, s.watch},
-		{fragment.SLIPodStartup, create, startupEnd},
-	}
-	out := make([]fragmentSpan, 0, len(spans))
-	for _, sp := range spans {
-		f := fragmentSpan{
-			traceID:     fragment.TraceID(v.uid, st.Trigger),
-			spanID:      fragment.SpanID(v.uid, sp.name, st.Trigger),
-			parentID:    fragment.ObjectSpanID(v.uid, v.kind, st.Trigger),
-			name:        sp.name,
-			level:       fragment.LevelSLI,
-			service:     sliService,
-			start:       sp.start,
-			end:         notBefore(sp.end, sp.start),
-			timeSource:  fragment.TimeSourceWatch,
-			obj:         snapshot(v),
-			trigger:     st.Trigger,
-			triggerTime: st.TriggerTime,
-			sli:         &sliDetail{scheduleSource: s.scheduleSource},
-		}
-		if sp.name == fragment.SLIPodStartup {
-			f.sli.excluded = excluded
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
-// sliService is the service.name of SLI spans: one lane, and one series
-// per transition in span metrics whoever ran the pod.
-const sliService = "kubestitch"
-
-// sliDetail is what an SLI span says of how it was measured.
-type sliDetail struct {
-	scheduleSource string
-	excluded       time.Duration
+	return sliSpans(st)
 }

@@ -68,7 +68,7 @@ func TestSLITransitionsTheClusterloader2Way(t *testing.T) {
 		for _, f := range out {
 			assert.Equal(t, fragment.ObjectSpanID("pod-1", "Pod", "gen:1"), f.parentID, "under the pod's object span, in its trace")
 			assert.Equal(t, fragment.TraceID("pod-1", "gen:1"), f.traceID)
-			assert.Equal(t, "event", f.sli.scheduleSource)
+			assert.Equal(t, "event", sliOf(f.part).scheduleSource)
 		}
 	})
 }
@@ -86,7 +86,7 @@ func TestSLILeavesOutImagePulls(t *testing.T) {
 	assert.Equal(t, 2400*time.Millisecond, d[fragment.SLIScheduleToWatch], "the other transitions keep the pull")
 	for _, f := range out {
 		if f.name == fragment.SLIPodStartup {
-			assert.Equal(t, 1500*time.Millisecond, f.sli.excluded)
+			assert.Equal(t, 1500*time.Millisecond, sliOf(f.part).excluded)
 		}
 	}
 }
@@ -102,7 +102,7 @@ func TestSLIWithoutScheduledEventTakesTheCondition(t *testing.T) {
 	d := sliDurations(out)
 	require.Len(t, d, 5)
 	assert.Equal(t, time.Second, d[fragment.SLICreateToSchedule], "PodScheduled's lastTransitionTime")
-	assert.Equal(t, "condition", out[0].sli.scheduleSource)
+	assert.Equal(t, "condition", sliOf(out[0].part).scheduleSource)
 	assert.Empty(t, tr.quiet(t0.Add(20*time.Second), time.Hour), "sent once")
 }
 
@@ -156,8 +156,8 @@ func TestSLIScheduledEventBeforeThePod(t *testing.T) {
 	out := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(time.Second)), nil), t0.Add(1200*time.Millisecond), false)
 	assert.Equal(t, 300*time.Millisecond, sliDurations(out)[fragment.SLICreateToSchedule])
 	for _, f := range out {
-		if f.sli != nil {
-			assert.Equal(t, "event", f.sli.scheduleSource)
+		if sliOf(f.part) != nil {
+			assert.Equal(t, "event", sliOf(f.part).scheduleSource)
 		}
 	}
 

@@ -154,8 +154,8 @@ func TestFirstListClosesARecentOperationItDidNotSee(t *testing.T) {
 	got := newTracker().observe(viewDeployment(d, nil), t0.Add(30*time.Second), true)
 	require.Equal(t, []string{fragment.PhaseDeploymentRollout}, names(got))
 	f := got[0]
-	assert.True(t, f.resumed)
-	assert.True(t, *f.converged)
+	assert.True(t, objectOf(f.part).resumed)
+	assert.True(t, objectOf(f.part).converged)
 	assert.Equal(t, fragment.ObjectSpanID("dep-1", "Deployment", "gen:3"), f.spanID, "the span the dead holder would have sent: a repeat where it did")
 	assert.Equal(t, t0, f.start, "from the last spec change")
 	assert.Equal(t, t0.Add(20*time.Second), f.end, "to when the object says it converged")
@@ -197,13 +197,13 @@ func TestDeploymentGenerationsAreSeparateOperations(t *testing.T) {
 
 	assert.Equal(t, []string{fragment.PhaseTrigger}, names(open1))
 	require.Equal(t, []string{fragment.PhaseDeploymentRollout}, names(done1))
-	assert.True(t, *done1[0].converged)
+	assert.True(t, objectOf(done1[0].part).converged)
 	assert.Equal(t, []string{fragment.PhaseTrigger}, names(open2))
 	assert.NotEqual(t, open1[0].traceID, open2[0].traceID, "a generation bump is a new operation")
 	require.Equal(t, []string{fragment.PhaseDeploymentRollout, fragment.PhaseTrigger}, names(open3),
 		"a spec change before convergence closes the old rollout as not converged")
-	assert.False(t, *open3[0].converged)
-	assert.Equal(t, "superseded by gen:3", open3[0].reason)
+	assert.False(t, objectOf(open3[0].part).converged)
+	assert.Equal(t, "superseded by gen:3", objectOf(open3[0].part).reason)
 	assert.Equal(t, fragment.ObjectSpanID("dep-1", "Deployment", "gen:2"), open3[0].spanID)
 }
 
@@ -240,14 +240,14 @@ func TestPulledEventBecomesImagePullSpan(t *testing.T) {
 
 	require.Equal(t, []string{fragment.PhaseImagePull}, names(pulls))
 	assert.Equal(t, 1500*time.Millisecond, pulls[0].end.Sub(pulls[0].start))
-	assert.Equal(t, "app", pulls[0].container)
+	assert.Equal(t, "app", stepOf(pulls[0].part).container)
 	assert.Empty(t, dup, "the same Event seen again is the same span, emitted once")
 	assert.Empty(t, other, "an Event without duration waits to be a span event")
 
 	done := tr.observe(viewPod(running(scheduled(testPod("pod-1"), t0), t0), nil), t0.Add(4*time.Second), false)
 	require.Equal(t, fragment.PhasePodStartup, done[len(done)-1].name)
-	require.Len(t, done[len(done)-1].events, 1)
-	assert.Equal(t, "Started", done[len(done)-1].events[0].name)
+	require.Len(t, objectOf(done[len(done)-1].part).events, 1)
+	assert.Equal(t, "Started", objectOf(done[len(done)-1].part).events[0].name)
 }
 
 func TestSecondTimestampsSharpenedByDelivery(t *testing.T) {

@@ -51,6 +51,10 @@ func newTransform(allow map[string]bool, node string) func(any) (any, error) {
 	}
 }
 
+// maxContainers bounds the containers of one pod that get steps; a pod
+// beyond it is logged and counted, and its first maxContainers are used.
+const maxContainers = 256
+
 // maxInterned bounds the distinct namespaces, owner kinds and field
 // managers an informer keeps one copy of.
 const maxInterned = 4096
@@ -182,17 +186,4 @@ func aboutNode(node, controller, instance string, source corev1.EventSource, rea
 	// The scheduler's message, unchanged since v1.0: "Successfully
 	// assigned <namespace>/<pod> to <node>".
 	return reason == "Scheduled" && strings.HasSuffix(note, " to "+node)
-}
-
-func newer(t, than *metav1.Time) bool {
-	return t != nil && (than == nil || !t.Before(than))
-}
-
-// transformNode is the node whose kubelet's Events a node-mode receiver
-// keeps whole.
-func (r *watchReceiver) transformNode() string {
-	if r.cfg.Mode == ModeNode {
-		return r.cfg.NodeName
-	}
-	return ""
 }

@@ -333,3 +333,18 @@ func viewUnstructured(u *unstructured.Unstructured, allow map[string]bool) (obje
 	v.converged = ready && (!found || observed >= u.GetGeneration())
 	return v, hasStatus
 }
+
+// nodeAgentOf is the node agent that wrote a pod's or node's status last:
+// kubelet, or kwok on a simulated node. It runs the pod, and it finishes
+// the pod's deletion, whoever asked for it (see the README).
+func nodeAgentOf(v *objectView) string {
+	if v.nodeAgent != "" {
+		return v.nodeAgent
+	}
+	return "kubelet"
+}
+
+// newer says whether t is set and not before than (or than is unset).
+func newer(t, than *metav1.Time) bool {
+	return t != nil && (than == nil || !t.Before(than))
+}
