@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -42,9 +41,7 @@ type Collector struct {
 	bin, config string
 	overrides   []string
 	env         []string
-	cmd         *exec.Cmd
-	done        chan struct{}
-	err         error
+	proc        *Process
 }
 
 // CollectorOptions of a collector process.
@@ -57,7 +54,7 @@ type CollectorOptions struct {
 	// Env adds environment variables (KEY=VALUE) the config reads.
 	Env []string
 	// Overrides are further --config values merged over Config, e.g.
-	// "yaml:receivers::k8swatch::kinds: [Deployment]".
+	// "yaml:receivers::k8s_watch::kinds: [Deployment]".
 	Overrides []string
 }
 
@@ -106,28 +103,15 @@ func NewCollector(o CollectorOptions) (*Collector, error) {
 
 // Start runs the collector and waits until its health check answers.
 func (c *Collector) Start(ctx context.Context) error {
-	f, err := os.OpenFile(c.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
 	args := []string{"--config", c.config}
 	for _, o := range c.overrides {
 		args = append(args, "--config", o)
 	}
-	cmd := exec.Command(c.bin, args...)
-	cmd.Env = c.env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
+	p, err := StartProcess(ProcessOptions{Name: "collector " + c.Name, Bin: c.bin, Args: args, Env: c.env, Log: c.Log, AppendLog: true})
+	if err != nil {
 		return err
 	}
-	c.cmd, c.done = cmd, make(chan struct{})
-	go func() {
-		c.err = cmd.Wait()
-		f.Close()
-		close(c.done)
-	}()
+	c.proc = p
 	health := ""
 	for _, e := range c.env {
 		if v, ok := strings.CutPrefix(e, "KUBESTITCH_HEALTH_ENDPOINT="); ok {
@@ -137,8 +121,8 @@ func (c *Collector) Start(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-c.done:
-			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, c.err, LogTail(c.Log, 30))
+		case <-p.Done():
+			return fmt.Errorf("collector %s exited at start (%v):\n%s", c.Name, p.Err(), LogTail(c.Log, 30))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -156,10 +140,10 @@ func (c *Collector) Start(ctx context.Context) error {
 
 // PID of the running process, 0 if none.
 func (c *Collector) PID() int {
-	if c.cmd == nil || c.cmd.Process == nil {
+	if c.proc == nil {
 		return 0
 	}
-	return c.cmd.Process.Pid
+	return c.proc.PID()
 }
 
 // Stop sends SIGTERM (the collector flushes and exits) and waits.
@@ -169,20 +153,10 @@ func (c *Collector) Stop() error { return c.signal(syscall.SIGTERM, 30*time.Seco
 func (c *Collector) Kill() error { return c.signal(syscall.SIGKILL, 10*time.Second) }
 
 func (c *Collector) signal(sig syscall.Signal, grace time.Duration) error {
-	if c.cmd == nil {
+	if c.proc == nil {
 		return nil
 	}
-	select {
-	case <-c.done:
-		return nil
-	default:
-	}
-	_ = syscall.Kill(-c.cmd.Process.Pid, sig)
-	select {
-	case <-c.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-c.done
+	if err := c.proc.Stop(sig, grace); err != nil {
 		return errors.New("collector did not stop in time; killed")
 	}
 	return nil

@@ -278,7 +278,7 @@ authorization:
 // stopKubelet stops the kubelet, then its runtime, then puts the sysctls
 // back.
 func (c *Cluster) stopKubelet() {
-	c.stop("kubelet", 20*time.Second)
+	c.procs.stop("kubelet", 20*time.Second)
 	if c.runtime != nil {
 		c.runtime.Stop()
 		c.runtime = nil

@@ -145,3 +145,25 @@ func (c *Cluster) ServingCert(name string) (certFile, keyFile string, caBundle [
 	caBundle, err = os.ReadFile(c.pki.path("ca.crt"))
 	return c.pki.path(name + ".crt"), c.pki.path(name + ".key"), caBundle, err
 }
+
+func (c *Cluster) issueCerts() error {
+	p := c.pki
+	if err := p.issue("apiserver", "kube-apiserver", nil, true); err != nil {
+		return err
+	}
+	for _, u := range []struct{ name, cn, org string }{
+		{"admin", "kubestitch-admin", "system:masters"},
+		{"controller-manager", "system:kube-controller-manager", ""},
+		{"scheduler", "system:kube-scheduler", ""},
+		{"kwok", "kwok", "system:masters"},
+	} {
+		var orgs []string
+		if u.org != "" {
+			orgs = []string{u.org}
+		}
+		if err := p.issue(u.name, u.cn, orgs, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}

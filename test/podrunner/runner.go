@@ -22,10 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -90,33 +87,6 @@ type Runner struct {
 	done    chan struct{}
 	started time.Time
 	hostLs  []net.Listener
-}
-
-// Pod is a pod the runner runs (or ran).
-type Pod struct {
-	Namespace, Name, Node, IP string
-	// PID is the container's process.
-	PID int
-	// Log is its stdout and stderr.
-	Log string
-
-	spec   *corev1.Pod
-	dir    string
-	net    *netns
-	hosts  string
-	ready  bool
-	killed bool
-	exit   chan struct{}
-	err    error
-}
-
-func (p *Pod) exited() bool {
-	select {
-	case <-p.exit:
-		return true
-	default:
-		return false
-	}
 }
 
 // New makes a runner; Start attaches it to a cluster.
@@ -301,49 +271,6 @@ func writeInPlace(path, body string) error {
 	return errors.Join(err, f.Close())
 }
 
-// Kill sends the container SIGKILL, as an OOM kill or a crash would end
-// it; the pod object stays.
-func (r *Runner) Kill(p *Pod) error {
-	r.mu.Lock()
-	p.killed = true
-	r.mu.Unlock()
-	return p.signal(syscall.SIGKILL, 10*time.Second)
-}
-
-func (p *Pod) signal(sig syscall.Signal, grace time.Duration) error {
-	if p.exited() {
-		return nil
-	}
-	_ = syscall.Kill(p.PID, sig)
-	select {
-	case <-p.exit:
-		return nil
-	case <-time.After(grace):
-		_ = syscall.Kill(p.PID, syscall.SIGKILL)
-		<-p.exit
-		return fmt.Errorf("podrunner: %s/%s did not stop on %v in %v", p.Namespace, p.Name, sig, grace)
-	}
-}
-
-// Memory is the container process's resident set now and at its peak,
-// in bytes (0 once it exited).
-func (p *Pod) Memory() (rss, peak uint64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
-	if err != nil || p.exited() {
-		return 0, 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		var kb uint64
-		if n, _ := fmt.Sscanf(l, "VmRSS: %d kB", &kb); n == 1 {
-			rss = kb << 10
-		}
-		if n, _ := fmt.Sscanf(l, "VmHWM: %d kB", &kb); n == 1 {
-			peak = kb << 10
-		}
-	}
-	return rss, peak
-}
-
 // Stop stops every container (SIGTERM, then SIGKILL after 30 s), ends the
 // namespaces and removes the pods' files.
 func (r *Runner) Stop() {
@@ -378,54 +305,4 @@ func (r *Runner) Stop() {
 	for _, p := range pods {
 		_ = os.RemoveAll(p.dir)
 	}
-}
-
-// Get fetches url from inside the pod's network (its own 127.0.0.1, say
-// the collector's telemetry on its metrics port), for a test's diagnosis.
-func (r *Runner) Get(p *Pod, url string) (string, error) {
-	resp, err := p.httpClient(5 * time.Second).Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
-
-// probe runs the container's readiness probe (an HTTP GET, inside the
-// pod's network, as the kubelet does); a pod without one is ready once
-// its process runs.
-func (r *Runner) probe(p *Pod) bool {
-	c := p.spec.Spec.Containers[0]
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil {
-		return true
-	}
-	g := c.ReadinessProbe.HTTPGet
-	host := g.Host
-	if host == "" {
-		host = p.IP
-	}
-	port := g.Port.IntValue()
-	if g.Port.StrVal != "" {
-		for _, cp := range c.Ports {
-			if cp.Name == g.Port.StrVal {
-				port = int(cp.ContainerPort)
-			}
-		}
-	}
-	resp, err := p.httpClient(time.Second).Get(fmt.Sprintf("http://%s%s", net.JoinHostPort(host, strconv.Itoa(port)), g.Path))
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 400
-}
-
-// httpClient makes its connections from inside the pod's network, one per
-// request.
-func (p *Pod) httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext:       func(_ context.Context, _, addr string) (net.Conn, error) { return p.net.dial(addr) },
-	}}
 }
