@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the fragment key: 32 random bytes, base64, as the Secret
 # kubestitch-fragment-key in the gateway's namespace and in the agents'.
-# k8swatch signs every fragment with it and k8sstitch takes only signed
+# k8s_watch signs every fragment with it and k8s_stitch takes only signed
 # ones (deploy/README.md, Trust). Prints the two Secrets:
 #
 #   deploy/fragment-key.sh | kubectl apply -f -

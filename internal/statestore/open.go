@@ -1,5 +1,5 @@
 // Package statestore opens a component's storage extension client, the
-// one way both k8swatch and k8sstitch do it.
+// one way both the k8s_watch receiver and the k8s_stitch processor do it.
 package statestore
 
 import (
@@ -36,9 +36,27 @@ func Open(ctx context.Context, host component.Host, storageID component.ID, kind
 	if !ok {
 		return nil, fmt.Errorf("extension %s is not a storage extension", storageID)
 	}
-	c, err := se.GetClient(ctx, kind, id, "")
+	c, err := se.GetClient(ctx, kind, storedAs(id), "")
 	if err != nil {
 		return nil, &DamagedError{Err: err}
 	}
 	return c, nil
+}
+
+// legacyTypes are the component types before lower_snake_case, by their
+// new names. A storage extension names a component's store by its ID
+// (file_storage: a file receiver_k8swatch_...): the store keeps the old
+// type's name, so state written before the rename, or under the old name
+// (still accepted as a deprecated alias), opens under either name.
+var legacyTypes = map[string]component.Type{
+	"k8s_watch":  component.MustNewType("k8swatch"),
+	"k8s_stitch": component.MustNewType("k8sstitch"),
+}
+
+// storedAs is the ID a component's store is named by.
+func storedAs(id component.ID) component.ID {
+	if old, ok := legacyTypes[id.Type().String()]; ok {
+		return component.NewIDWithName(old, id.Name())
+	}
+	return id
 }

@@ -7,16 +7,20 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processorhelper"
+	"go.opentelemetry.io/collector/processor/xprocessor"
 
 	"github.com/kubestitch/kubestitch/processor/k8snamespaceprocessor/internal/metadata"
 )
 
-// NewFactory returns the factory of the k8snamespace processor.
+// NewFactory returns the factory of the k8s_namespace processor (formerly k8snamespace).
 func NewFactory() processor.Factory {
-	return processor.NewFactory(
+	return xprocessor.NewFactory(
 		metadata.Type,
 		createDefaultConfig,
-		processor.WithTraces(createTraces, metadata.TracesStability),
+		xprocessor.WithTraces(createTraces, metadata.TracesStability),
+		// The type before lower_snake_case: configs that name it still run,
+		// and the collector logs a deprecation warning.
+		xprocessor.WithDeprecatedTypeAlias(metadata.DeprecatedType),
 	)
 }
 

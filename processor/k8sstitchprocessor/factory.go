@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/xprocessor"
 
 	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
 )
@@ -21,12 +22,15 @@ const (
 	defaultClockTolerance   = time.Second
 )
 
-// NewFactory returns the factory of the k8sstitch processor.
+// NewFactory returns the factory of the k8s_stitch processor (formerly k8sstitch).
 func NewFactory() processor.Factory {
-	return processor.NewFactory(
+	return xprocessor.NewFactory(
 		metadata.Type,
 		createDefaultConfig,
-		processor.WithTraces(createTraces, metadata.TracesStability),
+		xprocessor.WithTraces(createTraces, metadata.TracesStability),
+		// The type before lower_snake_case: configs that name it still run,
+		// and the collector logs a deprecation warning.
+		xprocessor.WithDeprecatedTypeAlias(metadata.DeprecatedType),
 	)
 }
 

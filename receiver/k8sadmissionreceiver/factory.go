@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/xreceiver"
 
 	"github.com/kubestitch/kubestitch/receiver/k8sadmissionreceiver/internal/metadata"
 )
@@ -28,12 +29,15 @@ const (
 	defaultMaxRequestBodySize = 4 << 20
 )
 
-// NewFactory returns the factory of the k8sadmission receiver.
+// NewFactory returns the factory of the k8s_admission receiver (formerly k8sadmission).
 func NewFactory() receiver.Factory {
-	return receiver.NewFactory(
+	return xreceiver.NewFactory(
 		metadata.Type,
 		createDefaultConfig,
-		receiver.WithTraces(createTraces, metadata.TracesStability),
+		xreceiver.WithTraces(createTraces, metadata.TracesStability),
+		// The type before lower_snake_case: configs that name it still run,
+		// and the collector logs a deprecation warning.
+		xreceiver.WithDeprecatedTypeAlias(metadata.DeprecatedType),
 	)
 }
 

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/xreceiver"
 
 	"github.com/kubestitch/kubestitch/receiver/k8swatchreceiver/internal/metadata"
 )
@@ -19,12 +20,15 @@ const (
 	defaultRetryPeriod   = 2 * time.Second
 )
 
-// NewFactory returns the factory of the k8swatch receiver.
+// NewFactory returns the factory of the k8s_watch receiver (formerly k8swatch).
 func NewFactory() receiver.Factory {
-	return receiver.NewFactory(
+	return xreceiver.NewFactory(
 		metadata.Type,
 		createDefaultConfig,
-		receiver.WithTraces(createTraces, metadata.TracesStability),
+		xreceiver.WithTraces(createTraces, metadata.TracesStability),
+		// The type before lower_snake_case: configs that name it still run,
+		// and the collector logs a deprecation warning.
+		xreceiver.WithDeprecatedTypeAlias(metadata.DeprecatedType),
 	)
 }
 

@@ -240,7 +240,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 	cfg := configs(t, "single-gateway")
 	overrides := loopbackOverrides
 	gw, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
-		Overrides: append(gatewayLoopbackOverrides(), "yaml:processors::k8sstitch::wait: 2s"),
+		Overrides: append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 2s"),
 		Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
 	require.NoError(t, err)
 	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: gw.OTLPEndpoint, Log: testLog{t}})
@@ -335,8 +335,8 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 // account, pod IP, its own :8888) for a collector process on this host.
 func loopbackOverrides() []string {
 	return []string{
-		"yaml:receivers::k8swatch::auth_type: kubeConfig",
-		"yaml:receivers::k8swatch::kube_config: ${env:KUBECONFIG}",
+		"yaml:receivers::k8s_watch::auth_type: kubeConfig",
+		"yaml:receivers::k8s_watch::kube_config: ${env:KUBECONFIG}",
 		"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
 		"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
 		"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",

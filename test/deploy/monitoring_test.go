@@ -232,7 +232,7 @@ func documentedMetrics(t *testing.T) map[string]string {
 		require.NoError(t, err)
 		files = append(files, m...)
 	}
-	require.GreaterOrEqual(t, len(files), 4, "k8swatch, k8sadmission, k8sstitch, k8snamespace")
+	require.GreaterOrEqual(t, len(files), 4, "k8s_watch, k8s_admission, k8s_stitch, k8s_namespace")
 	cmd := exec.Command("go", append([]string{"list", "-m", "-f", "{{.Path}} {{.Dir}}"}, collectorModules...)...)
 	cmd.Dir = root
 	out, err := cmd.Output()

@@ -63,7 +63,7 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 	for _, name := range []string{"gw-a", "gw-b"} {
 		sink := otlpsink.Start(t)
 		gw, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: name, Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: filepath.Join(dir, name),
-			Overrides: append([]string{shardingFile}, append(gatewayLoopbackOverrides(), "yaml:processors::k8sstitch::wait: 3s")...),
+			Overrides: append([]string{shardingFile}, append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 3s")...),
 			Env:       append(slices.Clone(podEnv), "POD_NAME="+name, "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
 		require.NoError(t, err)
 		shards = append(shards, shard{gw, sink})

@@ -47,8 +47,8 @@ func TestFragmentKeyScript(t *testing.T) {
 }
 
 // TestEveryCollectorSignsOrVerifies: in every overlay, each collector pod
-// mounts the fragment key Secret, and its config signs (k8swatch) and
-// verifies (k8sstitch) with the file where the mount puts it.
+// mounts the fragment key Secret, and its config signs (k8s_watch) and
+// verifies (k8s_stitch) with the file where the mount puts it.
 func TestEveryCollectorSignsOrVerifies(t *testing.T) {
 	for _, o := range overlays {
 		objs := build(t, o)
@@ -79,7 +79,7 @@ func TestEveryCollectorSignsOrVerifies(t *testing.T) {
 			for _, comp := range []string{"receivers", "processors"} {
 				m, _ := merged[comp].(map[string]any)
 				for name, v := range m {
-					if name != "k8swatch" && name != "k8sstitch" {
+					if name != "k8s_watch" && name != "k8s_stitch" {
 						continue
 					}
 					got, _ := v.(map[string]any)["fragment_key_file"].(string)

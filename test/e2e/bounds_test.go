@@ -35,7 +35,7 @@ func TestHugeResourceRequestKeepsTheGatewayBounded(t *testing.T) {
 			"yaml:processors::memory_limiter::spike_limit_mib: 256",
 			// Every flood span names a parent that never comes: with the
 			// default root_wait (2m) it would wait that long for it.
-			"yaml:processors::k8sstitch::root_wait: 10s",
+			"yaml:processors::k8s_stitch::root_wait: 10s",
 		},
 		GatewayEnv: []string{"GOMEMLIMIT=1GiB"},
 	})

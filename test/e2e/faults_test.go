@@ -24,7 +24,7 @@ func TestFaults(t *testing.T) {
 		PodStages: "general",
 		// Flush the file exporter at once and skip the batch processor, so
 		// a SIGKILL loses nothing the pipeline had already passed on.
-		GatewayOverrides: []string{"yaml:service::pipelines::traces::processors: [memory_limiter, k8sstitch]"},
+		GatewayOverrides: []string{"yaml:service::pipelines::traces::processors: [memory_limiter, k8s_stitch]"},
 		GatewayEnv:       []string{"KUBESTITCH_FLUSH_INTERVAL=5ms"},
 	})
 	deps := e.Cluster.Client.AppsV1().Deployments("default")

@@ -18,12 +18,12 @@ import (
 
 func leaderElection(identity string) []string {
 	return []string{
-		"yaml:receivers::k8swatch::leader_election::enabled: true",
-		"yaml:receivers::k8swatch::leader_election::lease_namespace: default",
-		"yaml:receivers::k8swatch::leader_election::identity: " + identity,
-		"yaml:receivers::k8swatch::leader_election::lease_duration: 4s",
-		"yaml:receivers::k8swatch::leader_election::renew_deadline: 3s",
-		"yaml:receivers::k8swatch::leader_election::retry_period: 500ms",
+		"yaml:receivers::k8s_watch::leader_election::enabled: true",
+		"yaml:receivers::k8s_watch::leader_election::lease_namespace: default",
+		"yaml:receivers::k8s_watch::leader_election::identity: " + identity,
+		"yaml:receivers::k8s_watch::leader_election::lease_duration: 4s",
+		"yaml:receivers::k8s_watch::leader_election::renew_deadline: 3s",
+		"yaml:receivers::k8s_watch::leader_election::retry_period: 500ms",
 	}
 }
 

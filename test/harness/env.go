@@ -113,13 +113,13 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if o.Admission {
 		overrides = append([]string{
 			filepath.Join(root, "deploy", "components", "admission", "admission.yaml"),
-			"yaml:receivers::k8sadmission::endpoint: ${env:KUBESTITCH_WEBHOOK_ENDPOINT}",
-			"yaml:receivers::k8sadmission::tls::cert_file: ${env:KUBESTITCH_WEBHOOK_CERT}",
-			"yaml:receivers::k8sadmission::tls::key_file: ${env:KUBESTITCH_WEBHOOK_KEY}",
+			"yaml:receivers::k8s_admission::endpoint: ${env:KUBESTITCH_WEBHOOK_ENDPOINT}",
+			"yaml:receivers::k8s_admission::tls::cert_file: ${env:KUBESTITCH_WEBHOOK_CERT}",
+			"yaml:receivers::k8s_admission::tls::key_file: ${env:KUBESTITCH_WEBHOOK_KEY}",
 		}, overrides...)
 	}
 	if o.Agent {
-		overrides = append([]string{"yaml:receivers::k8swatch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
+		overrides = append([]string{"yaml:receivers::k8s_watch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
 	}
 	e.Gateway, err = localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: dir, Overrides: overrides, Env: o.GatewayEnv})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 func NewSettings(tt *componenttest.Telemetry) processor.Settings {
 	set := processortest.NewNopSettings(processortest.NopType)
-	set.ID = component.NewID(component.MustNewType("k8snamespace"))
+	set.ID = component.NewID(component.MustNewType("k8s_namespace"))
 	set.TelemetrySettings = tt.NewTelemetrySettings()
 	return set
 }

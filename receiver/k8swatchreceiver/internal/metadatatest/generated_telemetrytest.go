@@ -16,7 +16,7 @@ import (
 
 func NewSettings(tt *componenttest.Telemetry) receiver.Settings {
 	set := receivertest.NewNopSettings(receivertest.NopType)
-	set.ID = component.NewID(component.MustNewType("k8swatch"))
+	set.ID = component.NewID(component.MustNewType("k8s_watch"))
 	set.TelemetrySettings = tt.NewTelemetrySettings()
 	return set
 }
