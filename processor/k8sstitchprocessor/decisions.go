@@ -6,6 +6,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
+// traceDecision is where a joined trace went.
+type traceDecision struct {
+	newTrace pcommon.TraceID
+	parent   pcommon.SpanID
+	hint     hintKind
+}
+
 // decisionTable holds the decisions of joined traces, bounded to max:
 // once full, a new trace takes the place of the oldest. It is pointer-free
 // (the garbage collector never scans it) and costs no allocation per

@@ -13,9 +13,6 @@ import (
 // cycle (ownerReferences are not validated by the API server).
 const maxOwnerDepth = 16
 
-// objRef is an object's slot in the graph, plus one: zero is none.
-type objRef int32
-
 // ownerGraph maps object UIDs to their owners and operations. It is bounded
 // by maxObjects: at the limit an object not seen recently is shed.
 type ownerGraph struct {

@@ -9,6 +9,9 @@ import (
 	"github.com/kubestitch/kubestitch/internal/fragment"
 )
 
+// objRef is an object's slot in the graph, plus one: zero is none.
+type objRef int32
+
 // maxOpsPerObject bounds the operations remembered per object: enough for a
 // spec change that supersedes another while a deletion starts.
 const maxOpsPerObject = 4
@@ -191,4 +194,10 @@ func (o *object) created() time.Time {
 		}
 	}
 	return first
+}
+
+// retiree is a deleted object, and when its deletion closed.
+type retiree struct {
+	uid    string
+	closed time.Time
 }

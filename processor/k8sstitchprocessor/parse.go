@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/apipath"
 )
@@ -136,14 +135,6 @@ type fragmentKey struct {
 	// resumed: an object span sent for an operation that converged out of
 	// a watcher's sight (fragment.KeyResumed).
 	resumed bool
-}
-
-// readFragment reads a span's fragment key; isFrag is false for an app
-// span.
-func readFragment(s ptrace.Span) (k fragmentKey, isFrag bool) {
-	var a spanAttrs
-	a.scan(s)
-	return a.fk, a.isFrag
 }
 
 // valid says whether a fragment carries what a join needs.

@@ -13,12 +13,6 @@ import (
 	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
 )
 
-// retiree is a deleted object, and when its deletion closed.
-type retiree struct {
-	uid    string
-	closed time.Time
-}
-
 // retire drops the deleted objects whose deletion closed keepJoinedFor
 // waits ago and which have no open operation: without it, ordinary churn
 // (Jobs, pods) would fill the graph to max_objects and evict live objects.

@@ -126,13 +126,6 @@ func (b *batchIndex) find(id pcommon.TraceID) (int, *traceState) {
 	}
 }
 
-// traceDecision is where a joined trace went.
-type traceDecision struct {
-	newTrace pcommon.TraceID
-	parent   pcommon.SpanID
-	hint     hintKind
-}
-
 // follow makes ts a trace that joined as d says.
 func (ts *traceState) follow(d traceDecision) {
 	ts.decided, ts.join, ts.checkedPassed = true, true, true
