@@ -116,5 +116,11 @@ release:
 image-name:
 	@$(RELEASE) name
 
+## lint: staticcheck (pinned in tools/go.mod) on the whole module, its
+## default checks; .ci/run runs it before the tests
+lint:
+	tmp=$$(mktemp -d) && $(GO) -C tools build -o $$tmp/staticcheck honnef.co/go/tools/cmd/staticcheck && \
+	  $$tmp/staticcheck ./...; rc=$$?; rm -rf $$tmp; exit $$rc
+
 clean:
 	rm -rf bin .demo dist

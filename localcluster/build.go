@@ -36,10 +36,9 @@ type Binaries struct {
 }
 
 type buildSpec struct {
-	module  string // directory under localcluster/
-	dir     string // cache subdirectory
-	outputs map[string]string
-	pkgs    []string
+	module string // directory under localcluster/
+	dir    string // cache subdirectory
+	pkgs   []string
 }
 
 // DefaultCacheDir is $KUBESTITCH_CACHE, else the user cache dir + kubestitch.

@@ -21,12 +21,12 @@ func realisticPod(uid string) *corev1.Pod {
 	p := testPod(uid)
 	p.Labels = map[string]string{"app": "web", "pod-template-hash": "7c9cb467c4", "tier": "frontend"}
 	p.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-11-25T10:00:00Z", "prometheus.io/scrape": "true"}
-	fields := metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{}}}}}`)}
+	fields := metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{}}}}}`)
 	now := metav1.NewTime(t0)
 	p.ManagedFields = []metav1.ManagedFieldsEntry{
-		{Manager: "kube-controller-manager", Operation: "Update", Time: &now, FieldsType: "FieldsV1", FieldsV1: &fields},
-		{Manager: "kube-scheduler", Operation: "Update", Time: &now, FieldsType: "FieldsV1", FieldsV1: &fields, Subresource: "status"},
-		{Manager: "kubelet", Operation: "Update", Time: &now, FieldsType: "FieldsV1", FieldsV1: &fields, Subresource: "status"},
+		{Manager: "kube-controller-manager", Operation: "Update", Time: &now, FieldsType: "FieldsV1", FieldsV1: fields},
+		{Manager: "kube-scheduler", Operation: "Update", Time: &now, FieldsType: "FieldsV1", FieldsV1: fields, Subresource: "status"},
+		{Manager: "kubelet", Operation: "Update", Time: &now, FieldsType: "FieldsV1", FieldsV1: fields, Subresource: "status"},
 	}
 	c := corev1.Container{
 		Name: "app", Image: "registry.example/web:1", Args: []string{"--port=8080", "--verbose"},
