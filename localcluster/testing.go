@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 )
@@ -15,7 +16,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Skip("needs the local control plane; `make test` runs it")
 	}
 	if opts.Log == nil {
-		opts.Log = testWriter{t}
+		opts.Log = TestLog(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
@@ -26,6 +27,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(c.Down)
 	return c
 }
+
+// TestLog is a writer into the test's log: each write is one t.Logf. The
+// processes' output goes there in every test that starts them.
+func TestLog(t testing.TB) io.Writer { return testWriter{t} }
 
 type testWriter struct{ t testing.TB }
 

@@ -75,14 +75,11 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	} else {
 		defer os.RemoveAll(work)
 	}
-	col, err := localcluster.NewCollector(localcluster.CollectorOptions{
-		Name: "gateway", Bin: bin, Config: config, Dir: work,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Println("demo: starting the local control plane (kube-apiserver traces to the gateway at", col.OTLPEndpoint+")")
-	opts := localcluster.Options{TracingEndpoint: col.OTLPEndpoint, PodStages: stages, Log: os.Stdout}
+	// The gateway receives kube-apiserver's spans; it starts first, so it
+	// has them from the first request on (its watches retry until the
+	// apiserver answers).
+	gw := localcluster.StackCollector{Name: "gateway", Config: config, APIServerSpans: true}
+	opts := localcluster.Options{PodStages: stages, Log: os.Stdout}
 	if kubelet {
 		// The kubelet and its runtime export to the gateway too (no agent
 		// in the demo). Their CRI spans leave before their syncPod root
@@ -91,24 +88,16 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 		if stuck {
 			opts.Kubelet.Faults.PullFails = []string{stuckImage}
 		}
-		col.SetEnv("KUBESTITCH_WAIT=10s")
+		gw.Env = append(gw.Env, "KUBESTITCH_WAIT=10s")
 	}
-	cluster, err := localcluster.Prepare(ctx, opts)
+	fmt.Println("demo: starting the local control plane (kube-apiserver traces to the gateway)")
+	st, err := localcluster.UpStack(ctx, localcluster.StackOptions{Cluster: opts, Bin: bin, Dir: work, Collectors: []localcluster.StackCollector{gw}})
 	if err != nil {
 		return err
 	}
-	defer cluster.Down()
-	// The collector first, so it receives the apiserver's spans from its
-	// first request on; its watches retry until the apiserver answers.
-	col.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
-	if err := col.Start(ctx); err != nil {
-		return err
-	}
-	defer col.Stop() //nolint:errcheck // stopped explicitly below; this is for early returns
-	if err := cluster.Start(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("demo: collector running (pid %d); applying Deployment web with %d replicas\n", col.PID(), replicas)
+	defer st.Down() //nolint:errcheck // taken down explicitly below; this is for early returns
+	cluster, col := st.Cluster, st.Collector("gateway")
+	fmt.Printf("demo: collector running (pid %d, OTLP at %s); applying Deployment web with %d replicas\n", col.PID(), col.OTLPEndpoint, replicas)
 	begin := time.Now()
 	d := localcluster.DemoDeployment("web", replicas)
 	if kubelet {
@@ -160,8 +149,7 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	}
 	// The control plane first: the kubelet and its runtime flush their
 	// last spans to a collector that is still there.
-	cluster.Down()
-	if err := col.Stop(); err != nil {
+	if err := st.Down(); err != nil {
 		return err
 	}
 	dst := filepath.Join(out, "traces.json")

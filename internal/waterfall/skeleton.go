@@ -19,16 +19,15 @@ func (n *Node) IsFragment() bool {
 	return ok
 }
 
-// isSLI says whether a span is one of k8swatch's SLI spans.
-func (n *Node) isSLI() bool {
-	v, _ := n.Attributes.Get(fragment.KeyLevel)
-	return v.Str() == fragment.LevelSLI
+// IsSLI says whether a span is one of k8swatch's SLI spans.
+func (n *Node) IsSLI() bool {
+	return n.Level() == fragment.LevelSLI
 }
 
 func fragmentChildren(n *Node, o Options) []*Node {
 	var out []*Node
 	for _, c := range n.Children {
-		if c.IsFragment() && !(o.NoSLI && c.isSLI()) {
+		if c.IsFragment() && !(o.NoSLI && c.IsSLI()) {
 			out = append(out, c)
 		}
 	}
@@ -54,7 +53,7 @@ func mergeGroups(nodes []*Node, o Options) []*group {
 	var out []*group
 	idx := map[string]*group{}
 	for _, n := range nodes {
-		if !n.IsFragment() || (o.NoSLI && n.isSLI()) {
+		if !n.IsFragment() || (o.NoSLI && n.IsSLI()) {
 			continue
 		}
 		obj := n.Object

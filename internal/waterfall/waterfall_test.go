@@ -117,7 +117,7 @@ func TestBuildLinksSpansIntoTrees(t *testing.T) {
 	assert.True(t, failing.IsFragment())
 	assert.False(t, req.IsFragment())
 	require.Len(t, failing.Children, 1)
-	assert.True(t, failing.Children[0].isSLI())
+	assert.True(t, failing.Children[0].IsSLI())
 
 	require.Len(t, tr.Orphans, 1)
 	assert.Equal(t, "GET /api/v1/pods", tr.Orphans[0].Name)

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/test/promtext"
 )
 
 // kube-apiserver's writes during a scale run, by class, from its metrics
@@ -38,28 +38,15 @@ func writeClass(verb, resource, subresource string) string {
 func apiserverWrites(t *testing.T, cluster *localcluster.Cluster) map[string]float64 {
 	body, err := cluster.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
 	require.NoError(t, err)
+	samples, err := promtext.Parse(string(body))
+	require.NoError(t, err)
 	out := map[string]float64{}
-	for _, l := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(l, "apiserver_request_total{") {
+	for _, s := range samples {
+		if s.Name != "apiserver_request_total" {
 			continue
 		}
-		labels := promLabels(l)
-		if c := writeClass(labels["verb"], labels["resource"], labels["subresource"]); c != "" {
-			v, err := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
-			require.NoError(t, err)
-			out[c] += v
-		}
-	}
-	return out
-}
-
-func promLabels(line string) map[string]string {
-	out := map[string]string{}
-	inner := line[strings.Index(line, "{")+1 : strings.LastIndex(line, "}")]
-	for _, kv := range strings.Split(inner, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		if ok {
-			out[k] = strings.Trim(v, `"`)
+		if c := writeClass(s.Labels["verb"], s.Labels["resource"], s.Labels["subresource"]); c != "" {
+			out[c] += s.Value
 		}
 	}
 	return out

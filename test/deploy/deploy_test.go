@@ -233,24 +233,21 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 		t.Skip("needs the local control plane; `make test` runs it")
 	}
 	sink := otlpsink.Start(t)
-	bin := harness.CollectorBinary(t)
 	ctx := t.Context()
-	// The gateway of deploy/, on loopback, exporting to the sink.
-	dir := t.TempDir()
+	// deploy/'s gateway and agent, on loopback; the gateway exports to the
+	// sink and receives kube-apiserver's spans.
 	cfg := configs(t, "single-gateway")
-	overrides := loopbackOverrides
-	gw, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: dir,
-		Overrides: append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 2s"),
-		Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
-	require.NoError(t, err)
-	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: gw.OTLPEndpoint, Log: testLog{t}})
-	require.NoError(t, err)
-	t.Cleanup(cluster.Down)
-	gw.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
-	require.NoError(t, gw.Start(ctx))
+	st := harness.StartStack(t, localcluster.StackOptions{Cluster: localcluster.Options{Log: localcluster.TestLog(t)}, Collectors: []localcluster.StackCollector{
+		{Name: "gateway", ConfigYAML: []byte(cfg["gateway.yaml"]), APIServerSpans: true,
+			Overrides: append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 2s"),
+			Env:       append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)},
+		{Name: "agent", ConfigYAML: []byte(cfg["agent.yaml"]), Overrides: loopbackOverrides(), Env: slices.Clone(podEnv)},
+	}}, func(st *localcluster.Stack) {
+		st.Collector("agent").SetEnv("KUBESTITCH_GATEWAY_ENDPOINT=" + st.Collector("gateway").OTLPEndpoint)
+	})
+	cluster := st.Cluster
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("gateway log:\n%s", localcluster.LogTail(gw.Log, 60))
 			var b strings.Builder
 			for _, tr := range waterfall.Build(sink.Traces()) {
 				if tr.Root != nil && tr.Root.IsFragment() {
@@ -259,14 +256,7 @@ func TestManifestsOnRealAPIServer(t *testing.T) {
 			}
 			t.Logf("fragment roots at the backend: %s", b.String())
 		}
-		_ = gw.Stop()
 	})
-	agent, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", cfg["agent.yaml"]), Dir: dir,
-		Overrides: overrides(), Env: append(slices.Clone(podEnv), "KUBECONFIG="+cluster.Kubeconfig, "KUBESTITCH_GATEWAY_ENDPOINT="+gw.OTLPEndpoint)})
-	require.NoError(t, err)
-	require.NoError(t, agent.Start(ctx))
-	t.Cleanup(func() { _ = agent.Stop() })
-	require.NoError(t, cluster.Start(ctx))
 
 	dyn, err := dynamic.NewForConfig(cluster.RESTConfig)
 	require.NoError(t, err)
@@ -353,11 +343,4 @@ func gatewayLoopbackOverrides() []string {
 	return append(loopbackOverrides(),
 		"yaml:exporters::prometheus::endpoint: ${env:KUBESTITCH_PROMETHEUS_ENDPOINT}",
 		"yaml:extensions::pprof::endpoint: ${env:KUBESTITCH_PPROF_ENDPOINT}")
-}
-
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(b []byte) (int, error) {
-	w.t.Logf("%s", strings.TrimSpace(string(b)))
-	return len(b), nil
 }

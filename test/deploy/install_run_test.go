@@ -26,6 +26,7 @@ import (
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
 	"github.com/kubestitch/kubestitch/test/podrunner"
+	"github.com/kubestitch/kubestitch/test/promtext"
 	"github.com/kubestitch/kubestitch/test/shippedimage"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
@@ -254,7 +255,7 @@ func startInstall(t *testing.T, opts localcluster.Options) (*localcluster.Cluste
 		Image:      image,
 		Namespaces: []string{"kubestitch", "kubestitch-node"}, Selector: "app.kubernetes.io/name=kubestitch",
 		Backends: map[string]func(string) string{"observability/tempo": be.endpoint},
-		Dir:      t.TempDir(), Log: testLog{t},
+		Dir:      t.TempDir(), Log: localcluster.TestLog(t),
 		// The nodes' agents first, as a DaemonSet's pods often are: they
 		// must not lose what they watch before any gateway is resolvable.
 		StartAfter: func(p *corev1.Pod) time.Duration {
@@ -268,7 +269,7 @@ func startInstall(t *testing.T, opts localcluster.Options) (*localcluster.Cluste
 	// its agent's 127.0.0.1:4317, as deploy/control-plane/ configures it.
 	tracing, err := runner.NodeEndpoint("kwok-node-0", 4317)
 	require.NoError(t, err)
-	opts.TracingEndpoint, opts.Log = tracing, testLog{t}
+	opts.TracingEndpoint, opts.Log = tracing, localcluster.TestLog(t)
 	cluster := localcluster.Start(t, opts)
 	t.Cleanup(runner.Stop)
 	t.Cleanup(func() {
@@ -423,11 +424,11 @@ func podCounters(runner *podrunner.Runner, p *podrunner.Pod) string {
 		return err.Error()
 	}
 	var out []string
-	for _, l := range samples {
+	for _, s := range samples {
 		for _, m := range []string{"otelcol_exporter_sent_spans", "otelcol_exporter_send_failed_spans", "otelcol_receiver_accepted_spans", "otelcol_receiver_refused_spans",
 			"otelcol_loadbalancer_num_backends", "otelcol_loadbalancer_backend_outcome", "otelcol_k8sstitch_fragments", "otelcol_k8sstitch_spans_joined", "otelcol_k8sstitch_spans_passed"} {
-			if strings.HasPrefix(l, m) {
-				out = append(out, "  "+l)
+			if strings.HasPrefix(s.Name, m) {
+				out = append(out, "  "+s.String())
 			}
 		}
 	}
@@ -450,34 +451,19 @@ func metricValues(runner *podrunner.Runner, p *podrunner.Pod, name string) []flo
 	if err != nil {
 		return nil
 	}
-	var out []float64
-	for _, l := range samples {
-		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"_total") {
-			var v float64
-			if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err == nil {
-				out = append(out, v)
-			}
-		}
-	}
-	return out
+	return samples.Values(name)
 }
 
-// podMetrics are the sample lines of a collector pod's own telemetry
+// podMetrics are the samples of a collector pod's own telemetry
 // (Prometheus text), read inside its network where the shipped config
 // serves it: a gateway on its pod IP, port 8888, an agent on its node's IP
 // (a host-network pod's IP), port 18888.
-func podMetrics(runner *podrunner.Runner, p *podrunner.Pod) ([]string, error) {
+func podMetrics(runner *podrunner.Runner, p *podrunner.Pod) (promtext.Samples, error) {
 	body, err := runner.Get(p, "http://"+net.JoinHostPort(p.IP, strconv.Itoa(metricsPort(p)))+"/metrics")
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, l := range strings.Split(body, "\n") {
-		if l != "" && !strings.HasPrefix(l, "#") {
-			out = append(out, l)
-		}
-	}
-	return out, nil
+	return promtext.Parse(body)
 }
 
 // The container ports named `metrics` of deploy/base/workloads.yaml, where

@@ -103,7 +103,7 @@ func TestInstallAdmitsEveryPod(t *testing.T) {
 		t.Skip("needs the local control plane; `make test` runs it")
 	}
 	ctx := t.Context()
-	opts := localcluster.Options{Nodes: 3, Log: testLog{t}}
+	opts := localcluster.Options{Nodes: 3, Log: localcluster.TestLog(t)}
 	if os.Geteuid() == 0 {
 		opts.Kubelet = &localcluster.KubeletOptions{}
 	}

@@ -2,9 +2,8 @@ package deploy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +21,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -32,6 +29,7 @@ import (
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
 	"github.com/kubestitch/kubestitch/test/otlpsink"
+	"github.com/kubestitch/kubestitch/test/promtext"
 )
 
 // monitoringExample builds test/deploy/testdata/monitoring: the
@@ -288,7 +286,7 @@ func exprSelectors(expr string) (map[string][]*labels.Matcher, error) {
 	for _, ms := range parser.ExtractSelectors(e) {
 		name := ""
 		for _, m := range ms {
-			if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 				name = m.Value
 			}
 		}
@@ -429,9 +427,7 @@ func TestGatewayTelemetryNamedAsDocumented(t *testing.T) {
 		_ = gwc.Stop()
 	})
 
-	conn, err := grpc.NewClient(gwc.OTLPEndpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
+	client := otlpsink.Client(t, gwc.OTLPEndpoint)
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "sender")
@@ -458,7 +454,7 @@ func TestGatewayTelemetryNamedAsDocumented(t *testing.T) {
 	a.PutStr(fragment.KeyNamespace, "default")
 	a.PutStr(fragment.KeyTrigger, "gen:1")
 	a.PutInt(fragment.KeyTriggerTime, now.Add(-time.Second).UnixNano())
-	_, err = ptraceotlp.NewGRPCClient(conn).Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(td))
+	_, err = client.Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(td))
 	require.NoError(t, err)
 
 	// Served where the shipped reader says (MY_POD_IP), once the spans left
@@ -496,24 +492,11 @@ func TestGatewayTelemetryNamedAsDocumented(t *testing.T) {
 
 // scrapeNames are the metric names of a Prometheus text scrape.
 func scrapeNames(url string) map[string]bool {
-	resp, err := http.Get(url) //nolint:gosec,noctx // the test's own loopback
+	samples, err := promtext.Scrape(context.Background(), nil, url)
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil
-	}
-	out := map[string]bool{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		name := l[:strings.IndexAny(l+" ", "{ ")]
-		out[name] = true
-	}
-	return out
+	return samples.Names()
 }
 
 func keys(m map[string]bool) []string {

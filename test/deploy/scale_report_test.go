@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,13 +214,4 @@ func analyze(be *backends, ops []*scaleOp, ran map[types.UID]ranPod) *scaleRepor
 		}
 	}
 	return r
-}
-
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond)
 }

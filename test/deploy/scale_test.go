@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/test/stats"
 )
 
 // scaleSize is the workload of one TestScaleOnTheInstall run.
@@ -183,7 +184,7 @@ func TestScaleOnTheInstall(t *testing.T) {
 		t.Logf("apiserver request outside operation traces: %s: %d", k, report.outside[k])
 	}
 	t.Logf("freshness, convergence to root span at the backend, over %d operations: p50 %v, p99 %v, max %v",
-		len(report.freshness), quantile(report.freshness, 0.5), quantile(report.freshness, 0.99), quantile(report.freshness, 1))
+		len(report.freshness), stats.Percentile(report.freshness, 0.5).Round(time.Millisecond), stats.Percentile(report.freshness, 0.99).Round(time.Millisecond), stats.Percentile(report.freshness, 1).Round(time.Millisecond))
 	cpuAfter := cpuSeconds(runner)
 	var lines []string
 	for _, p := range runner.Pods() {

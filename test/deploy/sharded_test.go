@@ -47,49 +47,37 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local control plane; `make test` runs it")
 	}
-	bin := harness.CollectorBinary(t)
 	ctx := t.Context()
 	cfg := configs(t, "sharded")
 	require.Contains(t, cfg, "sharding.yaml")
-	dir := t.TempDir()
-	overrides := loopbackOverrides()
-	shardingFile := filepath.Join(t.TempDir(), "sharding.yaml")
+	// The sharding overlay and the agent's config name the gateways'
+	// endpoints: written once their ports are chosen, before they start.
+	files := t.TempDir()
+	shardingFile, agentFile := filepath.Join(files, "sharding.yaml"), filepath.Join(files, "agent.yaml")
 	type shard struct {
 		gw   *localcluster.Collector
 		sink *otlpsink.Sink
 	}
-	var shards []shard
-	var endpoints []string
-	for _, name := range []string{"gw-a", "gw-b"} {
-		sink := otlpsink.Start(t)
-		gw, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: name, Bin: bin, Config: writeConfig(t, "gateway.yaml", cfg["gateway.yaml"]), Dir: filepath.Join(dir, name),
-			Overrides: append([]string{shardingFile}, append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 3s")...),
-			Env:       append(slices.Clone(podEnv), "POD_NAME="+name, "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
-		require.NoError(t, err)
-		shards = append(shards, shard{gw, sink})
-		endpoints = append(endpoints, gw.OTLPEndpoint)
-	}
-	require.NoError(t, os.WriteFile(shardingFile, []byte(withStaticGateways(t, cfg["sharding.yaml"], endpoints)), 0o644))
-	agent, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "agent", Bin: bin, Config: writeConfig(t, "agent.yaml", withStaticGateways(t, cfg["agent.yaml"], endpoints)), Dir: filepath.Join(dir, "agent"),
-		Overrides: overrides, Env: slices.Clone(podEnv)})
-	require.NoError(t, err)
-
 	// kube-apiserver exports to the agent of its node.
-	cluster, err := localcluster.Prepare(ctx, localcluster.Options{TracingEndpoint: agent.OTLPEndpoint, Log: testLog{t}})
-	require.NoError(t, err)
-	t.Cleanup(cluster.Down)
-	for _, c := range append([]*localcluster.Collector{agent}, shards[0].gw, shards[1].gw) {
-		c.SetEnv("KUBECONFIG=" + cluster.Kubeconfig)
-		require.NoError(t, c.Start(ctx))
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("%s log:\n%s", c.Name, localcluster.LogTail(c.Log, 30))
-			}
-			_ = c.Stop()
-		})
+	collectors := []localcluster.StackCollector{{Name: "agent", Config: agentFile, Overrides: loopbackOverrides(), Env: slices.Clone(podEnv), APIServerSpans: true}}
+	sinks := map[string]*otlpsink.Sink{}
+	for _, name := range []string{"gw-a", "gw-b"} {
+		sinks[name] = otlpsink.Start(t)
+		collectors = append(collectors, localcluster.StackCollector{Name: name, ConfigYAML: []byte(cfg["gateway.yaml"]),
+			Overrides: append([]string{shardingFile}, append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 3s")...),
+			Env:       append(slices.Clone(podEnv), "POD_NAME="+name, "KUBESTITCH_BACKEND_ENDPOINT="+sinks[name].Endpoint)})
 	}
-	require.NoError(t, cluster.Start(ctx))
-	t.Cleanup(cluster.Down)
+	var shards []shard
+	st := harness.StartStack(t, localcluster.StackOptions{Cluster: localcluster.Options{Log: localcluster.TestLog(t)}, Collectors: collectors}, func(st *localcluster.Stack) {
+		var endpoints []string
+		for _, name := range []string{"gw-a", "gw-b"} {
+			shards = append(shards, shard{st.Collector(name), sinks[name]})
+			endpoints = append(endpoints, st.Collector(name).OTLPEndpoint)
+		}
+		require.NoError(t, os.WriteFile(shardingFile, []byte(withStaticGateways(t, cfg["sharding.yaml"], endpoints)), 0o644))
+		require.NoError(t, os.WriteFile(agentFile, []byte(withStaticGateways(t, cfg["agent.yaml"], endpoints)), 0o644))
+	})
+	cluster := st.Cluster
 
 	namespaces := []string{"team-1", "team-2", "team-3", "team-4", "team-5", "team-6"}
 	for _, ns := range append([]string{"kubestitch"}, namespaces...) {

@@ -14,6 +14,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/stats"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -50,13 +51,6 @@ func durations(tr *waterfall.Trace, name string) []time.Duration {
 	return out
 }
 
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	return d[min(len(d)-1, int(p*float64(len(d))))]
-}
-
 // TestAdmissionJoins: with deploy/'s webhook registered on the real
 // apiserver and pointed at the gateway's k8sadmission receiver, a
 // 50-replica Deployment create yields one trace in which the user's
@@ -84,7 +78,7 @@ func TestAdmissionJoins(t *testing.T) {
 	before := rollout(t, "before", replicas)
 	// The receiver's own counter; the brace keeps _bad samples out.
 	reviews := func() float64 {
-		return metricSum(scrape(t, e.Gateway.MetricsEndpoint), "otelcol_k8sadmission_reviews{")
+		return scrape(t, e.Gateway.MetricsEndpoint).Sum("otelcol_k8sadmission_reviews")
 	}
 	e.RegisterWebhook(t, e.WebhookURL, e.WebhookCA, func() bool { return reviews() > 0 })
 
@@ -99,7 +93,7 @@ func TestAdmissionJoins(t *testing.T) {
 				}
 				counts[s.Name][joinedBy(s)]++
 				hasReview := false
-				for _, d := range descendantsOf(s) {
+				for _, d := range s.Descendants() {
 					// Under the apiserver's webhook call, through its HTTP client span.
 					if d.Name == reviewSpan && d.Parent.Parent != nil && d.Parent.Parent.Name == webhookCall {
 						hasReview = true
@@ -141,10 +135,10 @@ func TestAdmissionJoins(t *testing.T) {
 		t.Logf("FIGURES admission: before the webhook, pod creates in the trace %d of %d, bindings %d of %d", len(durations(before, podCreate)), replicas, len(durations(before, podBinding)), replicas)
 		calls := durations(tr, webhookCall)
 		t.Logf("FIGURES admission: %d apiserver request traces joined: %v (uid share %.0f%%)", writes, by, 100*float64(by[fragment.JoinByUID])/float64(max(writes, 1)))
-		t.Logf("FIGURES admission: webhook call p50 %s p99 %s (n=%d)", pct(calls, 0.5), pct(calls, 0.99), len(calls))
+		t.Logf("FIGURES admission: webhook call p50 %s p99 %s (n=%d)", stats.Percentile(calls, 0.5), stats.Percentile(calls, 0.99), len(calls))
 		for _, name := range []string{podCreate, podBinding, deployCreate} {
 			a, b := durations(before, name), durations(tr, name)
-			t.Logf("FIGURES admission: %s without webhook p50 %s p99 %s (n=%d), with p50 %s p99 %s (n=%d)", name, pct(a, 0.5), pct(a, 0.99), len(a), pct(b, 0.5), pct(b, 0.99), len(b))
+			t.Logf("FIGURES admission: %s without webhook p50 %s p99 %s (n=%d), with p50 %s p99 %s (n=%d)", name, stats.Percentile(a, 0.5), stats.Percentile(a, 0.99), len(a), stats.Percentile(b, 0.5), stats.Percentile(b, 0.99), len(b))
 		}
 	})
 

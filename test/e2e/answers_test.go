@@ -20,6 +20,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/stats"
 )
 
 // sliReplicas is the rollout the SLI cross-check measures; KUBESTITCH_SLI_REPLICAS
@@ -185,7 +186,7 @@ func percentiles(theirs, ours map[string]map[string]time.Duration) string {
 		slices.Sort(w)
 		slices.Sort(o)
 		r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-		fmt.Fprintf(&b, "  %-20s watcher p50 %8s p99 %8s | kubestitch p50 %8s p99 %8s\n", n, r(pct(w, 0.5)), r(pct(w, 0.99)), r(pct(o, 0.5)), r(pct(o, 0.99)))
+		fmt.Fprintf(&b, "  %-20s watcher p50 %8s p99 %8s | kubestitch p50 %8s p99 %8s\n", n, r(stats.Percentile(w, 0.5)), r(stats.Percentile(w, 0.99)), r(stats.Percentile(o, 0.5)), r(stats.Percentile(o, 0.99)))
 	}
 	return b.String()
 }

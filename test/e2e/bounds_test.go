@@ -13,10 +13,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
 )
 
 // TestHugeResourceRequestKeepsTheGatewayBounded is the trust issue's
@@ -61,12 +61,9 @@ func TestHugeResourceRequestKeepsTheGatewayBounded(t *testing.T) {
 		s.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
 		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Millisecond)))
 	}
-	conn, err := grpc.NewClient(e.Gateway.OTLPEndpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
-	require.NoError(t, err)
-	defer conn.Close()
+	client := otlpsink.Client(t, e.Gateway.OTLPEndpoint, grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
 	before := vmHWM(t, e.Gateway.PID())
-	_, err = ptraceotlp.NewGRPCClient(conn).Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(td))
+	_, err := client.Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(td))
 	require.NoError(t, err, "the gateway takes the request")
 
 	e.WaitFor(t, "every flood span reaches the backend", 2*time.Minute, func() (bool, string) {

@@ -39,7 +39,7 @@ func syncPodsUnderPods(tr *waterfall.Trace) int {
 			continue
 		}
 		uid, _ := p.Attributes.Get(fragment.KeyUID)
-		for _, s := range descendantsOf(p) {
+		for _, s := range p.Descendants() {
 			if s.Name != "syncPod" || s.Service != "kubelet" {
 				continue
 			}
@@ -73,15 +73,6 @@ func hasCRISteps(syncPod *waterfall.Node) bool {
 		}
 	}
 	return true
-}
-
-func descendantsOf(n *waterfall.Node) []*waterfall.Node {
-	var out []*waterfall.Node
-	for _, c := range n.Children {
-		out = append(out, c)
-		out = append(out, descendantsOf(c)...)
-	}
-	return out
 }
 
 // TestRealKubelet: a Deployment pinned to the real kubelet's node yields

@@ -12,6 +12,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/stats"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -53,5 +54,5 @@ func TestReadyToExportLatency(t *testing.T) {
 	}
 	slices.Sort(ds)
 	t.Logf("pod Ready -> pod.ready span in the gateway's output, 50 pods: p50 %s, p99 %s, max %s; trace %d spans",
-		pct(ds, 0.5).Round(time.Millisecond), pct(ds, 0.99).Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), len(tr.Spans))
+		stats.Percentile(ds, 0.5).Round(time.Millisecond), stats.Percentile(ds, 0.99).Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), len(tr.Spans))
 }

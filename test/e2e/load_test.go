@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,13 +17,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
+	"github.com/kubestitch/kubestitch/test/promtext"
 )
 
 const loadLimitMiB = 100
@@ -77,10 +74,7 @@ func TestRolloutUnderLoad(t *testing.T) {
 		GatewayEnv: []string{fmt.Sprintf("GOMEMLIMIT=%dMiB", loadLimitMiB)},
 	})
 	ctx := t.Context()
-	conn, err := grpc.NewClient(e.Gateway.OTLPEndpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	client := ptraceotlp.NewGRPCClient(conn)
+	client := otlpsink.Client(t, e.Gateway.OTLPEndpoint)
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var sent, refused atomic.Int64
@@ -101,7 +95,7 @@ func TestRolloutUnderLoad(t *testing.T) {
 		})
 	}
 	start := time.Now()
-	_, err = e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("busy", 50), metav1.CreateOptions{})
+	_, err := e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("busy", 50), metav1.CreateOptions{})
 	require.NoError(t, err)
 	tr, _ := e.WaitTrace(t, 3*traceTimeout, byRoot(fragment.PhaseDeploymentRollout, "Deployment default/busy", "gen:1"), complete(50))
 	// Keep the pressure on for a while after the rollout too.
@@ -135,29 +129,14 @@ func vmHWM(t *testing.T, pid int) int64 {
 	return kb << 10
 }
 
-func scrape(t *testing.T, endpoint string) string {
-	resp, err := http.Get("http://" + endpoint + "/metrics")
+// scrape reads the collector's own telemetry served on endpoint.
+func scrape(t *testing.T, endpoint string) promtext.Samples {
+	samples, err := promtext.Scrape(t.Context(), nil, "http://"+endpoint+"/metrics")
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
+	return samples
 }
 
 // metric sums the samples of a Prometheus metric, formatted.
-func metric(body, name string) string {
-	return strconv.FormatFloat(metricSum(body, name), 'f', 0, 64)
-}
-
-// metricSum sums the samples of a Prometheus metric.
-func metricSum(body, name string) float64 {
-	var sum float64
-	for _, l := range strings.Split(body, "\n") {
-		if strings.HasPrefix(l, name) {
-			f := strings.Fields(l)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
+func metric(samples promtext.Samples, name string) string {
+	return strconv.FormatFloat(samples.Sum(name), 'f', 0, 64)
 }

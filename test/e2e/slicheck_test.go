@@ -144,7 +144,7 @@ func sliOfTrace(tr *waterfall.Trace) (map[string]map[string]time.Duration, map[s
 	sources := map[string]string{}
 	excluded := map[string]time.Duration{}
 	for _, s := range tr.Spans {
-		if lv, _ := s.Attributes.Get(fragment.KeyLevel); lv.Str() != fragment.LevelSLI {
+		if !s.IsSLI() {
 			continue
 		}
 		uid, _ := s.Attributes.Get(fragment.KeyPodUID)

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"os"
-	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/promtext"
 	"github.com/kubestitch/kubestitch/test/tracecheck"
 )
 
@@ -31,22 +30,9 @@ func servedWrites(t *testing.T, e *harness.Env, subresource string) int {
 	t.Helper()
 	body, err := e.Cluster.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
 	require.NoError(t, err)
-	n := 0
-	re := regexp.MustCompile(`^apiserver_request_total\{(.*)\} (\d+)`)
-	for _, l := range strings.Split(string(body), "\n") {
-		m := re.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		labels := m[1]
-		if !strings.Contains(labels, `verb="POST"`) || !strings.Contains(labels, `resource="pods"`) ||
-			!strings.Contains(labels, `subresource="`+subresource+`"`) || !strings.Contains(labels, `code="201"`) {
-			continue
-		}
-		v, _ := strconv.Atoi(m[2])
-		n += v
-	}
-	return n
+	samples, err := promtext.Parse(string(body))
+	require.NoError(t, err)
+	return int(samples.Sum("apiserver_request_total", "verb", "POST", "resource", "pods", "subresource", subresource, "code", "201"))
 }
 
 // inTraces counts the server spans of that name the gateway exported, in

@@ -208,7 +208,7 @@ func newFirstSeen(t *testing.T, e *harness.Env, cases []stuckCase) *firstSeen {
 			now := time.Now()
 			for _, tr := range waterfall.Build(td) {
 				for _, s := range tr.Spans {
-					if lv, _ := s.Attributes.Get(fragment.KeyLevel); lv.Str() != fragment.LevelBlocked {
+					if s.Level() != fragment.LevelBlocked {
 						continue
 					}
 					reason, _ := s.Attributes.Get(fragment.KeyEventReason)

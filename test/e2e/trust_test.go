@@ -10,8 +10,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
 )
 
 // TestForgedFragmentsShapeNothing is the attack of the trust issue on the
@@ -37,10 +36,7 @@ func TestForgedFragmentsShapeNothing(t *testing.T) {
 	d, err := e.Cluster.Client.AppsV1().Deployments("default").Create(ctx, localcluster.DemoDeployment("forged", replicas), metav1.CreateOptions{})
 	require.NoError(t, err)
 
-	conn, err := grpc.NewClient(e.Gateway.OTLPEndpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	forger := ptraceotlp.NewGRPCClient(conn)
+	forger := otlpsink.Client(t, e.Gateway.OTLPEndpoint)
 	send := func(uid types.UID, kind, name, owner string, traceID pcommon.TraceID) {
 		td := ptrace.NewTraces()
 		rs := td.ResourceSpans().AppendEmpty()
@@ -99,7 +95,7 @@ func TestForgedFragmentsShapeNothing(t *testing.T) {
 	assert.Equal(t, fragment.PhaseReplicaSetScale, podSpan.Parent.Name, "under its real owner")
 	assert.True(t, tr.Root.End.After(podSpan.End) || tr.Root.End.Equal(podSpan.End), "the root ended at convergence, not at the forgery")
 
-	assert.GreaterOrEqual(t, metricSum(scrape(t, e.Gateway.MetricsEndpoint), "otelcol_k8sstitch_fragments_unverified"), 2.0, "the gateway counted both forgeries")
+	assert.GreaterOrEqual(t, scrape(t, e.Gateway.MetricsEndpoint).Sum("otelcol_k8sstitch_fragments_unverified"), 2.0, "the gateway counted both forgeries")
 
 	// What a backend shows of the forgeries: each in a trace apart from the
 	// operation's, marked unverified.

@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/kubestitch/kubestitch/internal/fragment"
 	"github.com/kubestitch/kubestitch/internal/waterfall"
 	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/test/promtext"
 )
 
 // diagnose says, after a wait timed out, what each component did, so that
@@ -41,7 +41,7 @@ func (e *Env) diagnose(t testing.TB, since time.Time, awaited *waterfall.Trace, 
 	var lines []string
 	for _, tr := range all {
 		for _, s := range tr.Spans {
-			if !isFragment(s) || s.End.Before(since.Add(-time.Second)) {
+			if !s.IsFragment() || s.End.Before(since.Add(-time.Second)) {
 				continue
 			}
 			where := "the awaited trace"
@@ -52,10 +52,10 @@ func (e *Env) diagnose(t testing.TB, since time.Time, awaited *waterfall.Trace, 
 				}
 				where = fmt.Sprintf("trace %s (root %s)", tr.ID, root)
 				if awaited != nil && (s.Name == fragment.PhaseReplicaSetScale || s.Name == fragment.PhasePodStartup) {
-					verdicts = append(verdicts, fmt.Sprintf("k8sstitch placed %s %s (%s) in %s, not in the awaited trace", s.Name, s.Object, trigger(s), where))
+					verdicts = append(verdicts, fmt.Sprintf("k8sstitch placed %s %s (%s) in %s, not in the awaited trace", s.Name, s.Object, s.Trigger(), where))
 				}
 			}
-			lines = append(lines, fmt.Sprintf("  %s  %-18s %-50s %-8s %s", s.End.Format("15:04:05.000"), s.Name, s.Object, trigger(s), where))
+			lines = append(lines, fmt.Sprintf("  %s  %-18s %-50s %-8s %s", s.End.Format("15:04:05.000"), s.Name, s.Object, s.Trigger(), where))
 		}
 	}
 	sort.Strings(lines)
@@ -181,22 +181,12 @@ func podReadyAt(p *corev1.Pod) time.Time {
 	return time.Time{}
 }
 
-func isFragment(s *waterfall.Node) bool {
-	_, ok := s.Attributes.Get(fragment.KeyLevel)
-	return ok
-}
-
-func trigger(s *waterfall.Node) string {
-	v, _ := s.Attributes.Get(fragment.KeyTrigger)
-	return v.Str()
-}
-
 // fragmentsByObject indexes every fragment of the output by its object's UID.
 func fragmentsByObject(all []*waterfall.Trace) map[string][]*waterfall.Node {
 	out := map[string][]*waterfall.Node{}
 	for _, tr := range all {
 		for _, s := range tr.Spans {
-			if !isFragment(s) {
+			if !s.IsFragment() {
 				continue
 			}
 			if uid, ok := s.Attributes.Get(fragment.KeyUID); ok {
@@ -209,7 +199,7 @@ func fragmentsByObject(all []*waterfall.Trace) map[string][]*waterfall.Node {
 
 func hasFragment(frags []*waterfall.Node, name, trig string) bool {
 	for _, s := range frags {
-		if s.Name == name && trigger(s) == trig {
+		if s.Name == name && s.Trigger() == trig {
 			return true
 		}
 	}
@@ -220,7 +210,7 @@ func hasFragment(frags []*waterfall.Node, name, trig string) bool {
 func names(frags []*waterfall.Node, trig string) string {
 	var out []string
 	for _, s := range frags {
-		if trigger(s) == trig {
+		if s.Trigger() == trig {
 			out = append(out, s.Name+"@"+s.TraceID.String()[:8])
 		}
 	}
@@ -237,29 +227,15 @@ func counters(endpoint string) string {
 	if endpoint == "" {
 		return "-"
 	}
-	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + endpoint + "/metrics")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	samples, err := promtext.Scrape(context.Background(), &http.Client{Timeout: 5 * time.Second}, "http://"+endpoint+"/metrics")
 	if err != nil {
 		return err.Error()
 	}
 	sums := map[string]float64{}
-	for _, l := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(l, "otelcol_k8s") {
-			continue
+	for _, s := range samples {
+		if strings.HasPrefix(s.Name, "otelcol_k8s") {
+			sums[s.Name] += s.Value
 		}
-		name := l
-		if i := strings.IndexAny(l, "{ "); i > 0 {
-			name = l[:i]
-		}
-		var v float64
-		f := strings.Fields(l)
-		fmt.Sscan(f[len(f)-1], &v)
-		sums[name] += v
 	}
 	var out []string
 	for n, v := range sums {

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -95,8 +94,9 @@ type EnvOptions struct {
 	KubeletFaults criruntime.Faults
 }
 
-// StartEnv prepares the cluster, starts the collectors on its kubeconfig
-// (so the apiserver's first spans reach them), then starts the cluster.
+// StartEnv starts the control plane with the gateway (receiving
+// kube-apiserver's spans) and the agent (the kubelet's) in localcluster's
+// start-up sequence, through StartStack.
 func StartEnv(t testing.TB, o EnvOptions) *Env {
 	t.Helper()
 	if testing.Short() {
@@ -106,7 +106,6 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := CollectorBinary(t)
 	dir := t.TempDir()
 	e := &Env{Dir: dir}
 	overrides := o.GatewayOverrides
@@ -121,34 +120,30 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	if o.Agent {
 		overrides = append([]string{"yaml:receivers::k8s_watch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
 	}
-	e.Gateway, err = localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"), Dir: dir, Overrides: overrides, Env: o.GatewayEnv})
-	if err != nil {
-		t.Fatal(err)
+	so := localcluster.StackOptions{
+		Dir:     dir,
+		Cluster: localcluster.Options{PodStages: o.PodStages, SpanExportEnv: o.SpanExportEnv, Nodes: o.Nodes},
+		Collectors: []localcluster.StackCollector{{Name: "gateway", Config: filepath.Join(root, "test", "harness", "testdata", "gateway.yaml"),
+			Overrides: overrides, Env: o.GatewayEnv, APIServerSpans: true}},
 	}
-	if o.Kubelet {
-		o.Agent = true
-	}
-	if o.Agent {
-		e.Agent, err = localcluster.NewCollector(localcluster.CollectorOptions{Name: "agent", Bin: bin, Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"), Dir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	opts := localcluster.Options{TracingEndpoint: e.Gateway.OTLPEndpoint, PodStages: o.PodStages, Log: tlog{t}, SpanExportEnv: o.SpanExportEnv, Nodes: o.Nodes}
 	node := "kwok-node-0"
 	if o.Kubelet {
+		o.Agent = true
 		node = "kubelet-node-0"
-		opts.Kubelet = &localcluster.KubeletOptions{NodeName: node, TracingEndpoint: e.Agent.OTLPEndpoint, Delays: o.KubeletDelays, Faults: o.KubeletFaults}
+		so.Cluster.Kubelet = &localcluster.KubeletOptions{NodeName: node, Delays: o.KubeletDelays, Faults: o.KubeletFaults}
 	}
-	e.Cluster, err = localcluster.Prepare(ctx, opts)
-	if err != nil {
-		t.Fatalf("local control plane: %v", err)
+	if o.Agent {
+		so.Collectors = append(so.Collectors, localcluster.StackCollector{Name: "agent", Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"),
+			Env: []string{"K8S_NODE_NAME=" + node}, KubeletSpans: o.Kubelet})
 	}
-	t.Cleanup(e.Cluster.Down)
-	e.Gateway.SetEnv("KUBECONFIG=" + e.Cluster.Kubeconfig)
-	if o.Admission {
+	StartStack(t, so, func(s *localcluster.Stack) {
+		e.Cluster, e.Gateway, e.Agent = s.Cluster, s.Collector("gateway"), s.Collector("agent")
+		if e.Agent != nil {
+			e.Agent.SetEnv("KUBESTITCH_GATEWAY_ENDPOINT=" + e.Gateway.OTLPEndpoint)
+		}
+		if !o.Admission {
+			return
+		}
 		cert, key, ca, err := e.Cluster.ServingCert("webhook")
 		if err != nil {
 			t.Fatal(err)
@@ -159,38 +154,8 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 		}
 		e.WebhookURL, e.WebhookCA = fmt.Sprintf("https://127.0.0.1:%d/validate", port), ca
 		e.Gateway.SetEnv(fmt.Sprintf("KUBESTITCH_WEBHOOK_ENDPOINT=127.0.0.1:%d", port), "KUBESTITCH_WEBHOOK_CERT="+cert, "KUBESTITCH_WEBHOOK_KEY="+key)
-	}
-	if err := e.Gateway.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dumpOnFailure(t, e.Gateway); _ = e.Gateway.Stop() })
-	if o.Agent {
-		e.Agent.SetEnv("KUBECONFIG="+e.Cluster.Kubeconfig, "K8S_NODE_NAME="+node, "KUBESTITCH_GATEWAY_ENDPOINT="+e.Gateway.OTLPEndpoint)
-		if err := e.Agent.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { dumpOnFailure(t, e.Agent); _ = e.Agent.Stop() })
-	}
-	if err := e.Cluster.Start(ctx); err != nil {
-		t.Fatalf("local control plane: %v", err)
-	}
-	// Cleanups run last-registered first: the control plane (and the
-	// kubelet exporting to the agent) stops before the collectors do.
-	t.Cleanup(e.Cluster.Down)
+	})
 	return e
-}
-
-func dumpOnFailure(t testing.TB, c *localcluster.Collector) {
-	if t.Failed() {
-		t.Logf("--- %s log tail ---\n%s", c.Name, localcluster.LogTail(c.Log, 40))
-	}
-}
-
-type tlog struct{ t testing.TB }
-
-func (w tlog) Write(b []byte) (int, error) {
-	w.t.Logf("%s", b)
-	return len(b), nil
 }
 
 // RegisterWebhook creates deploy/'s ValidatingWebhookConfiguration with

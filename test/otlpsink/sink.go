@@ -1,5 +1,6 @@
 // Package otlpsink is an OTLP/gRPC trace and metrics endpoint for tests:
 // it keeps every span and metric it receives, so a test can check what a real component exported.
+// Client is the other end: the OTLP trace client a test sends with.
 package otlpsink
 
 import (

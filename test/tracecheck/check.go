@@ -48,7 +48,7 @@ func Check(t *waterfall.Trace, e Expect) []string {
 			// An SLI span starts at the pod's creationTimestamp, whole
 			// seconds by the API's definition (clusterloader2 measures
 			// from it): it may precede the trigger seen by a watch.
-			if s.Start.Before(trigger) && !isSLI(s) {
+			if s.Start.Before(trigger) && !s.IsSLI() {
 				problems = append(problems, fmt.Sprintf("%s %s starts %s before the trigger", s.Name, s.Object, t.Root.Start.Sub(s.Start)))
 			}
 		}
@@ -127,9 +127,4 @@ func Find(traces []*waterfall.Trace, root, object, trigger string) *waterfall.Tr
 		}
 	}
 	return nil
-}
-
-func isSLI(s *waterfall.Node) bool {
-	v, ok := s.Attributes.Get(fragment.KeyLevel)
-	return ok && v.Str() == fragment.LevelSLI
 }
