@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/kubestitch/kubestitch/internal/buildermanifest"
 )
 
 // The image's name and the project's; the tag is the version. Every
@@ -48,23 +48,11 @@ func loadSource(version string) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg struct {
-		Dist struct {
-			Version     string `json:"version"`
-			Description string `json:"description"`
-		} `json:"dist"`
-	}
-	b, err := os.ReadFile(filepath.Join(root, "builder-config.yaml"))
+	dist, err := buildermanifest.Read(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		return nil, fmt.Errorf("builder-config.yaml: %w", err)
-	}
-	if cfg.Dist.Version == "" {
-		return nil, errors.New("builder-config.yaml: no dist.version")
-	}
-	s := &source{root: root, version: cfg.Dist.Version, configured: cfg.Dist.Version, description: cfg.Dist.Description}
+	s := &source{root: root, version: dist.Version, configured: dist.Version, description: dist.Description}
 	if version != "" {
 		s.version = strings.TrimPrefix(version, "v")
 	}

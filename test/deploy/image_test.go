@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubestitch/kubestitch/internal/buildermanifest"
 	"github.com/kubestitch/kubestitch/localcluster"
 	"github.com/kubestitch/kubestitch/test/harness"
 )
@@ -24,11 +24,9 @@ import (
 func TestImageReferenceIsOneEverywhere(t *testing.T) {
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
-	b, err := os.ReadFile(filepath.Join(root, "builder-config.yaml"))
+	dist, err := buildermanifest.Read(root)
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^  version: (\S+)$`).FindSubmatch(b)
-	require.NotNil(t, m, "builder-config.yaml: dist.version")
-	version := string(m[1])
+	version := dist.Version
 
 	cmd := exec.Command("make", "-s", "-C", root, "image-name")
 	cmd.Env = append(os.Environ(), "MAKEFLAGS=", "VERSION=") // an outer make's VERSION is not the checkout's
@@ -49,7 +47,7 @@ func TestImageReferenceIsOneEverywhere(t *testing.T) {
 			Digest  string `json:"digest"`
 		} `json:"images"`
 	}
-	b, err = os.ReadFile(filepath.Join(root, "deploy", "base", "kustomization.yaml"))
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "base", "kustomization.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(b, &kust))
 	require.Len(t, kust.Images, 1)

@@ -1,10 +1,8 @@
 package helm
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -82,22 +79,9 @@ func (h helm) template(t *testing.T, root string, r release) rendered {
 	out, err := h.run(t, root, r)
 	require.NoError(t, err, "%s", out)
 	res := rendered{release: r}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(out)))
-	for {
-		doc, err := reader.Read()
-		if err == io.EOF {
-			break
-		}
-		require.NoError(t, err)
-		j, err := yaml.YAMLToJSON(doc)
-		require.NoError(t, err)
-		if s := strings.TrimSpace(string(j)); s == "null" || s == "{}" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		require.NoError(t, u.UnmarshalJSON(j), "%s", doc)
+	res.objs = decodeObjects(t, r.name, []byte(out))
+	for _, u := range res.objs {
 		assert.Equal(t, "opentelemetry-collector-"+chartVersion, u.GetLabels()["helm.sh/chart"], "%s %s: the vendored chart", u.GetKind(), u.GetName())
-		res.objs = append(res.objs, u)
 	}
 	require.NotEmpty(t, res.objs, "%s renders objects", r.name)
 	return res

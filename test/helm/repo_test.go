@@ -15,6 +15,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	psapi "k8s.io/pod-security-admission/api"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubestitch/kubestitch/internal/buildermanifest"
 )
 
 // What the repository says, that a release must match: the version, the
@@ -39,16 +41,9 @@ func repoRoot(t *testing.T) string {
 // distribution and of its image.
 func distVersion(t *testing.T, root string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "builder-config.yaml"))
+	dist, err := buildermanifest.Read(root)
 	require.NoError(t, err)
-	var cfg struct {
-		Dist struct {
-			Version string `json:"version"`
-		} `json:"dist"`
-	}
-	require.NoError(t, yaml.Unmarshal(b, &cfg))
-	require.NotEmpty(t, cfg.Dist.Version, "builder-config.yaml has dist.version")
-	return cfg.Dist.Version
+	return dist.Version
 }
 
 // readObjects reads a multi-document YAML file of Kubernetes objects.
@@ -56,6 +51,13 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
+	return decodeObjects(t, path, b)
+}
+
+// decodeObjects is every object of a multi-document YAML stream (what
+// helm template prints, a manifest file), empty documents skipped.
+func decodeObjects(t *testing.T, what string, b []byte) []*unstructured.Unstructured {
+	t.Helper()
 	var out []*unstructured.Unstructured
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
 	for {
@@ -70,7 +72,7 @@ func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 			continue
 		}
 		u := &unstructured.Unstructured{}
-		require.NoError(t, u.UnmarshalJSON(j), "%s: %s", path, doc)
+		require.NoError(t, u.UnmarshalJSON(j), "%s: %s", what, doc)
 		out = append(out, u)
 	}
 }

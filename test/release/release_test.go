@@ -31,6 +31,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kubestitch/kubestitch/internal/buildermanifest"
 	"github.com/kubestitch/kubestitch/internal/ociimage"
 	"github.com/kubestitch/kubestitch/internal/sbom"
 	"github.com/kubestitch/kubestitch/localcluster"
@@ -106,11 +107,9 @@ func commit(t *testing.T) (string, time.Time) {
 func builderVersion(t *testing.T) string {
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
-	b, err := os.ReadFile(filepath.Join(root, "builder-config.yaml"))
+	dist, err := buildermanifest.Read(root)
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^  version: (\S+)$`).FindSubmatch(b)
-	require.NotNil(t, m, "builder-config.yaml: dist.version")
-	return string(m[1])
+	return dist.Version
 }
 
 // TestMakeImageIsReproducibleAndAsShipped: `make image` writes an OCI
@@ -223,8 +222,15 @@ func imageFiles(t *testing.T, img v1.Image) map[string]*file {
 	t.Helper()
 	rc := mutate.Extract(img)
 	defer rc.Close()
+	return tarFiles(t, rc)
+}
+
+// tarFiles is every entry of a tar stream by name (a directory's without
+// its trailing slash).
+func tarFiles(t *testing.T, r io.Reader) map[string]*file {
+	t.Helper()
 	out := map[string]*file{}
-	tr := tar.NewReader(rc)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -345,9 +351,9 @@ func TestMakeRelease(t *testing.T) {
 		members := readArchive(t, filepath.Join(out, archive))
 		assert.ElementsMatch(t, []string{"LICENSE", "README.md", "config.yaml", "otelcol-kubestitch"}, keys(members), archive)
 		goos, goarch, _ := strings.Cut(p, "_")
-		checkBinary(t, members["otelcol-kubestitch"], goos, goarch)
+		checkBinary(t, members["otelcol-kubestitch"].data, goos, goarch)
 		bin := filepath.Join(t.TempDir(), "otelcol-kubestitch")
-		require.NoError(t, os.WriteFile(bin, members["otelcol-kubestitch"], 0o755))
+		require.NoError(t, os.WriteFile(bin, members["otelcol-kubestitch"].data, 0o755))
 		checkSBOM(t, filepath.Join(out, archive+".sbom.cdx.json"), "0.0.0-test", bin)
 		if goos == runtime.GOOS && goarch == runtime.GOARCH {
 			v, err := exec.Command(bin, "--version").CombinedOutput()
@@ -402,28 +408,17 @@ func TestMakePushThenPullByDigest(t *testing.T) {
 	require.NoError(t, err, "the default config in the image is valid:\n%s", v)
 }
 
-func readArchive(t *testing.T, path string) map[string][]byte {
+func readArchive(t *testing.T, path string) map[string]*file {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
 	require.NoError(t, err)
-	tr := tar.NewReader(zr)
-	out := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		require.NoError(t, err)
-		b, err := io.ReadAll(tr)
-		require.NoError(t, err)
-		out[h.Name] = b
-	}
+	return tarFiles(t, zr)
 }
 
-func keys(m map[string][]byte) []string {
+func keys(m map[string]*file) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
