@@ -172,12 +172,15 @@ func (t *traceTable) inBatch(id pcommon.TraceID) *traceState {
 
 // known is the state of a pending or joined trace, or nil.
 func (t *traceTable) known(id pcommon.TraceID) *traceState {
-	if !t.filter.mayHave(id) {
-		return nil
-	}
+	// Pending first: a trace's spans may wait for their root (root_wait)
+	// longer than the filter remembers the trace; the filter only guards
+	// the large table of decisions.
 	if ts, ok := t.pending[id]; ok {
 		t.touched = append(t.touched, ts)
 		return ts
+	}
+	if !t.filter.mayHave(id) {
+		return nil
 	}
 	d, ok := t.decided.get(id)
 	if !ok {

@@ -117,6 +117,9 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 			"yaml:receivers::k8s_admission::tls::key_file: ${env:KUBESTITCH_WEBHOOK_KEY}",
 		}, overrides...)
 	}
+	// A kubelet node has its agent, and the gateway then watches
+	// everything but pods (their agents do).
+	o.Agent = o.Agent || o.Kubelet
 	if o.Agent {
 		overrides = append([]string{"yaml:receivers::k8s_watch::kinds: [ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, CronJob, Node]"}, overrides...)
 	}
@@ -128,7 +131,6 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	}
 	node := "kwok-node-0"
 	if o.Kubelet {
-		o.Agent = true
 		node = "kubelet-node-0"
 		so.Cluster.Kubelet = &localcluster.KubeletOptions{NodeName: node, Delays: o.KubeletDelays, Faults: o.KubeletFaults}
 	}
