@@ -4,8 +4,8 @@
 // the test bed of Kubestitch and the default of its demo.
 //
 // The binaries are built from pinned Go modules of their own (k8sbin,
-// etcdbin, kwokbin next to this file) once per version into a cache
-// directory outside the repository, and reused.
+// etcdbin, kwokbin, containerdbin, cnibin next to this file) once per
+// version into a cache directory outside the repository, and reused.
 package localcluster
 
 import (
@@ -26,11 +26,28 @@ const (
 	KubernetesVersion = "v1.37.2"
 	EtcdVersion       = "v3.7.3"
 	KwokVersion       = "v0.8.0"
+	// The real node's runtime: containerd and the CNI plugins it calls.
+	ContainerdVersion = "v2.4.2"
+	CNIPluginsVersion = "v1.10.0"
 )
+
+// What Build builds beyond the control plane.
+type BuildOptions struct {
+	// Kubelet adds the kubelet.
+	Kubelet bool
+	// Containerd adds containerd, ctr, its runc shim and the CNI plugins
+	// (a real node; runc itself comes from the machine).
+	Containerd bool
+}
 
 // Binaries are the paths of the built control-plane binaries.
 type Binaries struct {
 	Etcd, APIServer, ControllerManager, Scheduler, Kwok, Kubelet string
+	// Containerd is the daemon; ContainerdDir also holds ctr and
+	// containerd-shim-runc-v2, which containerd finds on its PATH.
+	Containerd, ContainerdDir string
+	// CNIDir holds the CNI plugins: bridge, host-local, loopback, portmap.
+	CNIDir string
 	// KwokModuleDir is where kwok's module (and its stage files) is.
 	KwokModuleDir string
 }
@@ -39,6 +56,7 @@ type buildSpec struct {
 	module string // directory under localcluster/
 	dir    string // cache subdirectory
 	pkgs   []string
+	tags   string // build tags
 }
 
 // DefaultCacheDir is $KUBESTITCH_CACHE, else the user cache dir + kubestitch.
@@ -71,10 +89,9 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// Build builds the binaries that are not in the cache yet. withKubelet
-// adds the kubelet (only the real-kubelet test bed needs it). Concurrent
+// Build builds the binaries that are not in the cache yet. Concurrent
 // callers (test packages run in parallel) serialise on a lock file.
-func Build(ctx context.Context, cacheDir string, withKubelet bool, log io.Writer) (Binaries, error) {
+func Build(ctx context.Context, cacheDir string, bo BuildOptions, log io.Writer) (Binaries, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return Binaries{}, err
@@ -95,13 +112,32 @@ func Build(ctx context.Context, cacheDir string, withKubelet bool, log io.Writer
 
 	k8sDir := filepath.Join(binDir, "k8s-"+KubernetesVersion)
 	k8sPkgs := []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes/cmd/kube-scheduler"}
-	if withKubelet {
+	if bo.Kubelet {
 		k8sPkgs = append(k8sPkgs, "k8s.io/kubernetes/cmd/kubelet")
 	}
 	specs := []buildSpec{
 		{module: "etcdbin", dir: filepath.Join(binDir, "etcd-"+EtcdVersion), pkgs: []string{"go.etcd.io/etcd/server/v3"}},
 		{module: "kwokbin", dir: filepath.Join(binDir, "kwok-"+KwokVersion), pkgs: []string{"sigs.k8s.io/kwok/cmd/kwok"}},
 		{module: "k8sbin", dir: k8sDir, pkgs: k8sPkgs},
+	}
+	containerdDir := filepath.Join(binDir, "containerd-"+ContainerdVersion)
+	cniDir := filepath.Join(binDir, "cni-plugins-"+CNIPluginsVersion)
+	if bo.Containerd {
+		specs = append(specs,
+			// Without cgo (static, like the other binaries) and without
+			// the snapshotters that need C libraries; overlayfs is in.
+			buildSpec{module: "containerdbin", dir: containerdDir, tags: "no_btrfs,no_devmapper,no_zfs", pkgs: []string{
+				"github.com/containerd/containerd/v2/cmd/containerd",
+				"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+				"github.com/containerd/containerd/v2/cmd/ctr",
+			}},
+			buildSpec{module: "cnibin", dir: cniDir, pkgs: []string{
+				"github.com/containernetworking/plugins/plugins/main/bridge",
+				"github.com/containernetworking/plugins/plugins/ipam/host-local",
+				"github.com/containernetworking/plugins/plugins/main/loopback",
+				"github.com/containernetworking/plugins/plugins/meta/portmap",
+			}},
+		)
 	}
 	b := Binaries{
 		Etcd:              filepath.Join(binDir, "etcd-"+EtcdVersion, "etcd"),
@@ -110,6 +146,9 @@ func Build(ctx context.Context, cacheDir string, withKubelet bool, log io.Writer
 		ControllerManager: filepath.Join(k8sDir, "kube-controller-manager"),
 		Scheduler:         filepath.Join(k8sDir, "kube-scheduler"),
 		Kubelet:           filepath.Join(k8sDir, "kubelet"),
+		Containerd:        filepath.Join(containerdDir, "containerd"),
+		ContainerdDir:     containerdDir,
+		CNIDir:            cniDir,
 	}
 	for _, s := range specs {
 		var missing []string
@@ -134,7 +173,11 @@ func Build(ctx context.Context, cacheDir string, withKubelet bool, log io.Writer
 		}
 		fmt.Fprintf(log, "localcluster: building %s into %s (once per version; a cold Kubernetes build takes ~20 minutes on 2 cores)\n", strings.Join(missing, " "), s.dir)
 		start := time.Now()
-		args := append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}, missing...)
+		args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}
+		if s.tags != "" {
+			args = append(args, "-tags="+s.tags)
+		}
+		args = append(args, missing...)
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = filepath.Join(root, "localcluster", s.module)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -86,6 +86,10 @@ type Cluster struct {
 	Nodes []string
 	// KubeletNode is the real kubelet's Node, if Options.Kubelet was set.
 	KubeletNode string
+	// Registry serves the images of a containerd node on 127.0.0.1, and
+	// PauseImage and DemoImage are in it (Kubelet.Runtime containerd).
+	Registry              *ImageRegistry
+	PauseImage, DemoImage string
 	// Client is an admin clientset.
 	Client *kubernetes.Clientset
 	// RESTConfig is the admin rest.Config.
@@ -103,6 +107,7 @@ type Cluster struct {
 	mu      sync.Mutex // guards stopped
 	stopped bool
 	runtime *criruntime.Runtime
+	node    *containerdNode
 	sysctls *sysctlGuard
 }
 
@@ -142,7 +147,7 @@ func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 		}
 	}
 	c = &Cluster{opts: opts, procs: components{procs: map[string]*Process{}}, ports: map[string]int{}, log: opts.Log, Dir: opts.Dir}
-	if c.bins, err = Build(ctx, opts.CacheDir, opts.Kubelet != nil, opts.Log); err != nil {
+	if c.bins, err = Build(ctx, opts.CacheDir, BuildOptions{Kubelet: opts.Kubelet != nil, Containerd: opts.Kubelet != nil && opts.Kubelet.Runtime == RuntimeContainerd}, opts.Log); err != nil {
 		return nil, err
 	}
 	// One control plane at a time on this machine: test packages run in
@@ -251,6 +256,9 @@ func (c *Cluster) Down() {
 	c.stopped = true
 	c.mu.Unlock()
 	c.stopKubelet()
+	if c.Registry != nil {
+		c.Registry.Close()
+	}
 	for _, name := range []string{"kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		c.procs.stop(name, 20*time.Second)
 	}

@@ -17,18 +17,32 @@ import (
 	"github.com/kubestitch/kubestitch/localcluster/criruntime"
 )
 
+// RuntimeKind is the container runtime of the real kubelet's node.
+type RuntimeKind string
+
+const (
+	// RuntimeStandIn is the in-process CRI stand-in (criruntime): pods
+	// "run" without any container; pulls and starts only take time.
+	RuntimeStandIn RuntimeKind = ""
+	// RuntimeContainerd is containerd 2.x with runc and CNI: images are
+	// pulled from the test bed's loopback registry and containers run.
+	RuntimeContainerd RuntimeKind = "containerd"
+)
+
 // KubeletOptions add one node run by a real kubelet, next to the kwok
-// nodes, with an in-process CRI runtime (no container engine here).
+// nodes, on the in-process CRI stand-in or on containerd.
 type KubeletOptions struct {
+	// Runtime of the node. Default: RuntimeStandIn.
+	Runtime RuntimeKind
 	// NodeName of the kubelet's Node. Default: kubelet-node-0.
 	NodeName string
 	// TracingEndpoint is the OTLP gRPC host:port the kubelet and the
 	// runtime export spans to (a node agent, as in a real cluster).
 	// Default: Options.TracingEndpoint.
 	TracingEndpoint string
-	// Delays of the runtime's slow calls. Default: criruntime.DefaultDelays.
+	// Delays of the stand-in's slow calls. Default: criruntime.DefaultDelays.
 	Delays *criruntime.Delays
-	// Faults of the runtime (none by default).
+	// Faults of the stand-in (none by default).
 	Faults criruntime.Faults
 }
 
@@ -186,9 +200,31 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 		return err
 	}
 	socket := filepath.Join(base, "cri.sock")
-	c.runtime, err = criruntime.Start(criruntime.Options{Socket: socket, TracingEndpoint: ko.TracingEndpoint, Delays: delays, Faults: ko.Faults})
-	if err != nil {
-		return err
+	// What the kubelet's config adds for a node whose containers run.
+	realNode := ""
+	if ko.Runtime == RuntimeContainerd {
+		if err := c.pushNodeImages(ctx); err != nil {
+			return err
+		}
+		node, err := c.startContainerdNode(ctx, base, ko.TracingEndpoint, dirs)
+		if err != nil {
+			return err
+		}
+		c.node, socket = node, node.socket
+		// Pods in their QoS cgroups under the node's own root; eviction
+		// and image GC thresholds off: the machine's disk is shared.
+		realNode = fmt.Sprintf(`cgroupsPerQOS: true
+cgroupRoot: %s
+enforceNodeAllocatable: [pods]
+evictionHard: {memory.available: "0%%", nodefs.available: "0%%", imagefs.available: "0%%"}
+imageGCHighThresholdPercent: 100
+`, c.node.cgroupRoot)
+	} else {
+		c.runtime, err = criruntime.Start(criruntime.Options{Socket: socket, TracingEndpoint: ko.TracingEndpoint, Delays: delays, Faults: ko.Faults})
+		if err != nil {
+			return err
+		}
+		realNode = "cgroupsPerQOS: false\nenforceNodeAllocatable: []\n"
 	}
 	if err := c.pki.issue("kubelet", "system:node:"+ko.NodeName, []string{"system:nodes"}, false); err != nil {
 		return err
@@ -219,9 +255,7 @@ healthzBindAddress: 127.0.0.1
 healthzPort: %d
 containerRuntimeEndpoint: unix://%s
 cgroupDriver: cgroupfs
-cgroupsPerQOS: false
-enforceNodeAllocatable: []
-failSwapOn: false
+%sfailSwapOn: false
 failCgroupV1: false
 localStorageCapacityIsolation: true
 makeIPTablesUtilChains: false
@@ -234,24 +268,31 @@ authentication:
   x509: {clientCAFile: %s}
 authorization:
   mode: Webhook
-%s`, port, healthz, socket, dirs["pod-logs"], c.pki.path("ca.crt"), tracing)
+%s`, port, healthz, socket, realNode, dirs["pod-logs"], c.pki.path("ca.crt"), tracing)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return err
 	}
 	if c.sysctls, err = newSysctlGuard(); err != nil {
 		return err
 	}
-	// unshare execs sh, sh execs the kubelet: one PID, so stop() and
-	// Pdeathsig reach the kubelet itself.
-	script := `set -e; mount --bind "$1" /var/lib; mount --bind "$2" /var/log; cd "$3"; shift 3; exec "$@"`
-	args := []string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "kubelet",
-		dirs["var-lib"], dirs["var-log"], c.KubeletWorkDir(), c.bins.Kubelet,
+	kubelet := []string{c.bins.Kubelet,
 		"--config=" + cfg, "--kubeconfig=" + kc,
 		"--hostname-override=" + ko.NodeName, "--node-ip=" + nodeIP,
 		"--root-dir=" + dirs["root"], "--cert-dir=" + dirs["certs"],
 		"--node-labels=type=kubelet",
 	}
-	if err := c.runEnv("kubelet", c.opts.SpanExportEnv, "unshare", args...); err != nil {
+	launcher, args := "unshare", []string{}
+	if c.node != nil {
+		// In the mount namespace it shares with containerd.
+		launcher, args = "nsenter", c.node.enter(append([]string{"/bin/sh", "-c", `cd "$1"; shift; exec "$@"`, "kubelet", c.KubeletWorkDir()}, kubelet...)...)
+	} else {
+		// unshare execs sh, sh execs the kubelet: one PID, so stop() and
+		// Pdeathsig reach the kubelet itself.
+		script := `set -e; mount --bind "$1" /var/lib; mount --bind "$2" /var/log; cd "$3"; shift 3; exec "$@"`
+		args = append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "kubelet",
+			dirs["var-lib"], dirs["var-log"], c.KubeletWorkDir()}, kubelet...)
+	}
+	if err := c.runEnv("kubelet", c.opts.SpanExportEnv, launcher, args...); err != nil {
 		return err
 	}
 	if err := c.waitHTTP(ctx, "kubelet", fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz), nil, 60*time.Second); err != nil {
@@ -279,6 +320,10 @@ authorization:
 // back.
 func (c *Cluster) stopKubelet() {
 	c.procs.stop("kubelet", 20*time.Second)
+	if c.node != nil {
+		c.node.Stop()
+		c.node = nil
+	}
 	if c.runtime != nil {
 		c.runtime.Stop()
 		c.runtime = nil

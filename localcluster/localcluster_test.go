@@ -19,9 +19,11 @@ import (
 
 func TestVersionsMatchModules(t *testing.T) {
 	for mod, want := range map[string]string{
-		"k8sbin":  `k8s.io/kubernetes ` + KubernetesVersion,
-		"etcdbin": `go.etcd.io/etcd/server/v3 ` + EtcdVersion,
-		"kwokbin": `sigs.k8s.io/kwok ` + KwokVersion,
+		"k8sbin":        `k8s.io/kubernetes ` + KubernetesVersion,
+		"etcdbin":       `go.etcd.io/etcd/server/v3 ` + EtcdVersion,
+		"kwokbin":       `sigs.k8s.io/kwok ` + KwokVersion,
+		"containerdbin": `github.com/containerd/containerd/v2 ` + ContainerdVersion,
+		"cnibin":        `github.com/containernetworking/plugins ` + CNIPluginsVersion,
 	} {
 		b, err := os.ReadFile(filepath.Join(mod, "go.mod"))
 		require.NoError(t, err)

@@ -70,6 +70,13 @@ func (s *components) died() error {
 	return nil
 }
 
+// get is a running component's process, or nil.
+func (s *components) get(name string) *Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[name]
+}
+
 // stop sends SIGTERM to a component's process group, and SIGKILL after
 // grace.
 func (s *components) stop(name string, grace time.Duration) {

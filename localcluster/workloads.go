@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
 
@@ -22,5 +23,17 @@ func DemoDeployment(name string, replicas int32) *appsv1.Deployment {
 				},
 			},
 		},
+	}
+}
+
+// RunDemoImage makes the demo Deployment d run the test bed's workload
+// image (Cluster.DemoImage, on a containerd node), ready when the
+// workload's own HTTP endpoint answers.
+func RunDemoImage(d *appsv1.Deployment, image string) {
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.Image = image
+	c.ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+		PeriodSeconds: 1,
 	}
 }

@@ -42,27 +42,43 @@ func main() {
 	config := flag.String("config", "test/harness/testdata/gateway.yaml", "the collector configuration")
 	keep := flag.Bool("keep", false, "keep the collector's work directory (log, state) and print where it is")
 	kubelet := flag.Bool("kubelet", true, "run the pods on a real kubelet node (kubelet and runtime spans in the trace) instead of kwok")
+	rt := flag.String("runtime", "containerd", "the kubelet node's runtime: containerd (real containers; falls back to stand-in where the machine cannot run them) or stand-in (in-process CRI, nothing runs)")
 	stuck := flag.Bool("stuck", false, "also apply a Deployment whose image pull fails (needs -kubelet) and show why it is stuck")
 	flag.Parse()
+	runtimeKind := localcluster.RuntimeContainerd
+	switch *rt {
+	case "containerd":
+		if err := localcluster.ContainerdUsable(); err != nil {
+			fmt.Printf("demo: this machine cannot run containers (%v); the kubelet runs on the in-process stand-in runtime\n", err)
+			runtimeKind = localcluster.RuntimeStandIn
+		}
+	case "stand-in":
+		runtimeKind = localcluster.RuntimeStandIn
+	default:
+		fmt.Fprintf(os.Stderr, "demo: -runtime %q: want containerd or stand-in\n", *rt)
+		os.Exit(2)
+	}
 	if *stuck && !*kubelet {
 		fmt.Fprintln(os.Stderr, "demo: -stuck needs -kubelet (the runtime fails the pull)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep, *kubelet, *stuck); err != nil {
+	if err := run(ctx, *bin, *config, *out, *stages, int32(*replicas), *keep, *kubelet, runtimeKind, *stuck); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-// stuckImage is the image the demo's runtime refuses to pull.
+// stuckImage is the image the demo's stand-in runtime refuses to pull; on
+// containerd, the stuck image is a tag the loopback registry does not
+// have, and the pull really fails.
 const stuckImage = "registry.example/missing:1"
 
 // stuckDeadline is the stuck Deployment's progressDeadlineSeconds.
 const stuckDeadline = 20
 
-func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep, kubelet, stuck bool) error {
+func run(ctx context.Context, bin, config, out, stages string, replicas int32, keep, kubelet bool, rt localcluster.RuntimeKind, stuck bool) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -84,8 +100,8 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 		// The kubelet and its runtime export to the gateway too (no agent
 		// in the demo). Their CRI spans leave before their syncPod root
 		// ends: the wait covers the kubelet's 5 s export delay.
-		opts.Kubelet = &localcluster.KubeletOptions{}
-		if stuck {
+		opts.Kubelet = &localcluster.KubeletOptions{Runtime: rt}
+		if stuck && rt == localcluster.RuntimeStandIn {
 			opts.Kubelet.Faults.PullFails = []string{stuckImage}
 		}
 		gw.Env = append(gw.Env, "KUBESTITCH_WAIT=10s")
@@ -100,9 +116,17 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 	fmt.Printf("demo: collector running (pid %d, OTLP at %s); applying Deployment web with %d replicas\n", col.PID(), col.OTLPEndpoint, replicas)
 	begin := time.Now()
 	d := localcluster.DemoDeployment("web", replicas)
+	missing := stuckImage
 	if kubelet {
 		d.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": cluster.KubeletNode}
 		d.Spec.Template.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+		if cluster.DemoImage != "" {
+			// Real containers: the test bed's workload, ready when its
+			// own HTTP endpoint answers.
+			fmt.Printf("demo: the pods run %s on containerd (pulled from the loopback registry)\n", cluster.DemoImage)
+			localcluster.RunDemoImage(d, cluster.DemoImage)
+			missing = cluster.Registry.Host + "/kubestitch/missing:1"
+		}
 	}
 	if _, err := cluster.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		return err
@@ -111,8 +135,8 @@ func run(ctx context.Context, bin, config, out, stages string, replicas int32, k
 		s := localcluster.DemoDeployment("stuck", 1)
 		s.Spec.ProgressDeadlineSeconds = ptr.To(int32(stuckDeadline))
 		s.Spec.Template.Spec.NodeSelector = d.Spec.Template.Spec.NodeSelector
-		s.Spec.Template.Spec.Containers[0].Image = stuckImage
-		fmt.Printf("demo: applying Deployment stuck, image %s (the runtime refuses its pull), progressDeadlineSeconds %d\n", stuckImage, stuckDeadline)
+		s.Spec.Template.Spec.Containers[0].Image = missing
+		fmt.Printf("demo: applying Deployment stuck, image %s (its pull fails), progressDeadlineSeconds %d\n", missing, stuckDeadline)
 		if _, err := cluster.Client.AppsV1().Deployments("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			return err
 		}

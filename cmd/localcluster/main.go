@@ -35,8 +35,9 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "build":
-		// The kubelet too: make demo and make test run a real kubelet node.
-		_, err = localcluster.Build(context.Background(), localcluster.DefaultCacheDir(), true, os.Stderr)
+		// The real node's too: make demo and make test run a kubelet on
+		// containerd.
+		_, err = localcluster.Build(context.Background(), localcluster.DefaultCacheDir(), localcluster.BuildOptions{Kubelet: true, Containerd: true}, os.Stderr)
 	case "up":
 		err = up(*dir, *tracing, *nodes, *stages)
 	case "down":

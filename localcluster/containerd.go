@@ -1,0 +1,338 @@
+package localcluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// containerdNode is the container runtime of a real node: containerd
+// (built from containerdbin), the machine's runc and the CNI plugins
+// (cnibin). It shares one private mount namespace with the node's kubelet
+// (the kubelet mounts pods' volumes there and runc bind-mounts them into
+// containers), with temp dirs over /var/lib and /var/log and a tmpfs over
+// /run, so that nothing it writes lands on the host's paths. Its root,
+// state, cgroup root and bridge are its own and named after the run; Stop
+// removes them all.
+type containerdNode struct {
+	dir    string
+	socket string
+	// cgroupRoot is the kubelet's cgroupRoot and holds the shims too.
+	cgroupRoot string
+	net        nodeNetwork
+	// holder keeps the node's mount namespace; containerd and the kubelet
+	// enter it with nsenter.
+	holder *Process
+	c      *Cluster
+}
+
+// nodeNamePrefix names what a real node leaves on the machine while it
+// runs (cgroups, a bridge): a sweep at the next start removes what a
+// killed run left behind.
+const nodeNamePrefix = "kubestitch-"
+
+// startContainerdNode prepares and starts the runtime of the real node
+// and waits until its CRI server answers. On error, what it made is
+// removed again.
+func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint string, dirs map[string]string) (n *containerdNode, err error) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return nil, errors.New("localcluster: the real node needs runc (apt-get install -y runc)")
+	}
+	// Only one control plane runs at a time (run.lock), so whatever a real
+	// node left on the machine now is a killed run's.
+	sweepStaleNodes(c.log)
+	sum := sha256.Sum256([]byte(c.Dir))
+	id := hex.EncodeToString(sum[:4])
+	n = &containerdNode{
+		dir:        filepath.Join(base, "containerd"),
+		cgroupRoot: "/" + nodeNamePrefix + id,
+		net:        newNodeNetwork(id, 0),
+		c:          c,
+	}
+	n.socket = filepath.Join(n.dir, "containerd.sock")
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	for _, d := range []string{"root", "state", "certs.d", "cni"} {
+		if err = os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+			return n, err
+		}
+	}
+	if err = makeCgroup(n.cgroupRoot); err != nil {
+		return n, err
+	}
+	if err = makeCgroup(n.cgroupRoot + "/shims"); err != nil {
+		return n, err
+	}
+	if err = n.net.up(); err != nil {
+		return n, err
+	}
+	if err = n.writeConfig(runc); err != nil {
+		return n, err
+	}
+	ready := filepath.Join(base, "mount-namespace-ready")
+	script := `set -e; mount --bind "$1" /var/lib; mount --bind "$2" /var/log; mount -t tmpfs -o mode=0755 tmpfs /run; touch "$3"; exec sleep infinity`
+	if err = c.run("node-mount-namespace", "unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "node",
+		dirs["var-lib"], dirs["var-log"], ready); err != nil {
+		return n, err
+	}
+	n.holder = c.procs.get("node-mount-namespace")
+	if err = c.poll(ctx, "the node's mount namespace", 10*time.Second, func() (bool, error) {
+		_, err := os.Stat(ready)
+		return err == nil, nil
+	}); err != nil {
+		return n, err
+	}
+	env, err := containerdTracingEnv(tracingEndpoint)
+	if err != nil {
+		return n, err
+	}
+	// The shim is found on PATH, runc by the config's BinaryName.
+	env = append(env, "PATH="+c.bins.ContainerdDir+":"+os.Getenv("PATH"))
+	if err = c.runEnv("containerd", env, "nsenter", n.enter(c.bins.Containerd, "--config", filepath.Join(n.dir, "config.toml"))...); err != nil {
+		return n, err
+	}
+	if err = c.poll(ctx, "containerd's CRI server", 30*time.Second, func() (bool, error) {
+		return n.criVersion(ctx) == nil, nil
+	}); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// enter is the nsenter arguments that run cmd in the node's mount
+// namespace.
+func (n *containerdNode) enter(cmd ...string) []string {
+	return append([]string{"-t", fmt.Sprint(n.holder.PID()), "-m", "--"}, cmd...)
+}
+
+// writeConfig writes containerd's config (version 3, containerd 2.x), the
+// CNI network and the loopback registry's host config.
+func (n *containerdNode) writeConfig(runc string) error {
+	c := n.c
+	cfg := fmt.Sprintf(`version = 3
+root = %[1]q
+state = %[2]q
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'overlayfs'
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = %[5]q
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = %[6]q
+
+[plugins.'io.containerd.cri.v1.runtime']
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = %[12]t
+  cdi_spec_dirs = []
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+    runtime_type = 'io.containerd.runc.v2'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+      BinaryName = %[7]q
+      Root = %[8]q
+      ShimCgroup = %[9]q
+      SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = [%[10]q]
+    conf_dir = %[11]q
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = '127.0.0.1'
+  stream_server_port = '0'
+`, filepath.Join(n.dir, "root"), filepath.Join(n.dir, "state"), n.socket, n.socket+".ttrpc",
+		c.PauseImage, filepath.Join(n.dir, "certs.d"), runc, filepath.Join(n.dir, "state", "runc"),
+		n.cgroupRoot+"/shims", c.bins.CNIDir, filepath.Join(n.dir, "cni"), !hasCapability(capSysResource))
+	if err := os.WriteFile(filepath.Join(n.dir, "config.toml"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.dir, "cni", "10-kubestitch.conflist"), n.net.conflist(), 0o644); err != nil {
+		return err
+	}
+	// The loopback registry speaks plain HTTP, as a registry on
+	// localhost may.
+	host := c.Registry.Host
+	hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host)
+	if err := os.MkdirAll(filepath.Join(n.dir, "certs.d", host), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.dir, "certs.d", host, "hosts.toml"), []byte(hosts), 0o644)
+}
+
+// containerdTracingEnv is the environment deploy/control-plane's
+// containerd drop-ins give containerd (its tracing is configured by the
+// OpenTelemetry environment variables only, in containerd 2.x), with the
+// endpoint pointed at endpoint (host:port; none: tracing off).
+func containerdTracingEnv(endpoint string) ([]string, error) {
+	if endpoint == "" {
+		return []string{"OTEL_SDK_DISABLED=true"}, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	env, err := systemdDropInEnv(filepath.Join(root, "deploy", "control-plane", "containerd-tracing.conf"))
+	if err != nil {
+		return nil, err
+	}
+	bsp, err := ShippedSpanExportEnv()
+	if err != nil {
+		return nil, err
+	}
+	out := append([]string(nil), bsp...)
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+			kv = k + "=http://" + endpoint
+		}
+		out = append(out, kv)
+	}
+	return out, nil
+}
+
+// systemdDropInEnv reads the Environment= lines of a systemd drop-in.
+func systemdDropInEnv(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Environment="); ok {
+			env = append(env, strings.Trim(v, `"`))
+		}
+	}
+	if len(env) == 0 {
+		return nil, fmt.Errorf("localcluster: %s sets no Environment", path)
+	}
+	return env, nil
+}
+
+// capSysResource is CAP_SYS_RESOURCE: lowering a process's oom_score_adj
+// needs it. Without it (a container host that drops it) runc cannot give
+// the pause container the kubelet's -998, and containerd must clamp pods'
+// scores at its own (restrict_oom_score_adj, as for rootless containerd).
+const capSysResource = 24
+
+// hasCapability says whether this process has capability bit cap in its
+// effective set.
+func hasCapability(cap uint) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<cap) != 0
+		}
+	}
+	return false
+}
+
+// criClient dials containerd's CRI server.
+func (n *containerdNode) criClient() (runtimeapi.RuntimeServiceClient, func(), error) {
+	conn, err := grpc.NewClient("unix://"+n.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return runtimeapi.NewRuntimeServiceClient(conn), func() { conn.Close() }, nil
+}
+
+func (n *containerdNode) criVersion(ctx context.Context) error {
+	rt, closeConn, err := n.criClient()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = rt.Version(ctx, &runtimeapi.VersionRequest{})
+	return err
+}
+
+// removePods stops and removes every pod sandbox, as a drained node's
+// runtime would: containers stop, CNI tears the pods' networks down.
+func (n *containerdNode) removePods() {
+	rt, closeConn, err := n.criClient()
+	if err != nil {
+		return
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return
+	}
+	for _, s := range list.Items {
+		if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: s.Id}); err != nil {
+			fmt.Fprintf(n.c.log, "localcluster: stopping pod sandbox %s: %v\n", s.Id, err)
+		}
+		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: s.Id}); err != nil {
+			fmt.Fprintf(n.c.log, "localcluster: removing pod sandbox %s: %v\n", s.Id, err)
+		}
+	}
+}
+
+// Stop stops the node's runtime after its kubelet: the pods, containerd,
+// anything left in its cgroups or mount namespace, then the namespace
+// (its mounts go with it), the cgroups and the bridge.
+func (n *containerdNode) Stop() {
+	c := n.c
+	if c.procs.get("containerd") != nil {
+		n.removePods()
+		c.procs.stop("containerd", 20*time.Second)
+	}
+	killCgroup(n.cgroupRoot)
+	if n.holder != nil {
+		killMountNamespace(n.holder.PID())
+		c.procs.stop("node-mount-namespace", 5*time.Second)
+	}
+	var errs []error
+	if err := removeCgroup(n.cgroupRoot); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.net.down(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(c.log, "localcluster: cleaning up the real node: %v\n", err)
+	}
+}
+
+// ContainerdUsable says why this machine cannot run a containerd node,
+// or nil: it needs root, overlayfs, runc, unshare and nsenter.
+func ContainerdUsable() error {
+	if os.Geteuid() != 0 {
+		return errors.New("not root")
+	}
+	if b, err := os.ReadFile("/proc/filesystems"); err != nil || !strings.Contains(string(b), "\toverlay\n") {
+		return errors.New("the kernel has no overlayfs")
+	}
+	for _, cmd := range []string{"runc", "unshare", "nsenter", "ip"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			return fmt.Errorf("%s is missing", cmd)
+		}
+	}
+	return nil
+}
