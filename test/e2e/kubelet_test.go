@@ -30,9 +30,9 @@ var (
 )
 
 // syncPodsUnderPods counts the pod.startup spans that hold the kubelet's
-// syncPod of that same pod (by UID) with every CRI step and its runtime
-// server span.
-func syncPodsUnderPods(tr *waterfall.Trace) int {
+// syncPod of that same pod (by UID) with every CRI step and the server
+// span of runtime (a service name) under it.
+func syncPodsUnderPods(tr *waterfall.Trace, runtime string) int {
 	n := 0
 	for _, p := range tr.Spans {
 		if p.Name != fragment.PhasePodStartup {
@@ -46,7 +46,7 @@ func syncPodsUnderPods(tr *waterfall.Trace) int {
 			if v, _ := s.Attributes.Get("k8s.pod.uid"); v.Str() != uid.Str() {
 				continue
 			}
-			if hasCRISteps(s) {
+			if hasCRISteps(s, runtime) {
 				n++
 				break
 			}
@@ -55,7 +55,7 @@ func syncPodsUnderPods(tr *waterfall.Trace) int {
 	return n
 }
 
-func hasCRISteps(syncPod *waterfall.Node) bool {
+func hasCRISteps(syncPod *waterfall.Node, runtime string) bool {
 	for _, step := range criSteps {
 		found := false
 		for _, c := range syncPod.Children {
@@ -63,7 +63,7 @@ func hasCRISteps(syncPod *waterfall.Node) bool {
 				continue
 			}
 			for _, sc := range c.Children {
-				if sc.Name == step && sc.Service == criruntime.ServiceName {
+				if sc.Name == step && sc.Service == runtime {
 					found = true
 				}
 			}
@@ -97,10 +97,10 @@ func TestRealKubelet(t *testing.T) {
 	require.NoError(t, err)
 
 	tr, _ := e.WaitTrace(t, traceTimeout, byRoot(fragment.PhaseDeploymentRollout, "Deployment default/onkubelet", "gen:1"), whole(fragment.PhaseDeploymentRollout, kubeletServices, func(tr *waterfall.Trace) bool {
-		return complete(3)(tr) && syncPodsUnderPods(tr) == 3
+		return complete(3)(tr) && syncPodsUnderPods(tr, criruntime.ServiceName) == 3
 	}))
 	check(t, tr, fragment.PhaseDeploymentRollout, kubeletServices)
-	assert.Equal(t, 3, syncPodsUnderPods(tr), "every pod holds its syncPod with the CRI client and runtime server spans")
+	assert.Equal(t, 3, syncPodsUnderPods(tr, criruntime.ServiceName), "every pod holds its syncPod with the CRI client and runtime server spans")
 	for _, s := range tr.Spans {
 		if s.Name == "syncPod" {
 			assert.Equal(t, e.Cluster.KubeletNode, nodeOf(s), "syncPod under a pod of the kubelet's node")

@@ -87,6 +87,9 @@ type EnvOptions struct {
 	// (its pods, and the kubelet's and runtime's spans), as the DaemonSet
 	// pod on that node would. Implies Agent.
 	Kubelet bool
+	// KubeletRuntime is the real kubelet's runtime: the in-process stand-in
+	// (default) or containerd.
+	KubeletRuntime localcluster.RuntimeKind
 	// KubeletDelays are the real kubelet's runtime's slow calls. Default:
 	// criruntime.DefaultDelays.
 	KubeletDelays *criruntime.Delays
@@ -132,7 +135,7 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 	node := "kwok-node-0"
 	if o.Kubelet {
 		node = "kubelet-node-0"
-		so.Cluster.Kubelet = &localcluster.KubeletOptions{NodeName: node, Delays: o.KubeletDelays, Faults: o.KubeletFaults}
+		so.Cluster.Kubelet = &localcluster.KubeletOptions{NodeName: node, Runtime: o.KubeletRuntime, Delays: o.KubeletDelays, Faults: o.KubeletFaults}
 	}
 	if o.Agent {
 		so.Collectors = append(so.Collectors, localcluster.StackCollector{Name: "agent", Config: filepath.Join(root, "test", "harness", "testdata", "agent.yaml"),
