@@ -281,7 +281,8 @@ authorization:
 		"--root-dir=" + dirs["root"], "--cert-dir=" + dirs["certs"],
 		"--node-labels=type=kubelet",
 	}
-	launcher, args := "unshare", []string{}
+	var launcher string
+	var args []string
 	if c.node != nil {
 		// In the mount namespace it shares with containerd.
 		launcher, args = "nsenter", c.node.enter(append([]string{"/bin/sh", "-c", `cd "$1"; shift; exec "$@"`, "kubelet", c.KubeletWorkDir()}, kubelet...)...)
@@ -289,7 +290,7 @@ authorization:
 		// unshare execs sh, sh execs the kubelet: one PID, so stop() and
 		// Pdeathsig reach the kubelet itself.
 		script := `set -e; mount --bind "$1" /var/lib; mount --bind "$2" /var/log; cd "$3"; shift 3; exec "$@"`
-		args = append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "kubelet",
+		launcher, args = "unshare", append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "kubelet",
 			dirs["var-lib"], dirs["var-log"], c.KubeletWorkDir()}, kubelet...)
 	}
 	if err := c.runEnv("kubelet", c.opts.SpanExportEnv, launcher, args...); err != nil {
