@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"os"
 	"path/filepath"
@@ -314,7 +316,34 @@ authorization:
 		return err
 	}
 	c.KubeletNode = ko.NodeName
+	c.ports["kubelet"] = port
 	return nil
+}
+
+// KubeletMetrics is the real kubelet's /metrics (Prometheus text), read as
+// the cluster's admin over its loopback port.
+func (c *Cluster) KubeletMetrics(ctx context.Context) (string, error) {
+	if c.ports["kubelet"] == 0 {
+		return "", errors.New("localcluster: no real kubelet")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: c.adminTLS()}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", c.ports["kubelet"]), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("localcluster: kubelet /metrics: %s: %s", resp.Status, b)
+	}
+	return string(b), nil
 }
 
 // stopKubelet stops the kubelet, then its runtime, then puts the sysctls

@@ -117,9 +117,19 @@ const (
 	// (image pulls, init containers), in nanoseconds.
 	KeySLIExcluded = "kubestitch.sli.excluded_ns"
 	// KeySLIScheduleSource says where the schedule phase came from: the
-	// scheduler's Scheduled Event ("event", as clusterloader2) or, when
-	// none came, the PodScheduled condition ("condition", whole seconds).
+	// scheduler's Scheduled Event ("event", microseconds, as
+	// clusterloader2), else the watch's delivery of the pod bound
+	// ("watch"), else the PodScheduled condition ("condition", whole
+	// seconds).
 	KeySLIScheduleSource = "kubestitch.sli.schedule_source"
+	// KeySLICreateSource says where the create phase came from: the
+	// watch's delivery of the new pod ("watch"), else, for a pod created
+	// out of the watcher's sight, its creationTimestamp
+	// ("creation_timestamp", whole seconds).
+	KeySLICreateSource = "kubestitch.sli.create_source"
+	// KeySLISecondPrecision is true on an SLI span with a boundary from a
+	// field the API keeps to the second: it may be off by up to a second.
+	KeySLISecondPrecision = "kubestitch.sli.second_precision"
 )
 
 // Time sources, from least to most precise.

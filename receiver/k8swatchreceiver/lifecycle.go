@@ -70,7 +70,10 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		steps := podSteps(st, at, history)
 		changed = changed || len(steps) > 0
 		out = append(out, steps...)
-		out = append(out, t.sliObserve(st, at)...)
+		// A pod this watch delivers unbound and not at a list: the
+		// delivery is the watcher's own moment of its creation.
+		seenCreated := isNew && !initialList && !v.pod.scheduled
+		out = append(out, t.sliObserve(st, at, seenCreated)...)
 	}
 	if trigger != fragment.TriggerDelete && v.failed != "" && !v.converged {
 		// The object says the operation will not converge (a Deployment

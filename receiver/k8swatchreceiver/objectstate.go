@@ -50,8 +50,13 @@ type spanEvent struct {
 // on, and a pod first seen running (at a relist, or by a watcher started
 // after it ran) is not measured: its watch time is not the moment it ran.
 type podSLI struct {
-	schedule, run, watch time.Time
-	scheduleSource       string
+	// The four phases, each from the most precise observation there was
+	// (sli.go): create, schedule and run are zero until known.
+	create, schedule, run, watch time.Time
+	scheduleSource               string
+	// bound is when the watch delivered the pod bound but not yet
+	// running; initialized, when it delivered its init containers done.
+	bound, initialized time.Time
 	// pullStart and pullEnd span the pod's image pulls (the kubelet's
 	// Pulled Events), which the SLI leaves out.
 	pullStart, pullEnd time.Time

@@ -29,13 +29,26 @@ func sliEligible(v *objectView) bool {
 	return v.pod != nil && v.ownerKind != "StatefulSet"
 }
 
+// Where each SLI phase comes from, most precise first (the receiver's
+// README has the table). The API serializes creationTimestamp, condition
+// times and containers' startedAt to the second, so each would carry an
+// error of up to a second; the watcher's own delivery times and the
+// scheduler's Event time (microseconds) do not.
+const (
+	sliSourceWatch     = "watch"     // this watcher's receive time
+	sliSourceEvent     = "event"     // the Scheduled Event's eventTime
+	sliSourceCondition = "condition" // PodScheduled, whole seconds
+	sliSourceCreation  = "creation_timestamp"
+)
+
 // sliObserve arms the SLI of a pod seen before it runs (at the initial
-// list too: its Running is still to be watched), records the watch phase
-// when an armed pod is delivered in phase Running, and returns its SLI
-// spans if the Scheduled Event is in. A pod first seen running is never
-// measured: its watch time is not the moment it ran. Called under the
-// tracker's lock.
-func (t *tracker) sliObserve(st *objectState, at time.Time) []fragmentSpan {
+// list too: its Running is still to be watched), notes the moments the
+// watch delivers it created (seenCreated), bound, with its init
+// containers done and with its containers started, and returns its SLI
+// spans once it is delivered Running if its schedule is known. A pod
+// first seen running is never measured: its watch time is not the moment
+// it ran. Called under the tracker's lock.
+func (t *tracker) sliObserve(st *objectState, at time.Time, seenCreated bool) []fragmentSpan {
 	v := &st.view
 	if !sliEligible(v) || st.Trigger != fragment.TriggerGeneration(1) {
 		return nil
@@ -43,6 +56,20 @@ func (t *tracker) sliObserve(st *objectState, at time.Time) []fragmentSpan {
 	if !v.pod.running {
 		if st.sli == nil {
 			st.sli = &podSLI{}
+			if seenCreated {
+				st.sli.create = at
+			}
+		}
+		if s := st.sli; !s.sent {
+			if v.pod.scheduled && s.bound.IsZero() {
+				s.bound = at
+			}
+			if v.pod.hasInit && v.pod.initialized && s.initialized.IsZero() {
+				s.initialized = at
+			}
+			if allStarted(v.pod) && s.run.IsZero() {
+				s.run = at
+			}
 		}
 		return nil
 	}
@@ -51,19 +78,34 @@ func (t *tracker) sliObserve(st *objectState, at time.Time) []fragmentSpan {
 		return nil
 	}
 	if early, ok := t.earlyScheduled[v.uid]; ok && s.schedule.IsZero() {
-		s.schedule, s.scheduleSource = early, "event"
+		s.schedule, s.scheduleSource = early, sliSourceEvent
 	}
 	delete(t.earlyScheduled, v.uid)
 	s.watch = at
-	for i := range v.pod.containers {
-		if c := &v.pod.containers[i]; c.startedAt.After(s.run) {
-			s.run = c.startedAt
-		}
+	if s.run.IsZero() {
+		// The update that reports the containers started is this one.
+		s.run = at
+	}
+	if v.pod.hasInit && v.pod.initialized && s.initialized.IsZero() {
+		s.initialized = at
+	}
+	if s.schedule.IsZero() && !s.bound.IsZero() {
+		s.schedule, s.scheduleSource = s.bound, sliSourceWatch
 	}
 	if s.schedule.IsZero() {
 		return nil
 	}
 	return sliSpans(st)
+}
+
+// allStarted says whether every container of the pod runs.
+func allStarted(p *podView) bool {
+	for i := range p.containers {
+		if !p.containers[i].running {
+			return false
+		}
+	}
+	return len(p.containers) > 0
 }
 
 // sliEarly keeps the Scheduled Event of a pod not seen yet. Called under
@@ -102,7 +144,7 @@ func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
 	}
 	switch {
 	case ev.reason == "Scheduled" && s.schedule.IsZero():
-		s.schedule, s.scheduleSource = ev.at, "event"
+		s.schedule, s.scheduleSource = ev.at, sliSourceEvent
 	case ev.reason == "Pulled" && ev.duration > 0:
 		start := ev.at.Add(-ev.duration)
 		if s.pullStart.IsZero() || start.Before(s.pullStart) {
@@ -133,6 +175,6 @@ func (t *tracker) sliOverdue(st *objectState, now time.Time) []fragmentSpan {
 		st.sli = sliSent // nothing truthful to measure from
 		return nil
 	}
-	s.schedule, s.scheduleSource = st.view.pod.scheduledAt, "condition"
+	s.schedule, s.scheduleSource = st.view.pod.scheduledAt, sliSourceCondition
 	return sliSpans(st)
 }

@@ -33,26 +33,29 @@ func sliDurations(fs []fragmentSpan) map[string]time.Duration {
 	return out
 }
 
-// The five transitions of clusterloader2, from the same four phases it
-// takes: creation timestamp, Scheduled Event, last container start, and
-// the moment the watch delivered the pod Running.
+// The five transitions of clusterloader2, from four phases each taken at
+// its most precise: the watch's delivery of the new pod (not its
+// creationTimestamp, to the second), the Scheduled Event (microseconds),
+// the delivery of its containers started (not their startedAt, to the
+// second; here the same update as Running, so run_to_watch is 0) and the
+// delivery of Running.
 func TestSLITransitionsTheClusterloader2Way(t *testing.T) {
-	created := t0
+	created := t0.Add(10 * time.Millisecond)
 	sched := t0.Add(300 * time.Millisecond)
 	run := t0.Add(time.Second) // startedAt: whole seconds
 	watch := t0.Add(1200 * time.Millisecond)
 	want := map[string]time.Duration{
-		fragment.SLICreateToSchedule: 300 * time.Millisecond,
-		fragment.SLIScheduleToRun:    700 * time.Millisecond,
-		fragment.SLIRunToWatch:       200 * time.Millisecond,
+		fragment.SLICreateToSchedule: 290 * time.Millisecond,
+		fragment.SLIScheduleToRun:    900 * time.Millisecond,
+		fragment.SLIRunToWatch:       0,
 		fragment.SLIScheduleToWatch:  900 * time.Millisecond,
-		fragment.SLIPodStartup:       1200 * time.Millisecond,
+		fragment.SLIPodStartup:       1190 * time.Millisecond,
 	}
 	p := testPod("pod-1")
 
 	t.Run("event before the pod runs", func(t *testing.T) {
 		tr := newTracker()
-		tr.observe(viewPod(p, nil), created.Add(10*time.Millisecond), false)
+		tr.observe(viewPod(p, nil), created, false)
 		tr.observe(viewPod(scheduled(p, t0), nil), sched.Add(5*time.Millisecond), false)
 		assert.Empty(t, sliDurations(tr.event(scheduledEvent("pod-1", sched))))
 		out := tr.observe(viewPod(running(scheduled(p, t0), run), nil), watch, false)
@@ -61,8 +64,8 @@ func TestSLITransitionsTheClusterloader2Way(t *testing.T) {
 	})
 	t.Run("event after the pod runs", func(t *testing.T) {
 		tr := newTracker()
-		tr.observe(viewPod(p, nil), created.Add(10*time.Millisecond), false)
-		assert.Empty(t, sliDurations(tr.observe(viewPod(running(scheduled(p, t0), run), nil), watch, false)))
+		tr.observe(viewPod(p, nil), created, false)
+		assert.Empty(t, sliDurations(tr.observe(viewPod(running(scheduled(p, t0), run), nil), watch, false)), "bound and running in one update: waits for the Event")
 		out := tr.event(scheduledEvent("pod-1", sched))
 		assert.Equal(t, want, sliDurations(out))
 		for _, f := range out {
@@ -167,4 +170,87 @@ func TestSLIScheduledEventBeforeThePod(t *testing.T) {
 		tr.event(scheduledEvent("p"+strconv.Itoa(i), t0.Add(time.Minute)))
 	}
 	assert.LessOrEqual(t, len(tr.earlyScheduled), maxEarlyScheduled)
+}
+
+// TestSLIPhasesAreTheWatchersOwnMoments: three pods created within one
+// second (one creationTimestamp, to the second) at different sub-second
+// offsets. Each phase boundary is the moment the watch delivered it:
+// create when the new pod came, schedule when it came bound (no
+// Scheduled Event), run when it came with its containers started; none
+// is a second-precision field, and none is marked as one.
+func TestSLIPhasesAreTheWatchersOwnMoments(t *testing.T) {
+	tr := newTracker()
+	type times struct{ create, bound, started time.Time }
+	pods := map[string]times{}
+	for i, off := range []time.Duration{120, 450, 870} {
+		uid := "pod-" + strconv.Itoa(i)
+		c := t0.Add(off * time.Millisecond) // the create request
+		pods[uid] = times{create: c.Add(3 * time.Millisecond), bound: c.Add(40 * time.Millisecond), started: c.Add(1300 * time.Millisecond)}
+	}
+	var out []fragmentSpan
+	for uid, at := range pods {
+		p := testPod(uid)
+		tr.observe(viewPod(p, nil), at.create, false)
+		tr.observe(viewPod(scheduled(p, t0), nil), at.bound, false)
+		// The kubelet's status report: containers started (startedAt to
+		// the second), phase still Pending in this update.
+		started := scheduled(p, t0)
+		started.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "web:1", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at.started.Truncate(time.Second))}}}}
+		tr.observe(viewPod(started, nil), at.started, false)
+		out = append(out, tr.observe(viewPod(running(scheduled(p, t0), at.started.Truncate(time.Second)), nil), at.started.Add(5*time.Millisecond), false)...)
+	}
+	// Whatever waits for a Scheduled Event goes by now.
+	out = append(out, tr.quiet(t0.Add(10*time.Second), time.Hour)...)
+	got := map[string]map[string]fragmentSpan{}
+	for _, f := range out {
+		if f.level != fragment.LevelSLI {
+			continue
+		}
+		uid := f.obj.uid
+		if got[uid] == nil {
+			got[uid] = map[string]fragmentSpan{}
+		}
+		got[uid][f.name] = f
+	}
+	require.Len(t, got, 3)
+	for uid, at := range pods {
+		sli := got[uid]
+		require.Len(t, sli, 5, uid)
+		assert.Equal(t, at.create, sli[fragment.SLICreateToSchedule].start, "%s: create is the watch's delivery of the new pod", uid)
+		assert.Equal(t, at.create, sli[fragment.SLIPodStartup].start, uid)
+		assert.Equal(t, at.bound, sli[fragment.SLICreateToSchedule].end, "%s: schedule is the watch's delivery of the pod bound", uid)
+		assert.Equal(t, at.started, sli[fragment.SLIScheduleToRun].end, "%s: run is the watch's delivery of the containers started", uid)
+		assert.Equal(t, at.started.Add(5*time.Millisecond), sli[fragment.SLIPodStartup].end, uid)
+		for name, f := range sli {
+			p := sliOf(f.part)
+			assert.False(t, p.secondPrecision, "%s %s marked second-precision", uid, name)
+			assert.Equal(t, "watch", p.createSource, uid)
+			assert.Equal(t, "watch", p.scheduleSource, uid)
+		}
+	}
+}
+
+// TestSLIMarksSecondPrecisionBoundaries: a pod first seen bound (an
+// agent's view) has only its creationTimestamp for create, and with no
+// Scheduled Event and no bound delivery before Running, only the
+// PodScheduled condition for schedule: the spans with those boundaries
+// say so.
+func TestSLIMarksSecondPrecisionBoundaries(t *testing.T) {
+	tr := newTracker()
+	p := testPod("pod-1")
+	// First seen bound and not running: create is out of sight.
+	tr.observe(viewPod(scheduled(p, t0), nil), t0.Add(40*time.Millisecond), false)
+	out := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(time.Second)), nil), t0.Add(1300*time.Millisecond), false)
+	sli := map[string]*sliPart{}
+	for _, f := range out {
+		if f.level == fragment.LevelSLI {
+			sli[f.name] = sliOf(f.part)
+		}
+	}
+	require.Len(t, sli, 5)
+	assert.Equal(t, "creation_timestamp", sli[fragment.SLIPodStartup].createSource)
+	assert.True(t, sli[fragment.SLIPodStartup].secondPrecision, "pod_startup starts at creationTimestamp")
+	assert.True(t, sli[fragment.SLICreateToSchedule].secondPrecision)
+	assert.False(t, sli[fragment.SLIScheduleToWatch].secondPrecision, "schedule is the bound delivery: precise")
+	assert.False(t, sli[fragment.SLIRunToWatch].secondPrecision)
 }

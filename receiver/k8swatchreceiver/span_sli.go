@@ -16,14 +16,20 @@ const sliService = "kubestitch"
 // sliPart is what an SLI span says of how it was measured.
 type sliPart struct {
 	noPart
-	scheduleSource string
+	createSource, scheduleSource string
+	// secondPrecision: a boundary of this span came from a field the API
+	// keeps to the second (creationTimestamp, a condition's time), so the
+	// span may be off by up to a second; users filter these out.
+	secondPrecision bool
 	// excluded is what pod_startup leaves out (startup: it is that span).
 	excluded time.Duration
 	startup  bool
 }
 
 func (p *sliPart) putStatus(_ ptrace.Span, a pcommon.Map) {
+	a.PutStr(fragment.KeySLICreateSource, p.createSource)
 	a.PutStr(fragment.KeySLIScheduleSource, p.scheduleSource)
+	a.PutBool(fragment.KeySLISecondPrecision, p.secondPrecision)
 	if p.startup {
 		a.PutInt(fragment.KeySLIExcluded, p.excluded.Nanoseconds())
 	}
@@ -36,30 +42,45 @@ func sliSpans(st *objectState) []fragmentSpan {
 	s := st.sli
 	st.sli = sliSent
 	v := &st.view
-	create := v.created
+	create, createSource := s.create, sliSourceWatch
+	if create.IsZero() {
+		// Created out of this watcher's sight (an agent sees its node's
+		// pods once bound): only the object's timestamp is left.
+		create, createSource = v.created, sliSourceCreation
+	}
+	coarseCreate := createSource == sliSourceCreation
+	coarseSchedule := s.scheduleSource == sliSourceCondition
 	var excluded time.Duration
 	if !s.pullStart.IsZero() {
 		excluded += s.pullEnd.Sub(s.pullStart)
 	}
-	if p := v.pod; p.hasInit && p.initialized && p.initializedAt.After(p.scheduledAt) && !p.scheduledAt.IsZero() {
-		excluded += p.initializedAt.Sub(p.scheduledAt)
+	coarseInit := false
+	if p := v.pod; p.hasInit && p.initialized {
+		switch {
+		case !s.initialized.IsZero() && s.initialized.After(s.schedule):
+			excluded += s.initialized.Sub(s.schedule)
+		case p.initializedAt.After(p.scheduledAt) && !p.scheduledAt.IsZero():
+			excluded += p.initializedAt.Sub(p.scheduledAt)
+			coarseInit = true
+		}
 	}
 	startupEnd := s.watch.Add(-excluded)
 	spans := []struct {
 		name       string
 		start, end time.Time
+		coarse     bool
 	}{
-		{fragment.SLICreateToSchedule, create, s.schedule},
-		{fragment.SLIScheduleToRun, s.schedule, s.run},
-		{fragment.SLIRunToWatch, s.run, s.watch},
-		{fragment.SLIScheduleToWatch, s.schedule, s.watch},
-		{fragment.SLIPodStartup, create, startupEnd},
+		{fragment.SLICreateToSchedule, create, s.schedule, coarseCreate || coarseSchedule},
+		{fragment.SLIScheduleToRun, s.schedule, s.run, coarseSchedule},
+		{fragment.SLIRunToWatch, s.run, s.watch, false},
+		{fragment.SLIScheduleToWatch, s.schedule, s.watch, coarseSchedule},
+		{fragment.SLIPodStartup, create, startupEnd, coarseCreate || coarseInit},
 	}
 	out := make([]fragmentSpan, 0, len(spans))
 	for _, sp := range spans {
 		h := underObject(head(st, fragment.LevelSLI, sp.name, sliService, sp.start, sp.end, fragment.TimeSourceWatch))
 		h.spanID = fragment.SpanID(v.uid, sp.name, st.Trigger)
-		p := &sliPart{scheduleSource: s.scheduleSource}
+		p := &sliPart{createSource: createSource, scheduleSource: s.scheduleSource, secondPrecision: sp.coarse}
 		if sp.name == fragment.SLIPodStartup {
 			p.excluded, p.startup = excluded, true
 		}

@@ -72,7 +72,16 @@ func TestPodStartupLiveYieldsEachStepOnce(t *testing.T) {
 
 	assert.Equal(t, []string{fragment.PhaseTrigger}, names(created))
 	assert.Equal(t, []string{fragment.PhasePodSchedule}, names(sched))
-	assert.Equal(t, []string{fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup}, names(ready))
+	var steps, sli []fragmentSpan
+	for _, f := range ready {
+		if f.level == fragment.LevelSLI {
+			sli = append(sli, f)
+		} else {
+			steps = append(steps, f)
+		}
+	}
+	assert.Equal(t, []string{fragment.PhaseContainerStart, fragment.PhasePodReady, fragment.PhasePodStartup}, names(steps))
+	assert.Len(t, sli, 5, "the SLI spans too: the delivery of the pod bound gave their schedule")
 	assert.Empty(t, again, "an update that changes no step emits nothing")
 
 	objectSpan := fragment.ObjectSpanID("pod-1", "Pod", "gen:1")
@@ -86,7 +95,7 @@ func TestPodStartupLiveYieldsEachStepOnce(t *testing.T) {
 		}
 		assert.False(t, f.end.Before(f.start), f.name)
 	}
-	startup := ready[2]
+	startup := steps[2]
 	assert.Equal(t, objectSpan, startup.spanID)
 	assert.Equal(t, t0.Add(10*time.Millisecond), startup.start, "starts at the trigger as observed")
 	assert.Equal(t, t0.Add(900*time.Millisecond), startup.end)

@@ -34,13 +34,9 @@ func sliReplicas(t *testing.T) int {
 	return 100
 }
 
-// exactTransitions come from the same object and Event timestamps on both
-// sides: they must agree to the nanosecond. The others end at a watch
-// delivery, which differs between two watchers by the delivery jitter.
-var exactTransitions = []string{fragment.SLICreateToSchedule, fragment.SLIScheduleToRun}
-
 // maxWatchJitter is the most two watchers' deliveries of the same pod
-// update may differ by before the test calls the SLI wrong. Measured on
+// update may differ by before the test calls the SLI wrong: every phase
+// but schedule (the Scheduled Event's time on both sides) is a delivery. Measured on
 // this 2-core machine (100 pods on kwok): the gateway vs. the test's
 // watcher differed by at most 8.4 ms, two watchers in the test's process
 // by at most 4.5 ms. The bound leaves room for a loaded machine (a CI run
@@ -86,14 +82,16 @@ func TestPodStartupSLIAgreesWithAnIndependentWatcher(t *testing.T) {
 
 	ours, sources, excluded := sliOfTrace(tr)
 	theirs := watcher.measured()
-	require.Len(t, theirs, replicas, "the watcher saw every pod scheduled and running")
+	require.Len(t, theirs, replicas, "the watcher saw every pod created, scheduled and running")
 	maxDiff := map[string]time.Duration{}
+	bySource := map[string]int{}
 	for uid, want := range theirs {
 		got, ok := ours[uid]
 		if !assert.True(t, ok, "pod %s has SLI spans", uid) {
 			continue
 		}
-		assert.Equal(t, "event", sources[uid], "pod %s: schedule from the Scheduled Event, as clusterloader2", uid)
+		bySource[sources[uid]]++
+		assert.Contains(t, []string{"event", "watch"}, sources[uid], "pod %s: schedule from the Scheduled Event or the delivery of the pod bound, never the condition", uid)
 		for _, name := range fragment.SLITransitions {
 			g := got[name]
 			if name == fragment.SLIPodStartup {
@@ -103,13 +101,22 @@ func TestPodStartupSLIAgreesWithAnIndependentWatcher(t *testing.T) {
 			}
 			diff := (g - want[name]).Abs()
 			maxDiff[name] = max(maxDiff[name], diff)
-			if slices.Contains(exactTransitions, name) {
-				assert.Equal(t, want[name], g, "pod %s %s", uid, name)
-			} else {
-				assert.LessOrEqual(t, diff, maxWatchJitter, "pod %s %s: ours %s, watcher %s", uid, name, g, want[name])
-			}
+			assert.LessOrEqual(t, diff, maxWatchJitter, "pod %s %s: ours %s, watcher %s", uid, name, g, want[name])
 		}
 	}
+	// Per pod: Kubestitch's create boundary against the watcher's receive
+	// time, and what creationTimestamp (whole seconds) would have read.
+	received, stamped := watcher.createdAt()
+	starts := sliStarts(tr)
+	var perPod []string
+	for uid, at := range received {
+		if s, ok := starts[uid]; ok {
+			perPod = append(perPod, fmt.Sprintf("  %s: create ours-watcher %+8s, creationTimestamp-watcher %+8s", uid[:8],
+				s.Sub(at).Round(100*time.Microsecond), stamped[uid].Sub(at).Round(time.Millisecond)))
+		}
+	}
+	slices.Sort(perPod)
+	t.Logf("schedule sources: %v; per pod (first 10):\n%s", bySource, strings.Join(perPod[:min(10, len(perPod))], "\n"))
 	var twinDiff time.Duration
 	a, b := watcher.watchTimes(), twin.watchTimes()
 	for uid, at := range a {

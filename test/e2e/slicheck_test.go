@@ -36,14 +36,19 @@ func (p podPhases) transitions() map[string]time.Duration {
 }
 
 // cl2Watcher measures pod starts the way clusterloader2's
-// PodStartupLatency does, independently of Kubestitch: its own client,
-// informers and receive times. create is the pod's creationTimestamp;
-// schedule the scheduler's Scheduled Event; run the last container's
-// startedAt and watch the moment this informer delivered the pod in phase
-// Running, both taken once, at the first such delivery.
+// PodStartupLatency does now (kubernetes/perf-tests#3889), independently
+// of Kubestitch: its own client, informers and receive times, never the
+// API's second-precision timestamps. create is when it received the new
+// pod; schedule the scheduler's Scheduled Event (eventTime, µs); run when
+// it received the pod with every container started; watch when it
+// received the pod in phase Running; each taken once, at the first such
+// delivery. The truncated creationTimestamp is kept beside, to show what
+// it would have read.
 type cl2Watcher struct {
 	mu     sync.Mutex
 	phases map[string]*podPhases
+	// created is each pod's creationTimestamp (whole seconds).
+	created map[string]time.Time
 }
 
 func startCL2Watcher(t *testing.T, cfg *rest.Config, namespace string) *cl2Watcher {
@@ -54,29 +59,34 @@ func startCL2Watcher(t *testing.T, cfg *rest.Config, namespace string) *cl2Watch
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &cl2Watcher{phases: map[string]*podPhases{}}
+	w := &cl2Watcher{phases: map[string]*podPhases{}, created: map[string]time.Time{}}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace))
-	onPod := func(obj any) {
+	onPod := func(obj any, added bool) {
 		now := time.Now()
 		p, ok := obj.(*corev1.Pod)
-		if !ok || p.Status.Phase != corev1.PodRunning {
+		if !ok {
 			return
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		ph := w.get(string(p.UID))
-		if !ph.watch.IsZero() {
-			return
+		if added && p.Spec.NodeName == "" && ph.create.IsZero() {
+			ph.create = now
+			w.created[string(p.UID)] = p.CreationTimestamp.Time
 		}
-		ph.create, ph.watch = p.CreationTimestamp.Time, now
+		started := len(p.Status.ContainerStatuses) > 0
 		for _, cs := range p.Status.ContainerStatuses {
-			if cs.State.Running != nil && cs.State.Running.StartedAt.After(ph.run) {
-				ph.run = cs.State.Running.StartedAt.Time
-			}
+			started = started && cs.State.Running != nil
+		}
+		if started && ph.run.IsZero() {
+			ph.run = now
+		}
+		if p.Status.Phase == corev1.PodRunning && ph.watch.IsZero() {
+			ph.watch = now
 		}
 	}
 	_, _ = f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: onPod, UpdateFunc: func(_, obj any) { onPod(obj) },
+		AddFunc: func(obj any) { onPod(obj, true) }, UpdateFunc: func(_, obj any) { onPod(obj, false) },
 	})
 	onEvent := func(obj any) {
 		e, ok := obj.(*eventsv1.Event)
@@ -116,11 +126,25 @@ func (w *cl2Watcher) measured() map[string]map[string]time.Duration {
 	defer w.mu.Unlock()
 	out := map[string]map[string]time.Duration{}
 	for uid, ph := range w.phases {
-		if !ph.schedule.IsZero() && !ph.watch.IsZero() {
+		if !ph.create.IsZero() && !ph.schedule.IsZero() && !ph.watch.IsZero() {
 			out[uid] = ph.transitions()
 		}
 	}
 	return out
+}
+
+// createdAt returns, per pod, when the watcher received it new and its
+// creationTimestamp.
+func (w *cl2Watcher) createdAt() (received, stamped map[string]time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	received, stamped = map[string]time.Time{}, map[string]time.Time{}
+	for uid, ph := range w.phases {
+		if !ph.create.IsZero() {
+			received[uid], stamped[uid] = ph.create, w.created[uid]
+		}
+	}
+	return received, stamped
 }
 
 // watchTimes returns when the watcher saw each pod Running.
@@ -159,4 +183,17 @@ func sliOfTrace(tr *waterfall.Trace) (map[string]map[string]time.Duration, map[s
 		}
 	}
 	return out, sources, excluded
+}
+
+// sliStarts is, per pod UID, where its pod_startup SLI span starts: the
+// create boundary.
+func sliStarts(tr *waterfall.Trace) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, s := range tr.Spans {
+		if s.IsSLI() && s.Name == fragment.SLIPodStartup {
+			uid, _ := s.Attributes.Get(fragment.KeyPodUID)
+			out[uid.Str()] = s.Start
+		}
+	}
+	return out
 }
