@@ -29,18 +29,6 @@ func sliEligible(v *objectView) bool {
 	return v.pod != nil && v.ownerKind != "StatefulSet"
 }
 
-// Where each SLI phase comes from, most precise first (the receiver's
-// README has the table). The API serializes creationTimestamp, condition
-// times and containers' startedAt to the second, so each would carry an
-// error of up to a second; the watcher's own delivery times and the
-// scheduler's Event time (microseconds) do not.
-const (
-	sliSourceWatch     = "watch"     // this watcher's receive time
-	sliSourceEvent     = "event"     // the Scheduled Event's eventTime
-	sliSourceCondition = "condition" // PodScheduled, whole seconds
-	sliSourceCreation  = "creation_timestamp"
-)
-
 // sliObserve arms the SLI of a pod seen before it runs (at the initial
 // list too: its Running is still to be watched), notes the moments the
 // watch delivers it created (seenCreated), bound, with its init

@@ -13,6 +13,18 @@ import (
 // per transition in span metrics whoever ran the pod.
 const sliService = "kubestitch"
 
+// Where each SLI phase comes from, most precise first (the receiver's
+// README has the table). The API serializes creationTimestamp, condition
+// times and containers' startedAt to the second, so each would carry an
+// error of up to a second; the watcher's own delivery times and the
+// scheduler's Event time (microseconds) do not.
+const (
+	sliSourceWatch     = "watch"     // this watcher's receive time
+	sliSourceEvent     = "event"     // the Scheduled Event's eventTime
+	sliSourceCondition = "condition" // PodScheduled, whole seconds
+	sliSourceCreation  = "creation_timestamp"
+)
+
 // sliPart is what an SLI span says of how it was measured.
 type sliPart struct {
 	noPart
