@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,9 +34,15 @@ type containerdNode struct {
 	cgroupRoot string
 	net        nodeNetwork
 	// holder keeps the node's mount namespace; containerd and the kubelet
-	// enter it with nsenter.
-	holder *Process
-	c      *Cluster
+	// enter it with nsenter. mountNS is that namespace (/proc/PID/ns/mnt),
+	// read once while the holder is known to live: a PID can be reused.
+	holder  *Process
+	mountNS string
+	// alive is held while the node runs, machine-wide (an abstract unix
+	// socket named after the node's id): a sweep removes only what no
+	// live node holds.
+	alive net.Listener
+	c     *Cluster
 }
 
 // nodeNamePrefix names what a real node leaves on the machine while it
@@ -51,15 +58,24 @@ func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint
 	if err != nil {
 		return nil, errors.New("localcluster: the real node needs runc (apt-get install -y runc)")
 	}
-	// Only one control plane runs at a time (run.lock), so whatever a real
-	// node left on the machine now is a killed run's.
+	// What a killed run's node left (no live node holds its id).
 	sweepStaleNodes(c.log)
 	sum := sha256.Sum256([]byte(c.Dir))
 	id := hex.EncodeToString(sum[:4])
+	alive, err := holdNodeID(id)
+	if err != nil {
+		return nil, err
+	}
+	network, err := newNodeNetwork(id, 0)
+	if err != nil {
+		alive.Close()
+		return nil, err
+	}
 	n = &containerdNode{
 		dir:        filepath.Join(base, "containerd"),
 		cgroupRoot: "/" + nodeNamePrefix + id,
-		net:        newNodeNetwork(id, 0),
+		net:        network,
+		alive:      alive,
 		c:          c,
 	}
 	n.socket = filepath.Join(n.dir, "containerd.sock")
@@ -98,6 +114,12 @@ func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint
 	}); err != nil {
 		return n, err
 	}
+	if n.mountNS, err = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", n.holder.PID())); err != nil {
+		return n, err
+	}
+	if own, _ := os.Readlink("/proc/self/ns/mnt"); n.mountNS == own {
+		return n, errors.New("localcluster: the node's mount namespace is this process's")
+	}
 	env, err := containerdTracingEnv(tracingEndpoint)
 	if err != nil {
 		return n, err
@@ -132,6 +154,10 @@ state = %[2]q
 [grpc]
   address = %[3]q
 
+# containerd's opt service would make /opt/containerd on the host.
+[plugins.'io.containerd.internal.v1.opt']
+  path = %[13]q
+
 [ttrpc]
   address = %[4]q
 
@@ -162,7 +188,7 @@ state = %[2]q
   stream_server_port = '0'
 `, filepath.Join(n.dir, "root"), filepath.Join(n.dir, "state"), n.socket, n.socket+".ttrpc",
 		c.PauseImage, filepath.Join(n.dir, "certs.d"), runc, filepath.Join(n.dir, "state", "runc"),
-		n.cgroupRoot+"/shims", c.bins.CNIDir, filepath.Join(n.dir, "cni"), !hasCapability(capSysResource))
+		n.cgroupRoot+"/shims", c.bins.CNIDir, filepath.Join(n.dir, "cni"), !hasCapability(capSysResource), filepath.Join(n.dir, "opt"))
 	if err := os.WriteFile(filepath.Join(n.dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -305,7 +331,9 @@ func (n *containerdNode) Stop() {
 	}
 	killCgroup(n.cgroupRoot)
 	if n.holder != nil {
-		killMountNamespace(n.holder.PID())
+		if n.mountNS != "" && !n.holder.Exited() {
+			killMountNamespace(n.mountNS, n.holder.PID())
+		}
 		c.procs.stop("node-mount-namespace", 5*time.Second)
 	}
 	var errs []error
@@ -317,6 +345,9 @@ func (n *containerdNode) Stop() {
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(c.log, "localcluster: cleaning up the real node: %v\n", err)
+	}
+	if n.alive != nil {
+		n.alive.Close()
 	}
 }
 

@@ -28,6 +28,12 @@ import (
 func TestContainerdNode(t *testing.T) {
 	before, err := ReadSysctls()
 	require.NoError(t, err)
+	// containerd's and runc's hard-coded paths: did they exist?
+	hostPaths := map[string]bool{}
+	for _, p := range []string{"/opt/containerd", "/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/cni", "/etc/cni", "/run/netns"} {
+		_, err := os.Stat(p)
+		hostPaths[p] = err == nil
+	}
 	sink := otlpsink.Start(t)
 	c := Start(t, Options{TracingEndpoint: sink.Endpoint, Kubelet: &KubeletOptions{Runtime: RuntimeContainerd}})
 	ctx := t.Context()
@@ -135,6 +141,10 @@ func TestContainerdNode(t *testing.T) {
 	assert.Error(t, err, "bridge %s left", bridge)
 	_, err = os.Stat(dir)
 	assert.True(t, os.IsNotExist(err), "test bed dir left behind")
+	for p, existed := range hostPaths {
+		_, err := os.Stat(p)
+		assert.Equal(t, existed, err == nil, "%s: the node wrote a host path", p)
+	}
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,11 +109,10 @@ func killCgroup(path string) {
 	}
 }
 
-// killMountNamespace SIGKILLs every process but holder in holder's mount
-// namespace.
-func killMountNamespace(holder int) {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", holder))
-	if err != nil {
+// killMountNamespace SIGKILLs every process but holder in mount
+// namespace ns (as /proc/PID/ns/mnt reads), never this process's.
+func killMountNamespace(ns string, holder int) {
+	if own, err := os.Readlink("/proc/self/ns/mnt"); err != nil || own == ns {
 		return
 	}
 	entries, _ := os.ReadDir("/proc")
@@ -159,16 +160,39 @@ func removeCgroup(path string) error {
 	return errors.Join(errs...)
 }
 
+// nodeCgroupPattern matches the cgroup roots real nodes make.
+var nodeCgroupPattern = regexp.MustCompile(`^` + nodeNamePrefix + `([0-9a-f]{8})$`)
+
+// holdNodeID holds the machine-wide token of a live node with this id: an
+// abstract unix socket, gone with the process that holds it.
+func holdNodeID(id string) (net.Listener, error) {
+	l, err := net.Listen("unix", "@kubestitch-node-"+id)
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: a real node %s is already running on this machine: %w", id, err)
+	}
+	return l, nil
+}
+
+// staleNodeID says whether no live node holds id (and so what carries it
+// is a killed run's).
+func staleNodeID(id string) bool {
+	l, err := holdNodeID(id)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
 // sweepStaleNodes removes what real nodes of killed runs left: their
-// processes, cgroups and bridges. Only call it while no other real node
-// runs on the machine (under run.lock).
+// processes, cgroups and bridges, those whose id no live node holds.
 func sweepStaleNodes(log io.Writer) {
 	mounts, _ := cgroupMounts()
 	stale := map[string]bool{}
 	for _, m := range mounts {
 		entries, _ := os.ReadDir(m)
 		for _, e := range entries {
-			if e.IsDir() && strings.HasPrefix(e.Name(), nodeNamePrefix) {
+			if id := nodeCgroupPattern.FindStringSubmatch(e.Name()); e.IsDir() && id != nil && staleNodeID(id[1]) {
 				stale["/"+e.Name()] = true
 			}
 		}

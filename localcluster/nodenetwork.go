@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,16 +27,61 @@ type nodeNetwork struct {
 
 // bridgePattern matches the bridges real nodes make: "kst" and the run's
 // 8 hex digits, within the 15 characters of an interface name.
-var bridgePattern = regexp.MustCompile(`^kst[0-9a-f]{8}n[0-9]+$`)
+var bridgePattern = regexp.MustCompile(`^kst([0-9a-f]{8})n[0-9]+$`)
 
-// newNodeNetwork is node index's network in the run id: pod CIDR
-// 10.244.<index>.0/24, as kube-controller-manager would allocate it.
-func newNodeNetwork(id string, index int) nodeNetwork {
-	_, cidr, _ := net.ParseCIDR(fmt.Sprintf("10.244.%d.0/24", index))
-	gw := make(net.IP, 4)
-	copy(gw, cidr.IP.To4())
-	gw[3] = 1
-	return nodeNetwork{bridge: fmt.Sprintf("kst%sn%d", id, index), cidr: cidr, gateway: gw}
+// newNodeNetwork is node index's network in the run id: the first
+// 10.244.N.0/24 from N = index on that overlaps no route of the machine's
+// (a CI runner may itself be a pod in 10.244.0.0/16), as
+// kube-controller-manager would allocate a pod CIDR.
+func newNodeNetwork(id string, index int) (nodeNetwork, error) {
+	routes := machineRoutes()
+	for n := index; n < 256; n++ {
+		_, cidr, _ := net.ParseCIDR(fmt.Sprintf("10.244.%d.0/24", n))
+		if overlapsAny(cidr, routes) {
+			continue
+		}
+		gw := make(net.IP, 4)
+		copy(gw, cidr.IP.To4())
+		gw[3] = 1
+		return nodeNetwork{bridge: fmt.Sprintf("kst%sn%d", id, index), cidr: cidr, gateway: gw}, nil
+	}
+	return nodeNetwork{}, errors.New("localcluster: every 10.244.N.0/24 overlaps a route of this machine")
+}
+
+// machineRoutes are the IPv4 destinations of the machine's routes (the
+// default route aside) and of its addresses.
+func machineRoutes() []*net.IPNet {
+	var out []*net.IPNet
+	b, _ := exec.Command("ip", "-o", "-4", "route", "show", "table", "all").Output()
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		dst := f[0]
+		if dst == "broadcast" || dst == "local" || dst == "unicast" {
+			if len(f) < 2 {
+				continue
+			}
+			dst = f[1]
+		}
+		if !strings.Contains(dst, "/") {
+			dst += "/32"
+		}
+		if _, n, err := net.ParseCIDR(dst); err == nil && !n.IP.IsUnspecified() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func overlapsAny(cidr *net.IPNet, routes []*net.IPNet) bool {
+	for _, r := range routes {
+		if r.Contains(cidr.IP) || cidr.Contains(r.IP) {
+			return true
+		}
+	}
+	return false
 }
 
 // up makes the bridge with the gateway address.
@@ -80,7 +126,7 @@ func deleteBridge(name string) error {
 func sweepStaleBridges(log io.Writer) {
 	ifs, _ := net.Interfaces()
 	for _, i := range ifs {
-		if bridgePattern.MatchString(i.Name) {
+		if m := bridgePattern.FindStringSubmatch(i.Name); m != nil && staleNodeID(m[1]) {
 			fmt.Fprintf(log, "localcluster: removing bridge %s, left by a killed run\n", i.Name)
 			if err := deleteBridge(i.Name); err != nil {
 				fmt.Fprintf(log, "localcluster: %v\n", err)

@@ -28,10 +28,12 @@ func DemoDeployment(name string, replicas int32) *appsv1.Deployment {
 
 // RunDemoImage makes the demo Deployment d run the test bed's workload
 // image (Cluster.DemoImage, on a containerd node), ready when the
-// workload's own HTTP endpoint answers.
+// workload's own HTTP endpoint answers. Every pod pulls it (Always): each
+// pod start has its PullImage, whichever pod's pull came first.
 func RunDemoImage(d *appsv1.Deployment, image string) {
 	c := &d.Spec.Template.Spec.Containers[0]
 	c.Image = image
+	c.ImagePullPolicy = corev1.PullAlways
 	c.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
 		PeriodSeconds: 1,

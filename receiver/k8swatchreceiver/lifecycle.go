@@ -73,7 +73,7 @@ func (t *tracker) observe(v objectView, at time.Time, history bool) []fragmentSp
 		// A pod this watch delivers unbound and not at a list: the
 		// delivery is the watcher's own moment of its creation.
 		seenCreated := isNew && !initialList && !v.pod.scheduled
-		out = append(out, t.sliObserve(st, at, seenCreated)...)
+		out = append(out, t.sliObserve(st, at, seenCreated, initialList)...)
 	}
 	if trigger != fragment.TriggerDelete && v.failed != "" && !v.converged {
 		// The object says the operation will not converge (a Deployment

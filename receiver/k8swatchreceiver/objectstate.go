@@ -58,8 +58,9 @@ type podSLI struct {
 	// running; initialized, when it delivered its init containers done.
 	bound, initialized time.Time
 	// pullStart and pullEnd span the pod's image pulls (the kubelet's
-	// Pulled Events), which the SLI leaves out.
+	// Pulled Events, pulls of them), which the SLI leaves out.
 	pullStart, pullEnd time.Time
+	pulls              int
 	sent               bool
 }
 

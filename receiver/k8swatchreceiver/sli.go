@@ -35,8 +35,9 @@ func sliEligible(v *objectView) bool {
 // containers done and with its containers started, and returns its SLI
 // spans once it is delivered Running if its schedule is known. A pod
 // first seen running is never measured: its watch time is not the moment
-// it ran. Called under the tracker's lock.
-func (t *tracker) sliObserve(st *objectState, at time.Time, seenCreated bool) []fragmentSpan {
+// it ran; neither is a list's delivery a moment of the pod's (listed).
+// Called under the tracker's lock.
+func (t *tracker) sliObserve(st *objectState, at time.Time, seenCreated, listed bool) []fragmentSpan {
 	v := &st.view
 	if !sliEligible(v) || st.Trigger != fragment.TriggerGeneration(1) {
 		return nil
@@ -48,7 +49,8 @@ func (t *tracker) sliObserve(st *objectState, at time.Time, seenCreated bool) []
 				st.sli.create = at
 			}
 		}
-		if s := st.sli; !s.sent {
+		// A list's delivery time is no moment of the pod's.
+		if s := st.sli; !s.sent && !listed {
 			if v.pod.scheduled && s.bound.IsZero() {
 				s.bound = at
 			}
@@ -74,9 +76,6 @@ func (t *tracker) sliObserve(st *objectState, at time.Time, seenCreated bool) []
 		// The update that reports the containers started is this one.
 		s.run = at
 	}
-	if v.pod.hasInit && v.pod.initialized && s.initialized.IsZero() {
-		s.initialized = at
-	}
 	if s.schedule.IsZero() && !s.bound.IsZero() {
 		s.schedule, s.scheduleSource = s.bound, sliSourceWatch
 	}
@@ -99,7 +98,7 @@ func allStarted(p *podView) bool {
 // sliEarly keeps the Scheduled Event of a pod not seen yet. Called under
 // the lock.
 func (t *tracker) sliEarly(ev eventView) {
-	if ev.reason != "Scheduled" {
+	if ev.reason != "Scheduled" || ev.timeSource != fragment.TimeSourceEvent {
 		return
 	}
 	if t.earlyScheduled == nil {
@@ -131,9 +130,12 @@ func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
 		return nil
 	}
 	switch {
-	case ev.reason == "Scheduled" && s.schedule.IsZero():
+	case ev.reason == "Scheduled" && s.schedule.IsZero() && ev.timeSource == fragment.TimeSourceEvent:
+		// Only with its eventTime: without, its time is whole seconds,
+		// no better than the PodScheduled condition.
 		s.schedule, s.scheduleSource = ev.at, sliSourceEvent
 	case ev.reason == "Pulled" && ev.duration > 0:
+		s.pulls++
 		start := ev.at.Add(-ev.duration)
 		if s.pullStart.IsZero() || start.Before(s.pullStart) {
 			s.pullStart = start

@@ -254,3 +254,45 @@ func TestSLIMarksSecondPrecisionBoundaries(t *testing.T) {
 	assert.False(t, sli[fragment.SLIScheduleToWatch].secondPrecision, "schedule is the bound delivery: precise")
 	assert.False(t, sli[fragment.SLIRunToWatch].secondPrecision)
 }
+
+// TestSLIDeliveriesThatLagAreNotMoments: a delivery can lag the truth,
+// never lead it. A pod delivered new 5 s after its creation second (a
+// relist after a watch gap) takes creationTimestamp, marked; a Scheduled
+// Event without eventTime (whole seconds) is no precise schedule; a pod
+// delivered at a list gives no bound moment.
+func TestSLIDeliveriesThatLagAreNotMoments(t *testing.T) {
+	t.Run("relisted new pod", func(t *testing.T) {
+		tr := newTracker()
+		p := testPod("pod-1")
+		tr.observe(viewPod(p, nil), t0.Add(5*time.Second), false)
+		tr.observe(viewPod(scheduled(p, t0.Add(5*time.Second)), nil), t0.Add(5100*time.Millisecond), false)
+		out := tr.observe(viewPod(running(scheduled(p, t0.Add(5*time.Second)), t0.Add(6*time.Second)), nil), t0.Add(6200*time.Millisecond), false)
+		for _, f := range out {
+			if f.name == fragment.SLIPodStartup {
+				assert.Equal(t, t0, f.start, "creationTimestamp, not the late delivery")
+				assert.True(t, sliOf(f.part).secondPrecision)
+				assert.Equal(t, "creation_timestamp", sliOf(f.part).createSource)
+			}
+		}
+		require.Len(t, sliDurations(out), 5)
+	})
+	t.Run("event without eventTime", func(t *testing.T) {
+		tr := newTracker()
+		p := testPod("pod-1")
+		tr.observe(viewPod(p, nil), t0.Add(10*time.Millisecond), false)
+		tr.event(eventView{uid: "s", objectUID: "pod-1", reason: "Scheduled", at: t0, timeSource: fragment.TimeSourceObject})
+		out := tr.observe(viewPod(running(scheduled(p, t0), t0), nil), t0.Add(900*time.Millisecond), false)
+		assert.Empty(t, sliDurations(out), "no precise schedule yet: waits")
+		out = tr.quiet(t0.Add(10*time.Second), time.Hour)
+		require.Len(t, sliDurations(out), 5)
+		assert.Equal(t, "condition", sliOf(out[0].part).scheduleSource)
+		assert.True(t, sliOf(out[0].part).secondPrecision)
+	})
+	t.Run("bound at a list", func(t *testing.T) {
+		tr := newTracker()
+		p := testPod("pod-1")
+		tr.observe(viewPod(scheduled(p, t0), nil), t0.Add(30*time.Second), true)
+		out := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(31*time.Second)), nil), t0.Add(31*time.Second), false)
+		assert.Empty(t, sliDurations(out), "the list's time is no moment of binding: waits for the Event")
+	})
+}

@@ -54,23 +54,39 @@ func sliSpans(st *objectState) []fragmentSpan {
 	s := st.sli
 	st.sli = sliSent
 	v := &st.view
+	p := v.pod
+	// A delivery can lag the truth (a relist after a watch gap, a handler
+	// backlog), never lead it: a watch boundary later than its second-
+	// precision field's second is a lagging delivery, and the field is
+	// the better of the two.
 	create, createSource := s.create, sliSourceWatch
-	if create.IsZero() {
+	if create.IsZero() || create.After(v.created.Add(time.Second)) {
 		// Created out of this watcher's sight (an agent sees its node's
-		// pods once bound): only the object's timestamp is left.
+		// pods once bound), or seen late: only the object's timestamp.
 		create, createSource = v.created, sliSourceCreation
 	}
+	schedule, scheduleSource := s.schedule, s.scheduleSource
+	if scheduleSource == sliSourceWatch && !p.scheduledAt.IsZero() && schedule.After(p.scheduledAt.Add(time.Second)) {
+		schedule, scheduleSource = p.scheduledAt, sliSourceCondition
+	}
+	if create.After(schedule) {
+		// The Scheduled Event's eventTime before a lagging delivery of
+		// the new pod: the pod was created no later than it was bound.
+		create = schedule
+	}
 	coarseCreate := createSource == sliSourceCreation
-	coarseSchedule := s.scheduleSource == sliSourceCondition
+	coarseSchedule := scheduleSource == sliSourceCondition
 	var excluded time.Duration
+	coarsePull := s.pulls > 1 // their span is of whole-second Event times
 	if !s.pullStart.IsZero() {
 		excluded += s.pullEnd.Sub(s.pullStart)
 	}
 	coarseInit := false
-	if p := v.pod; p.hasInit && p.initialized {
+	if p.hasInit && p.initialized {
 		switch {
-		case !s.initialized.IsZero() && s.initialized.After(s.schedule):
-			excluded += s.initialized.Sub(s.schedule)
+		case !s.initialized.IsZero() && s.initialized.After(schedule) && !s.initialized.After(p.initializedAt.Add(time.Second)):
+			excluded += s.initialized.Sub(schedule)
+			coarseInit = coarseSchedule
 		case p.initializedAt.After(p.scheduledAt) && !p.scheduledAt.IsZero():
 			excluded += p.initializedAt.Sub(p.scheduledAt)
 			coarseInit = true
@@ -82,21 +98,21 @@ func sliSpans(st *objectState) []fragmentSpan {
 		start, end time.Time
 		coarse     bool
 	}{
-		{fragment.SLICreateToSchedule, create, s.schedule, coarseCreate || coarseSchedule},
-		{fragment.SLIScheduleToRun, s.schedule, s.run, coarseSchedule},
+		{fragment.SLICreateToSchedule, create, schedule, coarseCreate || coarseSchedule},
+		{fragment.SLIScheduleToRun, schedule, s.run, coarseSchedule},
 		{fragment.SLIRunToWatch, s.run, s.watch, false},
-		{fragment.SLIScheduleToWatch, s.schedule, s.watch, coarseSchedule},
-		{fragment.SLIPodStartup, create, startupEnd, coarseCreate || coarseInit},
+		{fragment.SLIScheduleToWatch, schedule, s.watch, coarseSchedule},
+		{fragment.SLIPodStartup, create, startupEnd, coarseCreate || coarseInit || coarsePull},
 	}
 	out := make([]fragmentSpan, 0, len(spans))
 	for _, sp := range spans {
 		h := underObject(head(st, fragment.LevelSLI, sp.name, sliService, sp.start, sp.end, fragment.TimeSourceWatch))
 		h.spanID = fragment.SpanID(v.uid, sp.name, st.Trigger)
-		p := &sliPart{createSource: createSource, scheduleSource: s.scheduleSource, secondPrecision: sp.coarse}
+		part := &sliPart{createSource: createSource, scheduleSource: scheduleSource, secondPrecision: sp.coarse}
 		if sp.name == fragment.SLIPodStartup {
-			p.excluded, p.startup = excluded, true
+			part.excluded, part.startup = excluded, true
 		}
-		out = append(out, fragmentSpan{spanHead: h, part: p})
+		out = append(out, fragmentSpan{spanHead: h, part: part})
 	}
 	return out
 }
