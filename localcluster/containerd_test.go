@@ -26,14 +26,8 @@ import (
 // kubelet's CRI client spans in the pod's syncPod trace; and Down leaves
 // no process, mount, cgroup or bridge behind.
 func TestContainerdNode(t *testing.T) {
-	before, err := ReadSysctls()
-	require.NoError(t, err)
-	// containerd's and runc's hard-coded paths: did they exist?
-	hostPaths := map[string]bool{}
-	for _, p := range []string{"/opt/containerd", "/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/cni", "/etc/cni", "/run/netns"} {
-		_, err := os.Stat(p)
-		hostPaths[p] = err == nil
-	}
+	// containerd's, runc's, CNI's and the kubelet's hard-coded paths.
+	before := readHostState(t, "/opt/containerd", "/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/cni", "/etc/cni", "/run/netns")
 	sink := otlpsink.Start(t)
 	c := Start(t, Options{TracingEndpoint: sink.Endpoint, Kubelet: &KubeletOptions{Runtime: RuntimeContainerd}})
 	ctx := t.Context()
@@ -55,7 +49,7 @@ func TestContainerdNode(t *testing.T) {
 	spec := &d.Spec.Template.Spec
 	spec.NodeSelector = map[string]string{"kubernetes.io/hostname": c.KubeletNode}
 	RunDemoImage(d, c.DemoImage)
-	_, err = c.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
+	_, err := c.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
 	require.NoError(t, err)
 	var pods *corev1.PodList
 	require.Eventually(t, func() bool {
@@ -119,18 +113,8 @@ func TestContainerdNode(t *testing.T) {
 	}, 30*time.Second, 250*time.Millisecond, "containerd's server spans under the kubelet's syncPod CRI client spans of pod %s", uid)
 
 	dir, cgroupRoot, bridge := c.Dir, c.node.cgroupRoot, c.node.net.bridge
-	c.Down()
-	for name, pid := range pids {
-		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
-		assert.True(t, os.IsNotExist(err), "%s (pid %d) still running after Down", name, pid)
-	}
+	downLeavesNothing(t, c, pids, before)
 	assert.Empty(t, processesMentioning(dir), "processes of the node left after Down (shims, containers)")
-	after, err := ReadSysctls()
-	require.NoError(t, err)
-	assert.Equal(t, before, after, "sysctls after teardown")
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	require.NoError(t, err)
-	assert.NotContains(t, string(mounts), dir, "a mount of the node leaked into the host namespace")
 	mountsRoots, err := cgroupMounts()
 	require.NoError(t, err)
 	for _, m := range mountsRoots {
@@ -139,12 +123,6 @@ func TestContainerdNode(t *testing.T) {
 	}
 	_, err = net.InterfaceByName(bridge)
 	assert.Error(t, err, "bridge %s left", bridge)
-	_, err = os.Stat(dir)
-	assert.True(t, os.IsNotExist(err), "test bed dir left behind")
-	for p, existed := range hostPaths {
-		_, err := os.Stat(p)
-		assert.Equal(t, existed, err == nil, "%s: the node wrote a host path", p)
-	}
 }
 
 func podReady(p *corev1.Pod) bool {

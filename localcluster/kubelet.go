@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -320,30 +319,14 @@ authorization:
 	return nil
 }
 
-// KubeletMetrics is the real kubelet's /metrics (Prometheus text), read as
-// the cluster's admin over its loopback port.
-func (c *Cluster) KubeletMetrics(ctx context.Context) (string, error) {
+// KubeletMetrics is where the real kubelet serves /metrics (Prometheus
+// text), and a client that reads it as the cluster's admin.
+func (c *Cluster) KubeletMetrics() (*http.Client, string, error) {
 	if c.ports["kubelet"] == 0 {
-		return "", errors.New("localcluster: no real kubelet")
+		return nil, "", errors.New("localcluster: no real kubelet")
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: c.adminTLS()}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", c.ports["kubelet"]), nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("localcluster: kubelet /metrics: %s: %s", resp.Status, b)
-	}
-	return string(b), nil
+	return client, fmt.Sprintf("https://127.0.0.1:%d/metrics", c.ports["kubelet"]), nil
 }
 
 // stopKubelet stops the kubelet, then its runtime, then puts the sysctls

@@ -1,8 +1,10 @@
 package localcluster
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -23,13 +25,8 @@ import (
 // spans, and leaves the host as it found it: sysctls back, no mount or
 // path outside the temp dir, its working directory untouched.
 func TestRealKubelet(t *testing.T) {
-	before, err := ReadSysctls()
-	require.NoError(t, err)
-	hostPaths := map[string]bool{} // the kubelet's hard-coded paths: did they exist?
-	for _, p := range []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers"} {
-		_, err := os.Stat(p)
-		hostPaths[p] = err == nil
-	}
+	// The kubelet's hard-coded paths.
+	before := readHostState(t, "/var/lib/kubelet", "/var/log/pods", "/var/log/containers")
 	sink := otlpsink.Start(t)
 	c := Start(t, Options{TracingEndpoint: sink.Endpoint, Kubelet: &KubeletOptions{}})
 	ctx := t.Context()
@@ -39,7 +36,7 @@ func TestRealKubelet(t *testing.T) {
 
 	d := DemoDeployment("real", 2)
 	d.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": c.KubeletNode}
-	_, err = c.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
+	_, err := c.Client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{})
 	require.NoError(t, err)
 	var pods *corev1.PodList
 	require.Eventually(t, func() bool {
@@ -58,7 +55,7 @@ func TestRealKubelet(t *testing.T) {
 	// The kubelet changes these at start-up; the guard puts them back.
 	require.Eventually(t, func() bool {
 		now, err := ReadSysctls()
-		return err == nil && assert.ObjectsAreEqual(before, now)
+		return err == nil && assert.ObjectsAreEqual(before.sysctls, now)
 	}, 5*time.Second, 100*time.Millisecond, "sysctls restored while the kubelet runs")
 
 	uid := string(pods.Items[0].UID)
@@ -102,22 +99,48 @@ func TestRealKubelet(t *testing.T) {
 	_, err = os.Stat(filepath.Join(c.KubeletWorkDir(), CanaryFile))
 	require.NoError(t, err, "the kubelet's working directory was emptied")
 
+	downLeavesNothing(t, c, pids, before)
+}
+
+// hostState is what a test bed with a real node must leave as it found
+// it: the sysctls the kubelet changes, and whether the node's hard-coded
+// host paths existed.
+type hostState struct {
+	sysctls map[string]string
+	paths   map[string]bool
+}
+
+func readHostState(t *testing.T, paths ...string) hostState {
+	t.Helper()
+	sysctls, err := ReadSysctls()
+	require.NoError(t, err)
+	h := hostState{sysctls: sysctls, paths: map[string]bool{}}
+	for _, p := range paths {
+		_, err := os.Stat(p)
+		h.paths[p] = err == nil
+	}
+	return h
+}
+
+// downLeavesNothing takes c down and checks that its processes (pids)
+// stopped, and that the sysctls, the host paths and the host's mounts are
+// as before, with no test bed dir left.
+func downLeavesNothing(t *testing.T, c *Cluster, pids map[string]int, before hostState) {
+	t.Helper()
 	dir := c.Dir
 	c.Down()
 	for name, pid := range pids {
 		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
 		assert.True(t, os.IsNotExist(err), "%s (pid %d) still running after Down", name, pid)
 	}
-	after, err := ReadSysctls()
-	require.NoError(t, err)
-	assert.Equal(t, before, after, "sysctls after teardown")
+	after := readHostState(t, slices.Collect(maps.Keys(before.paths))...)
+	assert.Equal(t, before.sysctls, after.sysctls, "sysctls after teardown")
+	for p, existed := range before.paths {
+		assert.Equal(t, existed, after.paths[p], "%s: the node wrote a host path", p)
+	}
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	require.NoError(t, err)
 	assert.NotContains(t, string(mounts), dir, "a mount of the test bed leaked into the host namespace")
-	for p, existed := range hostPaths {
-		_, err := os.Stat(p)
-		assert.Equal(t, existed, err == nil, "%s: the kubelet wrote a host path", p)
-	}
 	_, err = os.Stat(dir)
 	assert.True(t, os.IsNotExist(err), "test bed dir left behind")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/waterfall"
@@ -21,6 +22,30 @@ import (
 // waiting for it (up to root_wait) and join the operation with it, rather
 // than leave after wait as a trace of their own.
 func TestCRISpansWaitForTheirSyncPodPastWait(t *testing.T) {
+	criSpansWaitForTheirSyncPod(t, func(h *stitchHarness, _ int) { h.flush() })
+}
+
+// TestCRISpansWaitForTheirSyncPodWhileOtherTrafficFlows: the same, but
+// other traces keep arriving during the pull (a gateway is never idle), so
+// the kept filter rotates (every keepJoinedFor*wait = 9 s) while the CRI
+// spans wait. Their trace must stay known until its root comes, however
+// long root_wait lets it wait; seen in e2e TestRealKubelet: the third
+// pod's RunPodSandbox and PodSandboxStatus, 12.6 s before their syncPod,
+// never joined it.
+func TestCRISpansWaitForTheirSyncPodWhileOtherTrafficFlows(t *testing.T) {
+	criSpansWaitForTheirSyncPod(t, func(h *stitchHarness, i int) {
+		noise := ptrace.NewTraces()
+		tr := randomTrace(uint64(1000 + i))
+		root := appSpan(noise, tr, pcommon.SpanID{}, pcommon.SpanID{1}, h.clock)
+		appSpan(noise, tr, root.SpanID(), pcommon.SpanID{2}, h.clock)
+		h.feed(t, noise)
+	})
+}
+
+// criSpansWaitForTheirSyncPod feeds deployment_create's spans with every
+// syncPod held back 20 s (a pull), calling duringPull each second of it,
+// and checks that every CRI span joined the operation under its syncPod.
+func criSpansWaitForTheirSyncPod(t *testing.T, duringPull func(h *stitchHarness, second int)) {
 	h := newHarness(t, func(c *Config) { c.Wait = 3 * time.Second })
 	batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
 	roots := ptrace.NewTraces()
@@ -51,9 +76,9 @@ func TestCRISpansWaitForTheirSyncPodPastWait(t *testing.T) {
 	for _, b := range batches {
 		h.feed(t, b)
 	}
-	for range 20 { // the pull
+	for i := range 20 { // the pull
 		h.clock = h.clock.Add(time.Second)
-		h.flush()
+		duringPull(h, i)
 	}
 	h.feed(t, roots)
 	require.NoError(t, h.p.ConsumeTraces(context.Background(), ptrace.NewTraces()))

@@ -40,10 +40,10 @@ func TestPodStartupSLIAgainstTheKubelet(t *testing.T) {
 	e := harness.StartEnv(t, harness.EnvOptions{Kubelet: true, KubeletRuntime: localcluster.RuntimeContainerd})
 	ctx := t.Context()
 	watcher := startCL2Watcher(t, e.Cluster.RESTConfig, "default")
+	client, metricsURL, err := e.Cluster.KubeletMetrics()
+	require.NoError(t, err)
 	kubeletSum := func() (float64, float64) {
-		text, err := e.Cluster.KubeletMetrics(ctx)
-		require.NoError(t, err)
-		samples, err := promtext.Parse(text)
+		samples, err := promtext.Scrape(ctx, client, metricsURL)
 		require.NoError(t, err)
 		return samples.Sum(kubeletSLIMetric + "_sum"), samples.Sum(kubeletSLIMetric + "_count")
 	}
@@ -90,7 +90,7 @@ func TestPodStartupSLIAgainstTheKubelet(t *testing.T) {
 		require.True(t, ok, "the watcher measured pod %s", uid)
 		lines = append(lines, fmt.Sprintf("  %s: kubestitch %8s (pull left out %7s)  watcher %8s (diff with the pull %+8s)  kubelet %8s (diff %+8s)", uid[:8],
 			o.Round(100*time.Microsecond), pulls[uid].Round(100*time.Microsecond), w[fragment.SLIPodStartup].Round(100*time.Microsecond),
-			(o + pulls[uid] - w[fragment.SLIPodStartup]).Round(100*time.Microsecond), k.Round(100*time.Microsecond), (o - k).Round(100*time.Microsecond)))
+			(o+pulls[uid]-w[fragment.SLIPodStartup]).Round(100*time.Microsecond), k.Round(100*time.Microsecond), (o-k).Round(100*time.Microsecond)))
 		// pod_startup leaves the image pull out (the first pod's), as the
 		// kubelet does; the watcher measures create to watch.
 		assert.LessOrEqual(t, (o + pulls[uid] - w[fragment.SLIPodStartup]).Abs(), maxWatchJitter, "pod %s: Kubestitch against the watcher", uid)
