@@ -296,3 +296,20 @@ func TestSLIDeliveriesThatLagAreNotMoments(t *testing.T) {
 		assert.Empty(t, sliDurations(out), "the list's time is no moment of binding: waits for the Event")
 	})
 }
+
+// TestSLICreateNearTheSecondsEnd: a pod created at x.990 s is delivered
+// after x+1 s; that delivery is still its moment, not the creation second.
+func TestSLICreateNearTheSecondsEnd(t *testing.T) {
+	tr := newTracker()
+	p := testPod("pod-1")
+	tr.observe(viewPod(p, nil), t0.Add(1020*time.Millisecond), false)
+	tr.observe(viewPod(scheduled(p, t0.Add(time.Second)), nil), t0.Add(1060*time.Millisecond), false)
+	out := tr.observe(viewPod(running(scheduled(p, t0.Add(time.Second)), t0.Add(2*time.Second)), nil), t0.Add(2100*time.Millisecond), false)
+	require.Len(t, sliDurations(out), 5)
+	for _, f := range out {
+		if f.name == fragment.SLIPodStartup {
+			assert.Equal(t, t0.Add(1020*time.Millisecond), f.start)
+			assert.False(t, sliOf(f.part).secondPrecision)
+		}
+	}
+}

@@ -25,6 +25,10 @@ const (
 	sliSourceCreation  = "creation_timestamp"
 )
 
+// sliMaxLag is how late after its field's second a delivery still counts
+// as the moment: watch latency, with room for a loaded machine.
+const sliMaxLag = time.Second
+
 // sliPart is what an SLI span says of how it was measured.
 type sliPart struct {
 	noPart
@@ -56,17 +60,18 @@ func sliSpans(st *objectState) []fragmentSpan {
 	v := &st.view
 	p := v.pod
 	// A delivery can lag the truth (a relist after a watch gap, a handler
-	// backlog), never lead it: a watch boundary later than its second-
-	// precision field's second is a lagging delivery, and the field is
-	// the better of the two.
+	// backlog), never lead it: a watch boundary more than sliMaxLag after
+	// its second-precision field's second is a lagging delivery, and the
+	// field is the better of the two. Within it, the delivery is the
+	// better: a pod created at x.990 s is delivered after x+1 s.
 	create, createSource := s.create, sliSourceWatch
-	if create.IsZero() || create.After(v.created.Add(time.Second)) {
+	if create.IsZero() || create.After(v.created.Add(time.Second+sliMaxLag)) {
 		// Created out of this watcher's sight (an agent sees its node's
 		// pods once bound), or seen late: only the object's timestamp.
 		create, createSource = v.created, sliSourceCreation
 	}
 	schedule, scheduleSource := s.schedule, s.scheduleSource
-	if scheduleSource == sliSourceWatch && !p.scheduledAt.IsZero() && schedule.After(p.scheduledAt.Add(time.Second)) {
+	if scheduleSource == sliSourceWatch && !p.scheduledAt.IsZero() && schedule.After(p.scheduledAt.Add(time.Second+sliMaxLag)) {
 		schedule, scheduleSource = p.scheduledAt, sliSourceCondition
 	}
 	if create.After(schedule) {
@@ -84,7 +89,7 @@ func sliSpans(st *objectState) []fragmentSpan {
 	coarseInit := false
 	if p.hasInit && p.initialized {
 		switch {
-		case !s.initialized.IsZero() && s.initialized.After(schedule) && !s.initialized.After(p.initializedAt.Add(time.Second)):
+		case !s.initialized.IsZero() && s.initialized.After(schedule) && !s.initialized.After(p.initializedAt.Add(time.Second+sliMaxLag)):
 			excluded += s.initialized.Sub(schedule)
 			coarseInit = coarseSchedule
 		case p.initializedAt.After(p.scheduledAt) && !p.scheduledAt.IsZero():
