@@ -42,7 +42,7 @@ type BuildOptions struct {
 
 // Binaries are the paths of the built control-plane binaries.
 type Binaries struct {
-	Etcd, APIServer, ControllerManager, Scheduler, Kwok, Kubelet string
+	Etcd, APIServer, ControllerManager, Scheduler, Kwok, Kubelet, KubeProxy string
 	// Containerd is the daemon; ContainerdDir also holds ctr and
 	// containerd-shim-runc-v2, which containerd finds on its PATH.
 	Containerd, ContainerdDir string
@@ -115,6 +115,10 @@ func Build(ctx context.Context, cacheDir string, bo BuildOptions, log io.Writer)
 	if bo.Kubelet {
 		k8sPkgs = append(k8sPkgs, "k8s.io/kubernetes/cmd/kubelet")
 	}
+	if bo.Containerd {
+		// A containerd node routes Services itself.
+		k8sPkgs = append(k8sPkgs, "k8s.io/kubernetes/cmd/kube-proxy")
+	}
 	specs := []buildSpec{
 		{module: "etcdbin", dir: filepath.Join(binDir, "etcd-"+EtcdVersion), pkgs: []string{"go.etcd.io/etcd/server/v3"}},
 		{module: "kwokbin", dir: filepath.Join(binDir, "kwok-"+KwokVersion), pkgs: []string{"sigs.k8s.io/kwok/cmd/kwok"}},
@@ -146,6 +150,7 @@ func Build(ctx context.Context, cacheDir string, bo BuildOptions, log io.Writer)
 		ControllerManager: filepath.Join(k8sDir, "kube-controller-manager"),
 		Scheduler:         filepath.Join(k8sDir, "kube-scheduler"),
 		Kubelet:           filepath.Join(k8sDir, "kubelet"),
+		KubeProxy:         filepath.Join(k8sDir, "kube-proxy"),
 		Containerd:        filepath.Join(containerdDir, "containerd"),
 		ContainerdDir:     containerdDir,
 		CNIDir:            cniDir,

@@ -2,12 +2,15 @@ package localcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -21,7 +24,8 @@ type Options struct {
 	// TracingEndpoint is the OTLP gRPC host:port kube-apiserver exports its
 	// spans to (sampling 1000000 per million); empty turns tracing off.
 	TracingEndpoint string
-	// Nodes is the number of kwok nodes. Default: 1.
+	// Nodes is the number of kwok nodes. Default: 1; negative: none (a
+	// cluster of real nodes only, Kubelet.Nodes).
 	Nodes int
 	// PodStages is "fast" (a pod is ready as soon as it is scheduled) or
 	// "general" (kwok's staged lifecycle with delays, for visible bars).
@@ -84,8 +88,10 @@ type Cluster struct {
 	Dir string
 	// Nodes are the names of the kwok nodes.
 	Nodes []string
-	// KubeletNode is the real kubelet's Node, if Options.Kubelet was set.
-	KubeletNode string
+	// KubeletNode is the real kubelet's Node, if Options.Kubelet was set;
+	// KubeletNodes every real node's, KubeletNode first.
+	KubeletNode  string
+	KubeletNodes []string
 	// Registry serves the images of a containerd node on 127.0.0.1, and
 	// PauseImage and DemoImage are in it (Kubelet.Runtime containerd).
 	Registry              *ImageRegistry
@@ -107,8 +113,15 @@ type Cluster struct {
 	mu      sync.Mutex // guards stopped
 	stopped bool
 	runtime *criruntime.Runtime
-	node    *containerdNode
-	sysctls *sysctlGuard
+	// network joins the containerd nodes, and nodes are they.
+	network *clusterNetwork
+	nodes   []*containerdNode
+	// firstNodeNet is the first real node's network, once it runs, and
+	// controlPlaneAgent carries kube-apiserver's spans to its agent
+	// (Kubelet.NodeAgentTracing).
+	firstNodeNet      atomic.Pointer[netNS]
+	controlPlaneAgent *forwarder
+	sysctls           *sysctlGuard
 }
 
 // Up builds what is missing, starts everything and waits until a workload
@@ -129,7 +142,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 // collector can be started on the kubeconfig first, so it receives
 // kube-apiserver's spans from the first request on.
 func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
-	if opts.Nodes <= 0 {
+	if opts.Nodes == 0 {
 		opts.Nodes = 1
 	}
 	if opts.PodStages == "" {
@@ -181,6 +194,11 @@ func Prepare(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c.ports["kube-apiserver"] = port
 	c.Server = fmt.Sprintf("https://127.0.0.1:%d", port)
+	if opts.Kubelet != nil && opts.Kubelet.NodeAgentTracing {
+		if err = c.traceToFirstNodeAgent(); err != nil {
+			return nil, err
+		}
+	}
 	if c.Kubeconfig, err = c.pki.kubeconfig("admin", c.Server); err != nil {
 		return nil, err
 	}
@@ -215,7 +233,7 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if c.opts.Kubelet != nil {
-		if err = c.startKubelet(ctx); err != nil {
+		if err = c.startKubelets(ctx); err != nil {
 			return err
 		}
 	}
@@ -255,6 +273,9 @@ func (c *Cluster) Down() {
 	}
 	c.stopped = true
 	c.mu.Unlock()
+	if c.controlPlaneAgent != nil {
+		c.controlPlaneAgent.Close()
+	}
 	c.stopKubelet()
 	if c.Registry != nil {
 		c.Registry.Close()
@@ -268,4 +289,27 @@ func (c *Cluster) Down() {
 	if c.runLock != nil {
 		unlockFile(c.runLock)
 	}
+}
+
+// traceToFirstNodeAgent points kube-apiserver's tracing at a port of this
+// machine's loopback that leads to NodeAgentEndpoint inside the first
+// real node, where deploy/control-plane's kube-apiserver finds its
+// node's agent. Until that node runs, connections are refused.
+func (c *Cluster) traceToFirstNodeAgent() error {
+	if c.opts.TracingEndpoint != "" {
+		return errors.New("localcluster: Kubelet.NodeAgentTracing and TracingEndpoint: set one")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.controlPlaneAgent = forward(l, func(ctx context.Context) (net.Conn, error) {
+		ns := c.firstNodeNet.Load()
+		if ns == nil {
+			return nil, errors.New("no node yet")
+		}
+		return ns.DialContext(ctx, "tcp", NodeAgentEndpoint)
+	})
+	c.opts.TracingEndpoint = l.Addr().String()
+	return nil
 }

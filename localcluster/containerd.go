@@ -19,25 +19,35 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// containerdNode is the container runtime of a real node: containerd
+// containerdNode is a real node and its container runtime: containerd
 // (built from containerdbin), the machine's runc and the CNI plugins
-// (cnibin). It shares one private mount namespace with the node's kubelet
-// (the kubelet mounts pods' volumes there and runc bind-mounts them into
-// containers), with temp dirs over /var/lib and /var/log and a tmpfs over
-// /run, so that nothing it writes lands on the host's paths. Its root,
-// state, cgroup root and bridge are its own and named after the run; Stop
-// removes them all.
+// (cnibin). It shares one private mount namespace and one network
+// namespace with the node's kubelet and kube-proxy (the kubelet mounts
+// pods' volumes there and runc bind-mounts them into containers), with
+// temp dirs over /var/lib and /var/log and a tmpfs over /run, so that
+// nothing it writes lands on the host's paths, and the node's own network
+// (nodeNetwork). Its root, state and cgroup root are its own and named
+// after the run; Stop removes them all.
 type containerdNode struct {
-	dir    string
-	socket string
+	index int
+	// name is the node's Node; suffix names its processes (kubelet,
+	// containerd...): "" for the first node, "-N" for node N.
+	name, suffix string
+	dir          string
+	socket       string
 	// cgroupRoot is the kubelet's cgroupRoot and holds the shims too.
 	cgroupRoot string
 	net        nodeNetwork
-	// holder keeps the node's mount namespace; containerd and the kubelet
-	// enter it with nsenter. mountNS is that namespace (/proc/PID/ns/mnt),
-	// read once while the holder is known to live: a PID can be reused.
+	// holder keeps the node's mount and network namespaces; containerd,
+	// the kubelet and kube-proxy enter them with nsenter. mountNS is that
+	// mount namespace (/proc/PID/ns/mnt), read once while the holder is
+	// known to live: a PID can be reused; netns the network namespace.
 	holder  *Process
 	mountNS string
+	netns   *netNS
+	// forwarders carry the node's 127.0.0.1 ports that lead to this
+	// machine's (a collector the test runs).
+	forwarders []*forwarder
 	// alive is held while the node runs, machine-wide (an abstract unix
 	// socket named after the node's id): a sweep removes only what no
 	// live node holds.
@@ -50,31 +60,31 @@ type containerdNode struct {
 // killed run left behind.
 const nodeNamePrefix = "kubestitch-"
 
-// startContainerdNode prepares and starts the runtime of the real node
-// and waits until its CRI server answers. On error, what it made is
-// removed again.
-func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint string, dirs map[string]string) (n *containerdNode, err error) {
+// startContainerdNode prepares real node index (of nodes) on the cluster
+// network, starts its runtime and waits until its CRI server answers.
+// tracingEndpoint is what containerd exports to, as the node sees it;
+// hostPorts are this machine's loopback ports that the node's 127.0.0.1
+// leads to. On error, what it made is removed again.
+func (c *Cluster) startContainerdNode(ctx context.Context, index, nodes int, name, base, tracingEndpoint string, hostPorts []string, cn *clusterNetwork, dirs map[string]string) (n *containerdNode, err error) {
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		return nil, errors.New("localcluster: the real node needs runc (apt-get install -y runc)")
 	}
 	// What a killed run's node left (no live node holds its id).
 	sweepStaleNodes(c.log)
-	sum := sha256.Sum256([]byte(c.Dir))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", c.Dir, index)))
 	id := hex.EncodeToString(sum[:4])
 	alive, err := holdNodeID(id)
 	if err != nil {
 		return nil, err
 	}
-	network, err := newNodeNetwork(id, 0)
-	if err != nil {
-		alive.Close()
-		return nil, err
-	}
 	n = &containerdNode{
+		index:      index,
+		name:       name,
+		suffix:     nodeSuffix(index),
 		dir:        filepath.Join(base, "containerd"),
 		cgroupRoot: "/" + nodeNamePrefix + id,
-		net:        network,
+		net:        newNodeNetwork(index),
 		alive:      alive,
 		c:          c,
 	}
@@ -95,19 +105,16 @@ func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint
 	if err = makeCgroup(n.cgroupRoot + "/shims"); err != nil {
 		return n, err
 	}
-	if err = n.net.up(); err != nil {
-		return n, err
-	}
 	if err = n.writeConfig(runc); err != nil {
 		return n, err
 	}
 	ready := filepath.Join(base, "mount-namespace-ready")
 	script := `set -e; mount --bind "$1" /var/lib; mount --bind "$2" /var/log; mount -t tmpfs -o mode=0755 tmpfs /run; touch "$3"; exec sleep infinity`
-	if err = c.run("node-mount-namespace", "unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "node",
+	if err = c.run("node-namespaces"+n.suffix, "unshare", "-m", "-n", "--propagation", "private", "--", "/bin/sh", "-c", script, "node",
 		dirs["var-lib"], dirs["var-log"], ready); err != nil {
 		return n, err
 	}
-	n.holder = c.procs.get("node-mount-namespace")
+	n.holder = c.procs.get("node-namespaces" + n.suffix)
 	if err = c.poll(ctx, "the node's mount namespace", 10*time.Second, func() (bool, error) {
 		_, err := os.Stat(ready)
 		return err == nil, nil
@@ -120,13 +127,24 @@ func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint
 	if own, _ := os.Readlink("/proc/self/ns/mnt"); n.mountNS == own {
 		return n, errors.New("localcluster: the node's mount namespace is this process's")
 	}
+	if n.netns, err = openNetNS(n.holder.PID()); err != nil {
+		return n, err
+	}
+	if err = n.net.up(n.netns, cn, nodes); err != nil {
+		return n, err
+	}
+	for _, addr := range hostPorts {
+		if err = n.carryFromHost(addr); err != nil {
+			return n, err
+		}
+	}
 	env, err := containerdTracingEnv(tracingEndpoint)
 	if err != nil {
 		return n, err
 	}
 	// The shim is found on PATH, runc by the config's BinaryName.
 	env = append(env, "PATH="+c.bins.ContainerdDir+":"+os.Getenv("PATH"))
-	if err = c.runEnv("containerd", env, "nsenter", n.enter(c.bins.Containerd, "--config", filepath.Join(n.dir, "config.toml"))...); err != nil {
+	if err = c.runEnv("containerd"+n.suffix, env, "nsenter", n.enter(c.bins.Containerd, "--config", filepath.Join(n.dir, "config.toml"))...); err != nil {
 		return n, err
 	}
 	if err = c.poll(ctx, "containerd's CRI server", 30*time.Second, func() (bool, error) {
@@ -137,10 +155,33 @@ func (c *Cluster) startContainerdNode(ctx context.Context, base, tracingEndpoint
 	return n, nil
 }
 
-// enter is the nsenter arguments that run cmd in the node's mount
-// namespace.
+// nodeSuffix names node index's processes: none for the first node.
+func nodeSuffix(index int) string {
+	if index == 0 {
+		return ""
+	}
+	return "-" + strconv.Itoa(index)
+}
+
+// enter is the nsenter arguments that run cmd in the node's mount and
+// network namespaces.
 func (n *containerdNode) enter(cmd ...string) []string {
-	return append([]string{"-t", fmt.Sprint(n.holder.PID()), "-m", "--"}, cmd...)
+	return append([]string{"-t", fmt.Sprint(n.holder.PID()), "-m", "-n", "--"}, cmd...)
+}
+
+// carryFromHost makes addr (a 127.0.0.1 host:port) inside the node lead
+// to the same address on this machine: a collector the test runs on the
+// machine's loopback is then where the node's components export.
+func (n *containerdNode) carryFromHost(addr string) error {
+	l, err := n.netns.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	n.forwarders = append(n.forwarders, forward(l, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}))
+	return nil
 }
 
 // writeConfig writes containerd's config (version 3, containerd 2.x), the
@@ -196,9 +237,10 @@ state = %[2]q
 		return err
 	}
 	// The loopback registry speaks plain HTTP, as a registry on
-	// localhost may.
+	// localhost may; the node reaches it at the control plane's address.
 	host := c.Registry.Host
-	hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host)
+	_, port, _ := net.SplitHostPort(host)
+	hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[2]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host, net.JoinHostPort(ControlPlaneIP, port))
 	if err := os.MkdirAll(filepath.Join(n.dir, "certs.d", host), 0o755); err != nil {
 		return err
 	}
@@ -321,29 +363,28 @@ func (n *containerdNode) removePods() {
 }
 
 // Stop stops the node's runtime after its kubelet: the pods, containerd,
-// anything left in its cgroups or mount namespace, then the namespace
-// (its mounts go with it), the cgroups and the bridge.
+// anything left in its cgroups or namespaces, then the namespaces (their
+// mounts, interfaces and iptables rules go with them) and the cgroups.
 func (n *containerdNode) Stop() {
 	c := n.c
-	if c.procs.get("containerd") != nil {
+	if c.procs.get("containerd"+n.suffix) != nil {
 		n.removePods()
-		c.procs.stop("containerd", 20*time.Second)
+		c.procs.stop("containerd"+n.suffix, 20*time.Second)
+	}
+	for _, f := range n.forwarders {
+		f.Close()
 	}
 	killCgroup(n.cgroupRoot)
 	if n.holder != nil {
 		if n.mountNS != "" && !n.holder.Exited() {
 			killMountNamespace(n.mountNS, n.holder.PID())
 		}
-		c.procs.stop("node-mount-namespace", 5*time.Second)
+		c.procs.stop("node-namespaces"+n.suffix, 5*time.Second)
 	}
-	var errs []error
+	if n.netns != nil {
+		n.netns.Close()
+	}
 	if err := removeCgroup(n.cgroupRoot); err != nil {
-		errs = append(errs, err)
-	}
-	if err := n.net.down(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(c.log, "localcluster: cleaning up the real node: %v\n", err)
 	}
 	if n.alive != nil {

@@ -24,7 +24,9 @@ import (
 // image's user, ready by its own HTTP probe, with the image's digest as
 // imageID); containerd's own CRI server spans are children of the
 // kubelet's CRI client spans in the pod's syncPod trace; and Down leaves
-// no process, mount, cgroup or bridge behind.
+// no process, mount or cgroup behind, and the machine's network (its
+// interfaces, routes, iptables rules and network sysctls) as it was: the
+// node, its pods and kube-proxy live in namespaces of their own.
 func TestContainerdNode(t *testing.T) {
 	// containerd's, runc's, CNI's and the kubelet's hard-coded paths.
 	before := readHostState(t, "/opt/containerd", "/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/cni", "/etc/cni", "/run/netns")
@@ -74,11 +76,11 @@ func TestContainerdNode(t *testing.T) {
 		require.NotNil(t, st.State.Running, "pod %s", p.Name)
 		assert.False(t, st.State.Running.StartedAt.IsZero())
 		assert.NotEmpty(t, p.Status.PodIP)
-		assert.True(t, c.node.net.cidr.Contains(net.ParseIP(p.Status.PodIP)), "pod IP %s in the node's CIDR %s", p.Status.PodIP, c.node.net.cidr)
+		assert.True(t, c.nodes[0].net.cidr.Contains(net.ParseIP(p.Status.PodIP)), "pod IP %s in the node's CIDR %s", p.Status.PodIP, c.nodes[0].net.cidr)
 	}
 	assert.GreaterOrEqual(t, c.Registry.Pulls("kubestitch/demoapp"), 1, "the workload image was pulled from the registry")
 	assert.GreaterOrEqual(t, c.Registry.Pulls("kubestitch/pause"), 1, "the sandbox image was pulled from the registry")
-	uids := containerUIDs(t, c.node.cgroupRoot, "/demoapp")
+	uids := containerUIDs(t, c.nodes[0].cgroupRoot, "/demoapp")
 	assert.Len(t, uids, 2, "two demoapp processes in the node's cgroups")
 	for _, uid := range uids {
 		assert.Equal(t, "65532", uid, "the container runs as the image's user")
@@ -112,7 +114,7 @@ func TestContainerdNode(t *testing.T) {
 			names["runtime.v1.RuntimeService/CreateContainer"] && names["runtime.v1.RuntimeService/StartContainer"]
 	}, 30*time.Second, 250*time.Millisecond, "containerd's server spans under the kubelet's syncPod CRI client spans of pod %s", uid)
 
-	dir, cgroupRoot, bridge := c.Dir, c.node.cgroupRoot, c.node.net.bridge
+	dir, cgroupRoot := c.Dir, c.nodes[0].cgroupRoot
 	downLeavesNothing(t, c, pids, before)
 	assert.Empty(t, processesMentioning(dir), "processes of the node left after Down (shims, containers)")
 	mountsRoots, err := cgroupMounts()
@@ -121,8 +123,6 @@ func TestContainerdNode(t *testing.T) {
 		_, err := os.Stat(filepath.Join(m, cgroupRoot))
 		assert.True(t, os.IsNotExist(err), "cgroup %s left in %s", cgroupRoot, m)
 	}
-	_, err = net.InterfaceByName(bridge)
-	assert.Error(t, err, "bridge %s left", bridge)
 }
 
 func podReady(p *corev1.Pod) bool {

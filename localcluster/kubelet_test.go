@@ -1,11 +1,15 @@
 package localcluster
 
 import (
+	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,18 +107,45 @@ func TestRealKubelet(t *testing.T) {
 }
 
 // hostState is what a test bed with a real node must leave as it found
-// it: the sysctls the kubelet changes, and whether the node's hard-coded
-// host paths existed.
+// it: the sysctls the kubelet changes, whether the node's hard-coded
+// host paths existed, and the machine's network: interfaces, routes,
+// iptables rules and the network sysctls kube-proxy and CNI set.
 type hostState struct {
 	sysctls map[string]string
 	paths   map[string]bool
+	network string
 }
+
+// hostNetwork is the machine's network, as text to compare.
+func hostNetwork(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, cmd := range [][]string{{"ip", "-o", "link", "show"}, {"ip", "route", "show", "table", "all"}, {"iptables-save"}} {
+		out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+		require.NoError(t, err, "%s: %s", cmd, out)
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(line, "#") { // iptables-save's dated comments
+				// Counters and link statistics change by themselves.
+				b.WriteString(linkCounters.ReplaceAllString(line, "") + "\n")
+			}
+		}
+	}
+	for _, key := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet", "net/bridge/bridge-nf-call-iptables"} {
+		v, _ := os.ReadFile("/proc/sys/" + key)
+		fmt.Fprintf(&b, "%s=%s", key, v)
+	}
+	return b.String()
+}
+
+// linkCounters are the parts of ip and iptables-save lines that change
+// while nothing is configured: packet counters.
+var linkCounters = regexp.MustCompile(`\[[0-9]+:[0-9]+\]`)
 
 func readHostState(t *testing.T, paths ...string) hostState {
 	t.Helper()
 	sysctls, err := ReadSysctls()
 	require.NoError(t, err)
-	h := hostState{sysctls: sysctls, paths: map[string]bool{}}
+	h := hostState{sysctls: sysctls, paths: map[string]bool{}, network: hostNetwork(t)}
 	for _, p := range paths {
 		_, err := os.Stat(p)
 		h.paths[p] = err == nil
@@ -135,6 +166,7 @@ func downLeavesNothing(t *testing.T, c *Cluster, pids map[string]int, before hos
 	}
 	after := readHostState(t, slices.Collect(maps.Keys(before.paths))...)
 	assert.Equal(t, before.sysctls, after.sysctls, "sysctls after teardown")
+	assert.Equal(t, before.network, after.network, "the machine's network (links, routes, iptables, net sysctls) after teardown")
 	for p, existed := range before.paths {
 		assert.Equal(t, existed, after.paths[p], "%s: the node wrote a host path", p)
 	}

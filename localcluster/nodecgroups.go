@@ -185,7 +185,7 @@ func staleNodeID(id string) bool {
 }
 
 // sweepStaleNodes removes what real nodes of killed runs left: their
-// processes, cgroups and bridges, those whose id no live node holds.
+// processes and cgroups, those whose id no live node holds.
 func sweepStaleNodes(log io.Writer) {
 	mounts, _ := cgroupMounts()
 	stale := map[string]bool{}
@@ -204,5 +204,4 @@ func sweepStaleNodes(log io.Writer) {
 			fmt.Fprintf(log, "localcluster: %v\n", err)
 		}
 	}
-	sweepStaleBridges(log)
 }

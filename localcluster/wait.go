@@ -49,3 +49,17 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, tlsCfg *tls.Co
 		return resp.StatusCode == http.StatusOK, nil
 	})
 }
+
+// waitHTTPIn is waitHTTP inside a network namespace of the test bed.
+func (c *Cluster) waitHTTPIn(ctx context.Context, ns *netNS, name, url string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: ns.DialContext}}
+	defer hc.CloseIdleConnections()
+	return c.poll(ctx, name+" ready at "+url+" (in its node)", timeout, func() (bool, error) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
