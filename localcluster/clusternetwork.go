@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -137,6 +138,25 @@ func (c *Cluster) publishAPIServerEndpoint(ctx context.Context) error {
 	return err
 }
 
+// ListenClusterNetwork listens on port of ControlPlaneIP (0: any free
+// one) in the cluster network, where nodes and pods reach it: a backend of
+// the test's that a Service leads to (an EndpointSlice with that address).
+func (c *Cluster) ListenClusterNetwork(port int) (net.Listener, error) {
+	if c.network == nil {
+		return nil, errors.New("localcluster: no cluster network (Kubelet.Runtime containerd)")
+	}
+	return c.network.ns.Listen("tcp", net.JoinHostPort(ControlPlaneIP, strconv.Itoa(port)))
+}
+
+// DialClusterNetwork dials addr (a node's or a pod's address) from the
+// cluster network, as a client on the nodes' network would.
+func (c *Cluster) DialClusterNetwork(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.network == nil {
+		return nil, errors.New("localcluster: no cluster network (Kubelet.Runtime containerd)")
+	}
+	return c.network.ns.DialContext(ctx, network, addr)
+}
+
 // attach puts node's namespace on the network: a veth pair, its end in
 // the node named eth0.
 func (cn *clusterNetwork) attach(index int, node *netNS) error {
@@ -144,7 +164,12 @@ func (cn *clusterNetwork) attach(index int, node *netNS) error {
 	if err := cn.ns.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(node.pid)); err != nil {
 		return err
 	}
-	return cn.ns.ip("link", "set", veth, "master", clusterBridge, "up")
+	if err := cn.ns.ip("link", "set", veth, "master", clusterBridge, "up"); err != nil {
+		return err
+	}
+	// Answers to the node's pods (DNS, the apiserver, a test's backend)
+	// go back through the node.
+	return cn.ns.ip("route", "add", podCIDR(index).String(), "via", nodeAddress(index), "dev", clusterBridge)
 }
 
 // Stop stops carrying and serving; the namespace goes with its holder.

@@ -88,7 +88,7 @@ func (n nodeNetwork) conflist() []byte {
 		"plugins": []any{
 			map[string]any{
 				"type": "bridge", "bridge": podBridge,
-				"isGateway": true, "ipMasq": false, "hairpinMode": true,
+				"isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
 				"ipam": map[string]any{
 					"type":   "host-local",
 					"ranges": [][]map[string]string{{{"subnet": n.cidr.String(), "rangeStart": first.String()}}},

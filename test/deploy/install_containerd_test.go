@@ -1,0 +1,443 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/ociimage"
+	"github.com/kubestitch/kubestitch/localcluster"
+	"github.com/kubestitch/kubestitch/test/otlpsink"
+	"github.com/kubestitch/kubestitch/test/promtext"
+	"github.com/kubestitch/kubestitch/test/shippedimage"
+	"github.com/kubestitch/kubestitch/test/tracecheck"
+)
+
+// TestInstallOnContainerd installs the sharded overlay as a user does, on
+// two real nodes (a kubelet, containerd, runc, CNI and kube-proxy each, in
+// namespaces of their own): the image `make image` builds, pushed to the
+// test bed's registry and set through kustomize's images: only, pulled by
+// containerd; the manifests applied with Pod Security on; every pod run by
+// runc as its securityContext says, with its ServiceAccount's token, its
+// Services through kube-proxy and its names through the cluster's DNS. The
+// nodes' kubelet and containerd export to their node's agent at
+// 127.0.0.1:4317, kube-apiserver to the first node's, as
+// deploy/control-plane ships them. Each pod's imageID must be the digest
+// that was pushed; each Deployment's rollout one whole trace, with the
+// kubelet's and containerd's spans, at exactly one gateway; after a
+// gateway's container is SIGKILLed mid-rollout (the kubelet restarts
+// it), the next rollout whole again.
+//
+// KUBESTITCH_BREAK_IMAGE=entrypoint pushes the image with an entrypoint
+// that does not exist: the test must then fail, naming the pods that
+// cannot start.
+func TestInstallOnContainerd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local control plane; `make test` runs it")
+	}
+	if err := localcluster.ContainerdUsable(); err != nil {
+		t.Fatalf("the install runs on real nodes: %v", err)
+	}
+	ctx := t.Context()
+	layout := shippedimage.Build(t, "linux/"+runtime.GOARCH)
+	cluster := localcluster.Start(t, localcluster.Options{
+		Nodes: -1, Log: localcluster.TestLog(t),
+		Kubelet: &localcluster.KubeletOptions{Runtime: localcluster.RuntimeContainerd, Nodes: 2, NodeAgentTracing: true},
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			logInstallPods(t, cluster)
+		}
+	})
+	image := pushShippedImage(t, cluster, layout)
+	t.Logf("the image as pushed: %s", image)
+
+	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
+	serveBackend(t, cluster, be)
+	objs := buildWithImage(t, "sharded", image)
+	apply(t, cluster.RESTConfig, append(objs, fragmentKey(t)...))
+	metrics := podMetricsClient(cluster)
+
+	// Every pod of the install runs, ready, as its own ServiceAccount, from
+	// the pushed digest; one agent per node.
+	_, digest, _ := strings.Cut(image, "@")
+	var install []corev1.Pod
+	require.Eventually(t, func() bool {
+		install = installPods(t, cluster)
+		agents, gateways := 0, 0
+		for _, p := range install {
+			if !installPodReady(&p) {
+				return false
+			}
+			if p.Namespace == "kubestitch-node" {
+				agents++
+			} else {
+				gateways++
+			}
+		}
+		return agents == 2 && gateways == 3
+	}, 4*time.Minute, time.Second, "an agent on each real node and 3 gateways run and are ready")
+	agentNodes := map[string]bool{}
+	for _, p := range install {
+		want := map[string]string{"kubestitch-node": "kubestitch-agent", "kubestitch": "kubestitch-gateway"}[p.Namespace]
+		assert.Equal(t, want, p.Spec.ServiceAccountName, "%s/%s", p.Namespace, p.Name)
+		for _, cs := range p.Status.ContainerStatuses {
+			assert.True(t, strings.HasSuffix(cs.ImageID, "@"+digest), "%s/%s runs %s, not the pushed digest %s", p.Namespace, p.Name, cs.ImageID, digest)
+		}
+		if p.Namespace == "kubestitch-node" {
+			agentNodes[p.Spec.NodeName] = true
+		}
+	}
+	assert.ElementsMatch(t, cluster.KubeletNodes, keys(agentNodes), "one agent per node")
+	require.Eventually(t, func() bool {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		return err == nil && l.Spec.HolderIdentity != nil
+	}, time.Minute, 200*time.Millisecond, "a gateway takes the k8swatch Lease, with its own ServiceAccount's permissions")
+	waitRing(t, cluster, metrics, "every load-balancing exporter has the 3 gateways in its ring")
+
+	// Workloads on both nodes, their rollouts each whole at one gateway,
+	// with the nodes' own lanes.
+	demo2 := pushVariant(t, cluster, cluster.DemoImage, "v2")
+	namespaces := []string{"team-1", "team-2", "team-3"}
+	for _, ns := range namespaces {
+		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		deployDemo(t, cluster, ns, 3)
+	}
+	owner := map[string]string{}
+	for _, ns := range namespaces {
+		owner[ns] = wholeAtOneGateway(t, be, ns, "gen:1", 3, "")
+		tr := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:1")[owner[ns]]
+		assert.Positive(t, tracecheck.CountService(tr, "kubelet"), "%s: the kubelet's spans in the rollout's trace", ns)
+		assert.Positive(t, tracecheck.CountService(tr, "containerd"), "%s: containerd's spans in the rollout's trace", ns)
+	}
+	t.Logf("namespace -> gateway: %v", owner)
+
+	// A gateway's container dies mid-rollout; the kubelet restarts it.
+	lease, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+	require.NoError(t, err)
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+	ns := namespaces[0]
+	for _, n := range namespaces {
+		if owner[n] != holder {
+			ns = n
+			break
+		}
+	}
+	victim, err := cluster.Client.CoreV1().Pods("kubestitch").Get(ctx, owner[ns], metav1.GetOptions{})
+	require.NoError(t, err)
+	setImage(t, cluster, ns, demo2)
+	time.Sleep(500 * time.Millisecond)
+	killed := time.Now()
+	pid := containerPID(t, victim, "--config=/conf/gateway.yaml")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	t.Logf("SIGKILLed %s's collector (pid %d, owner of %s; the Lease holder: %v) 500ms after the rollout began", victim.Name, pid, ns, holder == victim.Name)
+	require.Eventually(t, func() bool {
+		p, err := cluster.Client.CoreV1().Pods("kubestitch").Get(ctx, victim.Name, metav1.GetOptions{})
+		return err == nil && installPodReady(p) && p.Status.ContainerStatuses[0].RestartCount > 0
+	}, 2*time.Minute, 200*time.Millisecond, "the kubelet restarts the gateway's container and it is ready again")
+	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
+	t.Logf("failover: %v from the SIGKILL until the restarted gateway was ready and in every ring", time.Since(killed))
+	waitConverged(t, cluster, ns)
+	time.Sleep(15 * time.Second) // k8s_stitch's wait, the agents' retries
+	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
+	for gw, tr := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:2") {
+		t.Logf("in flight at %s: %d pod.ready of 3, checker: %v", gw, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
+	}
+	setImage(t, cluster, ns, cluster.DemoImage)
+	wholeAtOneGateway(t, be, ns, "gen:3", 3, "")
+	for _, other := range namespaces {
+		if other != ns {
+			setImage(t, cluster, other, demo2)
+			wholeAtOneGateway(t, be, other, "gen:2", 3, "")
+		}
+	}
+}
+
+// pushShippedImage pushes the image layout (kubestitch-release image's)
+// to the test bed's registry, broken first if KUBESTITCH_BREAK_IMAGE says
+// so, and returns its reference by digest.
+func pushShippedImage(t *testing.T, cluster *localcluster.Cluster, layout string) string {
+	t.Helper()
+	ref := cluster.Registry.Host + "/kubestitch/otelcol-kubestitch:test"
+	repo, _, _ := strings.Cut(ref, ":test")
+	// Anonymous: the test bed's registry, never the developer's
+	// credential helpers.
+	pushed, err := ociimage.Push(layout, ref, remote.WithAuth(authn.Anonymous))
+	require.NoError(t, err, "pushing the image")
+	image := repo + "@" + pushed.Digest.String()
+	if os.Getenv("KUBESTITCH_BREAK_IMAGE") == "entrypoint" {
+		image = pushVariant(t, cluster, image, "broken", func(cf *v1.ConfigFile) { cf.Config.Entrypoint = []string{"/otelcol-missing"} })
+		t.Logf("KUBESTITCH_BREAK_IMAGE=entrypoint: the image's entrypoint is /otelcol-missing")
+	}
+	return image
+}
+
+// pushVariant pushes ref's image (for this machine's platform) changed by
+// edits (none: a label only, a new digest) under tag, and returns the
+// variant's reference by digest.
+func pushVariant(t *testing.T, cluster *localcluster.Cluster, ref, tag string, edits ...func(*v1.ConfigFile)) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	require.NoError(t, err)
+	img, err := remote.Image(r, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}), remote.WithAuth(authn.Anonymous))
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	cf.Config.Labels["kubestitch.test/variant"] = tag
+	for _, edit := range edits {
+		edit(cf)
+	}
+	variant, err := mutate.ConfigFile(img, cf)
+	require.NoError(t, err)
+	out, err := cluster.Registry.Push(t.Context(), r.Context().Name()+":"+tag, variant)
+	require.NoError(t, err)
+	return r.Context().Name() + out[strings.Index(out, "@"):]
+}
+
+// buildWithImage is the overlay as a user installs it with their own
+// registry: a kustomization of theirs on top of it whose images: sets the
+// image's name and digest, nothing else.
+func buildWithImage(t *testing.T, overlay, image string) []*unstructured.Unstructured {
+	t.Helper()
+	root, err := localcluster.RepoRoot()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, filepath.Join(root, "deploy", "overlays", overlay))
+	require.NoError(t, err)
+	repo, digest, _ := strings.Cut(image, "@")
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [%s]
+images:
+  - name: ghcr.io/kubestitch/otelcol-kubestitch
+    newName: %s
+    digest: %s
+`, rel, repo, digest)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644))
+	objs := buildDir(t, dir)
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" || o.GetKind() == "DaemonSet" {
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			for _, c := range cs {
+				require.Equal(t, image, c.(map[string]any)["image"], "%s %s", o.GetKind(), o.GetName())
+			}
+		}
+	}
+	return objs
+}
+
+// serveBackend is the gateways' backend (tempo.observability.svc:4317 in
+// the shipped env): a Service without selector whose EndpointSlice leads
+// to a listener of the test's on the cluster network. Each connection is
+// handed to the sink of the gateway pod it comes from (by its pod IP,
+// which kube-proxy keeps: no masquerading inside the cluster CIDR).
+func serveBackend(t *testing.T, cluster *localcluster.Cluster, be *backends) {
+	t.Helper()
+	ctx := t.Context()
+	l, err := cluster.ListenClusterNetwork(0)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				pod := podByIP(cluster, ip)
+				var d net.Dialer
+				up, err := d.DialContext(ctx, "tcp", be.endpoint(pod))
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(up, c); done <- struct{}{} }() //nolint:errcheck
+				go func() { io.Copy(c, up); done <- struct{}{} }() //nolint:errcheck
+				<-done
+			}()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	p, _ := strconv.Atoi(port)
+	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "observability"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = cluster.Client.CoreV1().Services("observability").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tempo"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317, TargetPort: intstr.FromInt32(int32(p))}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = cluster.Client.DiscoveryV1().EndpointSlices("observability").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "tempo", Labels: map[string]string{discoveryv1.LabelServiceName: "tempo"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{localcluster.ControlPlaneIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("otlp-grpc"), Port: ptr.To(int32(p))}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// podByIP names the install's pod with that IP ("" for none).
+func podByIP(cluster *localcluster.Cluster, ip string) string {
+	pods, err := cluster.Client.CoreV1().Pods("kubestitch").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods.Items {
+		if p.Status.PodIP == ip {
+			return p.Name
+		}
+	}
+	return "unknown " + ip
+}
+
+// installPods are the install's pods, agents and gateways.
+func installPods(t *testing.T, cluster *localcluster.Cluster) []corev1.Pod {
+	var out []corev1.Pod
+	for _, ns := range []string{"kubestitch-node", "kubestitch"} {
+		pods, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kubestitch"})
+		require.NoError(t, err)
+		out = append(out, pods.Items...)
+	}
+	return out
+}
+
+// podMetricsClient reads the pods' own telemetry from the cluster
+// network, as a Prometheus on the nodes' network would.
+func podMetricsClient(cluster *localcluster.Cluster) func(p *corev1.Pod) (promtext.Samples, error) {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: cluster.DialClusterNetwork}}
+	return func(p *corev1.Pod) (promtext.Samples, error) {
+		port := gatewayMetricsPort
+		if p.Namespace == "kubestitch-node" {
+			port = agentMetricsPort
+		}
+		resp, err := hc.Get("http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port)) + "/metrics")
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, err
+		}
+		return promtext.Parse(string(body))
+	}
+}
+
+// waitRing waits until every pod's load-balancing exporter has the 3
+// gateways.
+func waitRing(t *testing.T, cluster *localcluster.Cluster, metrics func(*corev1.Pod) (promtext.Samples, error), what string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, p := range installPods(t, cluster) {
+			s, err := metrics(&p)
+			if err != nil {
+				return false
+			}
+			if vs := s.Values("otelcol_loadbalancer_num_backends"); len(vs) == 0 || vs[0] != 3 {
+				return false
+			}
+		}
+		return true
+	}, 2*time.Minute, time.Second, what)
+}
+
+// deployDemo runs the test bed's workload image, replicas pods in ns.
+func deployDemo(t *testing.T, cluster *localcluster.Cluster, ns string, replicas int32) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), "default", metav1.GetOptions{})
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond)
+	d := localcluster.DemoDeployment("web", replicas)
+	d.Namespace = ns
+	localcluster.RunDemoImage(d, cluster.DemoImage)
+	_, err := cluster.Client.AppsV1().Deployments(ns).Create(t.Context(), d, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// containerPID is the process of pod's container whose command line has
+// arg: found by the pod's cgroup (the kubelet's cgroupfs driver names it
+// pod<UID>).
+func containerPID(t *testing.T, pod *corev1.Pod, arg string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cg, err1 := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		cmd, err2 := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err1 == nil && err2 == nil && strings.Contains(string(cg), "/pod"+string(pod.UID)+"/") && strings.Contains(string(cmd), arg) {
+			return pid
+		}
+	}
+	t.Fatalf("no process of pod %s with %q", pod.Name, arg)
+	return 0
+}
+
+// logInstallPods logs why the install's pods are not running.
+func logInstallPods(t *testing.T, cluster *localcluster.Cluster) {
+	for _, p := range installPods(t, cluster) {
+		var states []string
+		for _, cs := range p.Status.ContainerStatuses {
+			states = append(states, fmt.Sprintf("%s ready=%v restarts=%d waiting=%v terminated=%v", cs.Name, cs.Ready, cs.RestartCount, cs.State.Waiting, cs.State.Terminated))
+		}
+		t.Logf("%s/%s on %s: %s %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, states)
+	}
+	events, err := cluster.Client.CoreV1().Events("").List(context.Background(), metav1.ListOptions{})
+	if err == nil {
+		for _, e := range events.Items {
+			if e.Type == corev1.EventTypeWarning {
+				t.Logf("event %s/%s %s: %s %s", e.Namespace, e.InvolvedObject.Name, e.InvolvedObject.Kind, e.Reason, e.Message)
+			}
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(cluster.Dir, "kubelet*", "pod-logs", "kubestitch*", "*", "*.log"))
+	for _, l := range logs {
+		t.Logf("%s:\n%s", strings.TrimPrefix(l, cluster.Dir), localcluster.LogTail(l, 30))
+	}
+	t.Logf("node logs:%s", cluster.LogTails(40, "kubelet", "containerd", "kube-proxy", "kubelet-1", "containerd-1", "kube-proxy-1"))
+}
+
+func installPodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
