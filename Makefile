@@ -65,9 +65,9 @@ cluster-test: testbed
 shake:
 	test/shake/run.sh $(or $(N),5)
 
-## install-test: only the sharded install run as the pods' own processes (test/podrunner; root, iptables); part of cluster-test
+## install-test: only the sharded install on two real nodes, from the image make image builds (containerd, runc, CNI, kube-proxy; root); part of cluster-test
 install-test: build
-	$(GO) test -count=1 -v -timeout 20m -run TestInstallRunsAsShipped ./test/deploy/
+	$(GO) test -count=1 -v -timeout 20m -run TestInstallOnContainerd ./test/deploy/
 
 ## scale-test: the scale run on the install at full size (100 kwok nodes, 6,000 pods alive; root, iptables, about 40 min); make test runs it at a tenth
 scale-test: build

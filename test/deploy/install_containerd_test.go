@@ -89,6 +89,7 @@ func TestInstallOnContainerd(t *testing.T) {
 	var install []corev1.Pod
 	require.Eventually(t, func() bool {
 		install = installPods(t, cluster)
+		requireStartable(t, install)
 		agents, gateways := 0, 0
 		for _, p := range install {
 			if !installPodReady(&p) {
@@ -132,51 +133,115 @@ func TestInstallOnContainerd(t *testing.T) {
 	owner := map[string]string{}
 	for _, ns := range namespaces {
 		owner[ns] = wholeAtOneGateway(t, be, ns, "gen:1", 3, "")
-		tr := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:1")[owner[ns]]
-		assert.Positive(t, tracecheck.CountService(tr, "kubelet"), "%s: the kubelet's spans in the rollout's trace", ns)
-		assert.Positive(t, tracecheck.CountService(tr, "containerd"), "%s: containerd's spans in the rollout's trace", ns)
+		// The nodes' lanes: containerd's spans come a batch later than
+		// the kubelet's CRI client spans they hang under.
+		assert.Eventually(t, func() bool {
+			tr := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:1")[owner[ns]]
+			return tr != nil && tracecheck.CountService(tr, "kubelet") > 0 && tracecheck.CountService(tr, "containerd") > 0
+		}, 30*time.Second, time.Second, "%s: the kubelet's and containerd's spans in the rollout's trace", ns)
 	}
 	t.Logf("namespace -> gateway: %v", owner)
 
-	// A gateway's container dies mid-rollout; the kubelet restarts it.
-	lease, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
-	require.NoError(t, err)
-	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
-	ns := namespaces[0]
-	for _, n := range namespaces {
-		if owner[n] != holder {
-			ns = n
-			break
+	// Three deaths, each mid-rollout and each followed by whole rollouts
+	// in every namespace: a gateway's container (the kubelet restarts
+	// it), a gateway lost with its pod (deleted at once, as with its node;
+	// the Deployment replaces it), and the k8swatch Lease holder lost the
+	// same way (another gateway takes the Lease).
+	images := []string{cluster.DemoImage, demo2}
+	gen := map[string]int{}
+	roll := func(ns string) string {
+		gen[ns]++
+		setImage(t, cluster, ns, images[gen[ns]%2])
+		return fmt.Sprintf("gen:%d", gen[ns]+1)
+	}
+	holder := func() string {
+		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
+		require.NoError(t, err)
+		return ptr.Deref(l.Spec.HolderIdentity, "")
+	}
+	// afterDeath logs what the rollout in flight kept, then checks that
+	// the next rollout of ns, and one in every other namespace, is whole
+	// at one gateway other than not.
+	afterDeath := func(ns, inFlight, not string) {
+		waitConverged(t, cluster, ns)
+		time.Sleep(15 * time.Second) // k8s_stitch's wait, the agents' retries
+		expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
+		for gw, tr := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", inFlight) {
+			t.Logf("%s %s in flight at %s: %d pod.ready of 3, checker: %v", ns, inFlight, gw, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
+		}
+		owner[ns] = wholeAtOneGateway(t, be, ns, roll(ns), 3, not)
+		for _, n := range namespaces {
+			if n != ns {
+				owner[n] = wholeAtOneGateway(t, be, n, roll(n), 3, not)
+			}
 		}
 	}
+	nonHolderNS := func() string {
+		h := holder()
+		for _, n := range namespaces {
+			if owner[n] != h {
+				return n
+			}
+		}
+		t.Fatalf("every namespace is owned by the Lease holder %s", h)
+		return ""
+	}
+
+	// 1. A gateway's collector SIGKILLed.
+	ns := nonHolderNS()
 	victim, err := cluster.Client.CoreV1().Pods("kubestitch").Get(ctx, owner[ns], metav1.GetOptions{})
 	require.NoError(t, err)
-	setImage(t, cluster, ns, demo2)
+	inFlight := roll(ns)
 	time.Sleep(500 * time.Millisecond)
 	killed := time.Now()
 	pid := containerPID(t, victim, "--config=/conf/gateway.yaml")
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	t.Logf("SIGKILLed %s's collector (pid %d, owner of %s; the Lease holder: %v) 500ms after the rollout began", victim.Name, pid, ns, holder == victim.Name)
+	t.Logf("SIGKILLed %s's collector (pid %d, owner of %s) 500ms into its rollout", victim.Name, pid, ns)
 	require.Eventually(t, func() bool {
 		p, err := cluster.Client.CoreV1().Pods("kubestitch").Get(ctx, victim.Name, metav1.GetOptions{})
 		return err == nil && installPodReady(p) && p.Status.ContainerStatuses[0].RestartCount > 0
 	}, 2*time.Minute, 200*time.Millisecond, "the kubelet restarts the gateway's container and it is ready again")
 	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
-	t.Logf("failover: %v from the SIGKILL until the restarted gateway was ready and in every ring", time.Since(killed))
-	waitConverged(t, cluster, ns)
-	time.Sleep(15 * time.Second) // k8s_stitch's wait, the agents' retries
-	expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
-	for gw, tr := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:2") {
-		t.Logf("in flight at %s: %d pod.ready of 3, checker: %v", gw, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
-	}
-	setImage(t, cluster, ns, cluster.DemoImage)
-	wholeAtOneGateway(t, be, ns, "gen:3", 3, "")
-	for _, other := range namespaces {
-		if other != ns {
-			setImage(t, cluster, other, demo2)
-			wholeAtOneGateway(t, be, other, "gen:2", 3, "")
+	t.Logf("container restart: %v from the SIGKILL until the gateway was ready and in every ring", time.Since(killed))
+	afterDeath(ns, inFlight, "")
+
+	// 2. A gateway lost with its pod.
+	ns = nonHolderNS()
+	lost := owner[ns]
+	inFlight = roll(ns)
+	time.Sleep(500 * time.Millisecond)
+	killed = time.Now()
+	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, lost, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+	t.Logf("deleted %s (owner of %s) at once, 500ms into its rollout", lost, ns)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, p := range installPods(t, cluster) {
+			if p.Namespace == "kubestitch" && p.Name != lost && installPodReady(&p) {
+				n++
+			}
+		}
+		return n == 3
+	}, 2*time.Minute, 200*time.Millisecond, "the Deployment replaces the lost gateway")
+	waitRing(t, cluster, metrics, "every load-balancing exporter has the replacement in its ring")
+	t.Logf("lost gateway: %v from the deletion until its replacement was ready and in every ring", time.Since(killed))
+	afterDeath(ns, inFlight, lost)
+
+	// 3. The k8swatch Lease holder lost with its pod.
+	lost = holder()
+	ns = namespaces[0]
+	for _, n := range namespaces {
+		if owner[n] == lost {
+			ns = n
 		}
 	}
+	inFlight = roll(ns)
+	time.Sleep(500 * time.Millisecond)
+	killed = time.Now()
+	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, lost, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+	require.Eventually(t, func() bool { h := holder(); return h != "" && h != lost }, 2*time.Minute, 200*time.Millisecond, "another gateway takes the k8swatch Lease")
+	t.Logf("Lease holder %s deleted: %s took the Lease %v later", lost, holder(), time.Since(killed))
+	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
+	afterDeath(ns, inFlight, lost)
 }
 
 // pushShippedImage pushes the image layout (kubestitch-release image's)
@@ -407,6 +472,31 @@ func containerPID(t *testing.T, pod *corev1.Pod, arg string) int {
 	}
 	t.Fatalf("no process of pod %s with %q", pod.Name, arg)
 	return 0
+}
+
+// requireStartable fails the test at once when a pod of the install
+// cannot start: its container waiting for a reason that repeats (an image
+// that cannot be pulled, an entrypoint that cannot run) after two tries.
+func requireStartable(t *testing.T, pods []corev1.Pod) {
+	t.Helper()
+	var stuck []string
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && cs.RestartCount >= 2 && w.Reason != "ContainerCreating" {
+				msg := w.Message
+				if cs.LastTerminationState.Terminated != nil {
+					msg = cs.LastTerminationState.Terminated.Reason + ": " + cs.LastTerminationState.Terminated.Message
+				}
+				stuck = append(stuck, fmt.Sprintf("%s/%s: %s after %d restarts (%s)", p.Namespace, p.Name, w.Reason, cs.RestartCount, msg))
+			}
+			if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName") {
+				stuck = append(stuck, fmt.Sprintf("%s/%s: %s (%s)", p.Namespace, p.Name, w.Reason, w.Message))
+			}
+		}
+	}
+	if len(stuck) > 0 {
+		t.Fatalf("pods of the install cannot start:\n  %s", strings.Join(stuck, "\n  "))
+	}
 }
 
 // logInstallPods logs why the install's pods are not running.
