@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -242,6 +243,42 @@ func TestInstallOnContainerd(t *testing.T) {
 	t.Logf("Lease holder %s deleted: %s took the Lease %v later", lost, holder(), time.Since(killed))
 	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
 	afterDeath(ns, inFlight, lost)
+	logNodeMemory(t, cluster)
+}
+
+// logNodeMemory logs the resident memory (now, peak) of each real node's
+// components and of each collector of the install: what a real node and
+// the install cost.
+func logNodeMemory(t *testing.T, cluster *localcluster.Cluster) {
+	var lines []string
+	for name, pid := range cluster.PIDs() {
+		if strings.HasPrefix(name, "kubelet") || strings.HasPrefix(name, "containerd") || strings.HasPrefix(name, "kube-proxy") {
+			lines = append(lines, fmt.Sprintf("%s: %s", name, rss(pid)))
+		}
+	}
+	for _, p := range installPods(t, cluster) {
+		lines = append(lines, fmt.Sprintf("%s/%s (%s): %s", p.Namespace, p.Name, p.Spec.NodeName, rss(containerPID(t, &p, "--config=/conf/"))))
+	}
+	sort.Strings(lines)
+	t.Logf("memory (RSS now, peak):\n  %s", strings.Join(lines, "\n  "))
+}
+
+// rss is a process's resident set, now and at its peak.
+func rss(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var now, peak string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			now = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			peak = strings.TrimSpace(v)
+		}
+	}
+	return now + ", peak " + peak
 }
 
 // pushShippedImage pushes the image layout (kubestitch-release image's)
