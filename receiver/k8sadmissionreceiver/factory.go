@@ -50,6 +50,9 @@ func createDefaultConfig() component.Config {
 	// kube-apiserver, and must not hold a goroutine and its body.
 	server.ReadHeaderTimeout = defaultReadTimeout
 	server.ReadTimeout = defaultReadTimeout
+	// kube-apiserver never compresses a review; a compressed body is a
+	// bomb's carrier (4 KiB of gzip inflate to max_request_body_size).
+	server.CompressionAlgorithms = []string{""}
 	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize, User: UserName, MaxConcurrentReviews: defaultMaxConcurrentReviews}
 }
 

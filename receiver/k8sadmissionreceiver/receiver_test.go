@@ -2,6 +2,7 @@ package k8sadmissionreceiver
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -286,6 +287,33 @@ func TestServesTLSAndReloadsCertificate(t *testing.T) {
 	require.Eventually(t, func() bool { return served() == second }, 5*time.Second, 50*time.Millisecond, "the rotated certificate is served")
 }
 
+// TestCompressedReviewsRefused (trust finding 1): kube-apiserver never
+// compresses a review, so a gzip body (4 KiB on the wire can inflate to
+// max_request_body_size) is answered 400 before any of it is read.
+func TestCompressedReviewsRefused(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeCert(t, certFile, keyFile, 1)
+	r, sink := startHTTPS(t, configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile}})
+	body, _, _ := recorded(t, "create_deployment.json")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err := zw.Write(body)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed test certificate
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodPost, "https://"+r.addr+"/validate", bytes.NewReader(gz.Bytes()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Zero(t, sink.SpanCount())
+}
+
 // startHTTPS runs the receiver as the collector would, on a loopback
 // port with tlsCfg, its spans going to the returned sink.
 func startHTTPS(t *testing.T, tlsCfg configtls.ServerConfig) (*admissionReceiver, *consumertest.TracesSink) {
@@ -436,6 +464,33 @@ func TestForgedHugeReviewsHoldLittle(t *testing.T) {
 	s := spanOf(t, r)
 	assert.LessOrEqual(t, len(str(s, fragment.KeyName)), maxReviewString)
 	assert.LessOrEqual(t, len(str(s, fragment.KeyAdmissionUser)), maxReviewString)
+}
+
+// TestManyOwnerReferencesAllocateLittle (trust finding 1): a review of 4
+// MiB whose object carries ~1.4 million empty owner references, the
+// controller last, allocates a small multiple of its body, not the 632
+// MiB of decoding the references whole, and still names the controller.
+func TestManyOwnerReferencesAllocateLittle(t *testing.T) {
+	body, _, _ := recorded(t, "create_deployment.json")
+	var review map[string]any
+	require.NoError(t, json.Unmarshal(body, &review))
+	const limit = 4 << 20
+	refs := strings.Repeat("{},", (limit-64<<10)/3) + `{"kind":"Deployment","name":"web","uid":"u-1","controller":true}`
+	obj := review["request"].(map[string]any)["object"].(map[string]any)
+	obj["metadata"].(map[string]any)["ownerReferences"] = json.RawMessage("[" + refs + "]")
+	b, err := json.Marshal(review)
+	require.NoError(t, err)
+	require.Less(t, len(b), limit)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rv, err := readReview(httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(b)))
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d KiB review with %d owner references allocated %d KiB", len(b)>>10, strings.Count(refs, "{"), allocated>>10)
+	assert.Less(t, allocated, uint64(4*len(b)), "allocation within 4x the body")
+	assert.Equal(t, []string{"Deployment", "web", "u-1"}, []string{rv.ownerKind, rv.ownerName, rv.ownerUID})
 }
 
 // TestClientCertificateIsVerified: with tls.client_ca_file, only a client
