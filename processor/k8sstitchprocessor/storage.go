@@ -43,25 +43,32 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 			// A fragment that waited when the last run ended (or was
 			// killed): acknowledged upstream, so only this copy is left.
 			td, err := pu.UnmarshalTraces(value)
-			if err != nil || td.SpanCount() != 1 {
+			rs, ss, s, ok := onlySpan(td)
+			if err != nil || !ok {
 				p.storageError("record")
 				p.set.Logger.Warn("k8sstitch: ignoring an unreadable stored waiting fragment", zap.String("key", key))
 				return true
 			}
-			rs := td.ResourceSpans().At(0)
-			ss := rs.ScopeSpans().At(0)
-			s := ss.Spans().At(0)
-			if fk, ok := readFragment(s); ok && fk.valid() {
-				// Restored as they were kept, within the buffer's bounds.
-				p.pendingRelease = append(p.pendingRelease, p.waiting.put(newWaitingScope(newWaitingResource(rs), ss), s, s.TraceID(), &fk, now)...)
-				waiting++
+			fk, ok := readFragment(s)
+			if !ok || !fk.valid() {
+				p.storageError("record")
+				p.set.Logger.Warn("k8sstitch: ignoring a stored waiting record that is no fragment", zap.String("key", key))
+				return true
 			}
+			// Restored as they were kept, within the buffer's bounds.
+			p.pendingRelease = append(p.pendingRelease, p.waiting.put(newWaitingScope(newWaitingResource(rs), ss), s, s.TraceID(), &fk, now)...)
+			waiting++
 			return false
 		}
 		stored := &object{}
 		if err := p.storage.Decode(value, stored); err != nil {
 			p.storageError(statestore.Reason(err))
 			p.set.Logger.Warn("k8sstitch: ignoring a stored object it cannot read", zap.String("key", key), zap.Error(err))
+			return true
+		}
+		if why := stored.brokenInvariant(key); why != "" {
+			p.storageError("record")
+			p.set.Logger.Warn("k8sstitch: ignoring a stored object that breaks an invariant", zap.String("key", key), zap.String("why", why))
 			return true
 		}
 		o := p.graph.put(stored)
@@ -89,6 +96,48 @@ func (p *stitchProcessor) openStorage(ctx context.Context, host component.Host) 
 	}
 	p.set.Logger.Info("k8sstitch: owner graph restored", zap.Int("objects", loaded), zap.Int("waiting_fragments", waiting))
 	return err
+}
+
+// onlySpan is the one span of a stored waiting fragment, with its
+// resource and scope: false for a record holding no span or more than one,
+// wherever in it they are.
+func onlySpan(td ptrace.Traces) (ptrace.ResourceSpans, ptrace.ScopeSpans, ptrace.Span, bool) {
+	if td.SpanCount() != 1 {
+		return ptrace.ResourceSpans{}, ptrace.ScopeSpans{}, ptrace.Span{}, false
+	}
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		rs := td.ResourceSpans().At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			if ss := rs.ScopeSpans().At(j); ss.Spans().Len() == 1 {
+				return rs, ss, ss.Spans().At(0), true
+			}
+		}
+	}
+	return ptrace.ResourceSpans{}, ptrace.ScopeSpans{}, ptrace.Span{}, false
+}
+
+// brokenInvariant says what of a stored object (under key) breaks what
+// the graph relies on, "" for nothing: a record can parse and still be
+// damaged, or written by hand, and the emptyDir it lives in would turn a
+// panic at start into a crash loop.
+func (o *object) brokenInvariant(key string) string {
+	switch {
+	case o.UID == "" || o.UID != key:
+		return "its UID is not its key"
+	case len(o.Ops) > maxOpsPerObject:
+		return "more operations than an object keeps"
+	case len(o.Seen) > maxSeenPerObject:
+		return "more seen fragments than an object keeps"
+	}
+	for _, r := range o.Ops {
+		if r == nil {
+			return "an empty operation"
+		}
+		if r.Placed && r.TraceID.IsEmpty() {
+			return "a placed operation without a trace"
+		}
+	}
+	return ""
 }
 
 // persistence is what k8sstitch stores: the store, and the objects to

@@ -2,6 +2,8 @@ package k8sstitchprocessor
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -326,4 +328,61 @@ func TestShedAndRetiredObjectsLeaveTheStore(t *testing.T) {
 	h.p.flushStorage(context.Background())
 	_, kept := store.kv["job-c"]
 	assert.False(t, kept, "a retired object's record is gone")
+}
+
+// TestStoredRecordsBreakingInvariantsAreDropped (trust finding 11): records
+// that parse but break what the graph relies on (an empty operation, a
+// UID that is not the key, more operations than an object keeps, a placed
+// operation without a trace, a waiting record whose one span is not in its
+// first resource) are skipped, deleted and counted at start, never a
+// panic; a sound record beside them is read.
+func TestStoredRecordsBreakingInvariantsAreDropped(t *testing.T) {
+	id := component.MustNewID("file_storage")
+	raw := func(js string) []byte {
+		b, err := statestore.Encode(storedVersion, json.RawMessage(js))
+		require.NoError(t, err)
+		return b
+	}
+	good, err := statestore.Encode(storedVersion, &object{UID: "rs-1", Kind: "ReplicaSet", Name: "web-1"})
+	require.NoError(t, err)
+	many := make([]string, maxOpsPerObject+1)
+	for i := range many {
+		many[i] = fmt.Sprintf(`{"t":"gen:%d","s":"2026-01-01T00:00:00Z","ti":"","pa":""}`, i)
+	}
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty() // a resource without spans first
+	s := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	s.SetName(fragment.PhasePodSchedule)
+	var pm ptrace.ProtoMarshaler
+	waiting, err := pm.MarshalTraces(td)
+	require.NoError(t, err)
+	store := &memStorage{kv: map[string][]byte{
+		"rs-1":  good,
+		"bad-1": raw(`{"u":"bad-1","k":"Pod","m":"a","p":[null]}`),
+		"bad-2": raw(`{"u":"someone-else","k":"Pod","m":"a"}`),
+		"bad-3": raw(`{"u":"bad-3","k":"Pod","m":"a","p":[` + strings.Join(many, ",") + `]}`),
+		"bad-4": raw(`{"u":"bad-4","k":"Pod","m":"a","p":[{"t":"gen:1","s":"2026-01-01T00:00:00Z","ti":"","pa":"","pl":true,"r":true}]}`),
+		waitingKeyPrefix + "0102030405060708": waiting,
+	}}
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	set := processortest.NewNopSettings(metadataType)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	h := newHarnessWith(t, set, func(c *Config) { c.Storage = &id })
+	require.NotPanics(t, func() {
+		require.NoError(t, h.p.openStorage(context.Background(), storageHost{id, store}))
+	})
+	assert.NotNil(t, h.p.graph.get("rs-1"), "the sound record is read")
+	for _, uid := range []string{"bad-1", "bad-2", "someone-else", "bad-3", "bad-4"} {
+		assert.Nil(t, h.p.graph.get(uid), uid)
+	}
+	assert.Equal(t, 0, store.keys("bad-"), "the broken records are deleted")
+	assert.Equal(t, 0, store.keys(waitingKeyPrefix), "and the odd waiting record")
+	m, err := tel.GetMetric("otelcol_k8sstitch_storage_errors")
+	require.NoError(t, err)
+	var counted int64
+	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		counted += dp.Value
+	}
+	assert.Equal(t, int64(5), counted, "each broken record counted (the waiting one: its one span is found, and is no fragment)")
 }
