@@ -70,8 +70,13 @@ func (d *clusterDNS) answer(query []byte) []byte {
 		return nil
 	}
 	resp := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RCode: dnsmessage.RCodeSuccess}
-	ips, known := d.lookup(strings.ToLower(q.Name.String()))
-	if !known {
+	ips, known, answerable := d.lookup(strings.ToLower(q.Name.String()))
+	switch {
+	case !answerable:
+		// Nothing read from the API yet: a resolver retries a SERVFAIL,
+		// where it may cache an NXDOMAIN.
+		resp.RCode = dnsmessage.RCodeServerFailure
+	case !known:
 		resp.RCode = dnsmessage.RCodeNameError
 	}
 	b := dnsmessage.NewBuilder(make([]byte, 0, 512), resp)
@@ -95,24 +100,32 @@ func (d *clusterDNS) answer(query []byte) []byte {
 	return out
 }
 
-// lookup is a name's addresses, and whether the name exists.
-func (d *clusterDNS) lookup(name string) ([]net.IP, bool) {
+// lookup is a name's addresses, whether the name exists, and whether
+// the records could be read at all. A failed read keeps the last records
+// and is not retried before dnsRefresh: queries do not pile up behind an
+// apiserver that does not answer.
+func (d *clusterDNS) lookup(name string) ([]net.IP, bool, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if time.Since(d.read) > dnsRefresh {
-		if records, err := d.readRecords(); err != nil {
+		records, err := d.readRecords()
+		if err != nil {
 			fmt.Fprintf(d.log, "localcluster: cluster DNS: %v\n", err)
 		} else {
-			d.records, d.read = records, time.Now()
+			d.records = records
 		}
+		d.read = time.Now()
+	}
+	if d.records == nil {
+		return nil, false, false
 	}
 	ips, ok := d.records[name]
-	return ips, ok
+	return ips, ok, true
 }
 
 // readRecords reads every Service's record from the API.
 func (d *clusterDNS) readRecords() (map[string][]net.IP, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	svcs, err := d.client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 	if err != nil {

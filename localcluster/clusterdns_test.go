@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -11,7 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
 
@@ -79,4 +82,14 @@ func TestClusterDNSAnswersServices(t *testing.T) {
 		assert.Empty(t, ips, name)
 	}
 	assert.Nil(t, d.answer([]byte{1, 2, 3}), "garbage gets no answer")
+
+	// Nothing read yet (the apiserver does not answer): SERVFAIL, which a
+	// resolver retries, not an NXDOMAIN it may cache.
+	failing := fake.NewClientset()
+	failing.PrependReactor("list", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("apiserver unreachable")
+	})
+	d = &clusterDNS{client: failing, log: io.Discard}
+	rc, _ = ask("tempo.observability.svc.cluster.local.", dnsmessage.TypeA)
+	assert.Equal(t, dnsmessage.RCodeServerFailure, rc)
 }

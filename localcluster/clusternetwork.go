@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -24,7 +26,7 @@ const (
 	clusterNetworkPrefix = "10.243.0."
 	// ControlPlaneIP is the control plane's address on the cluster
 	// network, as nodes and pods reach it: the apiserver's port, the
-	// registry's port and DNS (53) on it lead to this machine's.
+	// registry's port and DNS (53, UDP) on it lead to this machine's.
 	ControlPlaneIP = clusterNetworkPrefix + "1"
 	// clusterBridge joins the nodes in the cluster network's namespace.
 	clusterBridge = "nodes"
@@ -45,6 +47,7 @@ type clusterNetwork struct {
 	forwarders []*forwarder
 	dns        *clusterDNS
 	c          *Cluster
+	stopOnce   sync.Once
 }
 
 // startClusterNetwork makes the network and starts carrying the
@@ -54,14 +57,14 @@ func (c *Cluster) startClusterNetwork(ctx context.Context) (cn *clusterNetwork, 
 	if err := c.run("cluster-network", "unshare", "-n", "--", "sleep", "infinity"); err != nil {
 		return nil, err
 	}
-	cn = &clusterNetwork{c: c}
+	made := &clusterNetwork{c: c}
 	defer func() {
 		if err != nil {
-			cn.Stop()
+			made.Stop()
 		}
 	}()
-	if cn.ns, err = c.enteredNetNS(ctx, "cluster-network"); err != nil {
-		return cn, err
+	if made.ns, err = c.enteredNetNS(ctx, "cluster-network"); err != nil {
+		return nil, err
 	}
 	for _, args := range [][]string{
 		{"link", "set", "lo", "up"},
@@ -69,8 +72,8 @@ func (c *Cluster) startClusterNetwork(ctx context.Context) (cn *clusterNetwork, 
 		{"addr", "add", ControlPlaneIP + "/24", "dev", clusterBridge},
 		{"link", "set", clusterBridge, "up"},
 	} {
-		if err = cn.ns.ip(args...); err != nil {
-			return cn, err
+		if err = made.ns.ip(args...); err != nil {
+			return nil, err
 		}
 	}
 	ports := []int{c.ports["kube-apiserver"]}
@@ -80,25 +83,28 @@ func (c *Cluster) startClusterNetwork(ctx context.Context) (cn *clusterNetwork, 
 		ports = append(ports, rp)
 	}
 	for _, port := range ports {
-		l, err := cn.ns.Listen("tcp", net.JoinHostPort(ControlPlaneIP, strconv.Itoa(port)))
+		l, err := made.ns.Listen("tcp", net.JoinHostPort(ControlPlaneIP, strconv.Itoa(port)))
 		if err != nil {
-			return cn, err
+			return nil, err
 		}
 		target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		cn.forwarders = append(cn.forwarders, forward(l, func(ctx context.Context) (net.Conn, error) {
+		made.forwarders = append(made.forwarders, forward(l, func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", target)
 		}))
 	}
-	pc, err := cn.ns.ListenPacket("udp", net.JoinHostPort(ControlPlaneIP, "53"))
+	pc, err := made.ns.ListenPacket("udp", net.JoinHostPort(ControlPlaneIP, "53"))
 	if err != nil {
-		return cn, err
+		return nil, err
 	}
-	cn.dns = serveClusterDNS(pc, c.Client, c.log)
+	made.dns = serveClusterDNS(pc, c.Client, c.log)
 	// kube-apiserver reconciles no endpoints here
 	// (--endpoint-reconciler-type=none): the kubernetes Service leads to
 	// its address on the cluster network, where pods reach it.
-	return cn, c.publishAPIServerEndpoint(ctx)
+	if err = c.publishAPIServerEndpoint(ctx); err != nil {
+		return nil, err
+	}
+	return made, nil
 }
 
 // enteredNetNS waits until process name has left this machine's network
@@ -161,8 +167,10 @@ func (c *Cluster) DialClusterNetwork(ctx context.Context, network, addr string) 
 // the node named eth0.
 func (cn *clusterNetwork) attach(index int, node *netNS) error {
 	veth := "n" + strconv.Itoa(index)
-	if err := cn.ns.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(node.pid)); err != nil {
-		return err
+	// The node's namespace by its descriptor (fd 4), not its holder's PID.
+	args := []string{"ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", "/proc/self/fd/4"}
+	if out, err := cn.ns.commandWith([]*netNS{node}, args...); err != nil {
+		return fmt.Errorf("localcluster: %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	if err := cn.ns.ip("link", "set", veth, "master", clusterBridge, "up"); err != nil {
 		return err
@@ -173,7 +181,10 @@ func (cn *clusterNetwork) attach(index int, node *netNS) error {
 }
 
 // Stop stops carrying and serving; the namespace goes with its holder.
-func (cn *clusterNetwork) Stop() {
+// Once: a failed start stops what it made, and Down may come after.
+func (cn *clusterNetwork) Stop() { cn.stopOnce.Do(cn.stop) }
+
+func (cn *clusterNetwork) stop() {
 	for _, f := range cn.forwarders {
 		f.Close()
 	}

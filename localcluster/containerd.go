@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -51,8 +52,9 @@ type containerdNode struct {
 	// alive is held while the node runs, machine-wide (an abstract unix
 	// socket named after the node's id): a sweep removes only what no
 	// live node holds.
-	alive net.Listener
-	c     *Cluster
+	alive    net.Listener
+	c        *Cluster
+	stopOnce sync.Once
 }
 
 // nodeNamePrefix names what a real node leaves on the machine while it
@@ -165,7 +167,15 @@ func nodeSuffix(index int) string {
 
 // enter is the nsenter arguments that run cmd in the node's mount and
 // network namespaces.
+//
+// By the holder's PID: the launched process must hold both namespaces
+// for as long as it runs. The holder is this process's child and is
+// checked alive here; its PID is not reused before it is reaped.
 func (n *containerdNode) enter(cmd ...string) []string {
+	if n.holder.Exited() {
+		// nsenter fails on a PID that is gone, rather than enter another's.
+		return append([]string{"-t", "0", "-m", "-n", "--"}, cmd...)
+	}
 	return append([]string{"-t", fmt.Sprint(n.holder.PID()), "-m", "-n", "--"}, cmd...)
 }
 
@@ -232,7 +242,9 @@ func (n *containerdNode) removePods() {
 // Stop stops the node's runtime after its kubelet: the pods, containerd,
 // anything left in its cgroups or namespaces, then the namespaces (their
 // mounts, interfaces and iptables rules go with them) and the cgroups.
-func (n *containerdNode) Stop() {
+func (n *containerdNode) Stop() { n.stopOnce.Do(n.stop) }
+
+func (n *containerdNode) stop() {
 	c := n.c
 	if c.procs.get("containerd"+n.suffix) != nil {
 		n.removePods()

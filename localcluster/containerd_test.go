@@ -114,6 +114,7 @@ func TestContainerdNode(t *testing.T) {
 			names["runtime.v1.RuntimeService/CreateContainer"] && names["runtime.v1.RuntimeService/StartContainer"]
 	}, 30*time.Second, 250*time.Millisecond, "containerd's server spans under the kubelet's syncPod CRI client spans of pod %s", uid)
 
+	assert.Equal(t, before.network, hostNetwork(t), "the machine's network while the node runs: its links, routes and rules are the node's own")
 	dir, cgroupRoot := c.Dir, c.nodes[0].cgroupRoot
 	downLeavesNothing(t, c, pids, before)
 	assert.Empty(t, processesMentioning(dir), "processes of the node left after Down (shims, containers)")

@@ -180,13 +180,13 @@ func (c *Cluster) startKubelet(ctx context.Context, ko KubeletOptions, index, no
 		var err error
 		node, err = c.startContainerdNode(ctx, index, nodes, name, base, tracing, hostPorts, c.network, dirs)
 		if node != nil {
-			c.nodes = append(c.nodes, node)
-			if index == 0 && node.netns != nil {
-				c.firstNodeNet.Store(node.netns)
-			}
+			c.nodes = append(c.nodes, node) // stopped by Down, even half made
 		}
 		if err != nil {
 			return err
+		}
+		if index == 0 {
+			c.firstNodeNet.Store(node.netns)
 		}
 		socket, nodeIP, address = node.socket, node.net.ip, node.net.ip
 		server = fmt.Sprintf("https://%s:%d", ControlPlaneIP, c.ports["kube-apiserver"])

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,9 +24,13 @@ import (
 // any address, route or sysctl of the machine's.
 type netNS struct {
 	// pid holds the namespace; f is the namespace, opened while pid is
-	// known to live (a PID can be reused).
+	// known to live (a PID can be reused): every entry goes through f.
 	pid int
-	f   *os.File
+	// mu is held (read) while f is in use, so Close cannot hand its
+	// descriptor number to another file in between.
+	mu     sync.RWMutex
+	f      *os.File
+	closed bool
 }
 
 // openNetNS opens the network namespace of pid and checks it is not this
@@ -55,6 +60,11 @@ func openNetNS(pid int) (*netNS, error) {
 // process's namespace after; if it cannot, it stays locked and ends with
 // the goroutine, so no other goroutine ever runs in the wrong network.
 func (n *netNS) do(fn func() error) error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return errors.New("localcluster: the network namespace is closed")
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -111,11 +121,33 @@ func (n *netNS) DialContext(ctx context.Context, network, addr string) (c net.Co
 
 // ip runs iproute2's ip inside the namespace.
 func (n *netNS) ip(args ...string) error {
-	all := append([]string{"-t", fmt.Sprint(n.pid), "-n", "--", "ip"}, args...)
-	if out, err := exec.Command("nsenter", all...).CombinedOutput(); err != nil {
+	if out, err := n.command(append([]string{"ip"}, args...)...); err != nil {
 		return fmt.Errorf("localcluster: ip %s (in a test bed network): %w: %s", strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// command runs cmd inside the namespace: nsenter enters it through the
+// namespace's own descriptor (fd 3), never by a PID that could be reused.
+func (n *netNS) command(cmd ...string) ([]byte, error) {
+	return n.commandWith(nil, cmd...)
+}
+
+// commandWith is command with other namespaces passed to cmd too, as fd
+// 4 on (an ip netns argument takes /proc/self/fd/4).
+func (n *netNS) commandWith(others []*netNS, cmd ...string) ([]byte, error) {
+	files := []*os.File{}
+	for _, o := range append([]*netNS{n}, others...) {
+		o.mu.RLock()
+		defer o.mu.RUnlock()
+		if o.closed {
+			return nil, errors.New("localcluster: the network namespace is closed")
+		}
+		files = append(files, o.f)
+	}
+	c := exec.Command("nsenter", append([]string{"--net=/proc/self/fd/3", "--"}, cmd...)...)
+	c.ExtraFiles = files
+	return c.CombinedOutput()
 }
 
 // sysctl sets a namespaced sysctl (a key under /proc/sys/net) inside the
@@ -125,14 +157,24 @@ func (n *netNS) sysctl(key, value string) error {
 	if !strings.HasPrefix(key, "net/") || strings.Contains(key, "..") {
 		return fmt.Errorf("localcluster: %s is not a network namespace's sysctl", key)
 	}
-	out, err := exec.Command("nsenter", "-t", fmt.Sprint(n.pid), "-n", "--", "/bin/sh", "-c", `echo "$1" > "$2"`, "sysctl", value, "/proc/sys/"+key).CombinedOutput()
+	out, err := n.command("/bin/sh", "-c", `echo "$1" > "$2"`, "sysctl", value, "/proc/sys/"+key)
 	if err != nil {
 		return fmt.Errorf("localcluster: sysctl %s=%s (in a test bed network): %w: %s", key, value, err, out)
 	}
 	return nil
 }
 
-func (n *netNS) Close() error { return n.f.Close() }
+// Close closes the namespace's descriptor (the namespace goes when its
+// processes have too); it may be called more than once.
+func (n *netNS) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	return n.f.Close()
+}
 
 // forwarder carries each connection accepted on its listener to what
 // dial returns, until Close.
@@ -158,8 +200,14 @@ func (f *forwarder) accept() {
 	defer f.wg.Done()
 	for {
 		c, err := f.l.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Out of descriptors, a connection reset before accept:
+			// the next one may go through.
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		f.wg.Add(1)
 		go func() {

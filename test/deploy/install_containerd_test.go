@@ -87,23 +87,29 @@ func TestInstallOnContainerd(t *testing.T) {
 	// Every pod of the install runs, ready, as its own ServiceAccount, from
 	// the pushed digest; one agent per node.
 	_, digest, _ := strings.Cut(image, "@")
+	// Polled here, not in require.Eventually: a pod that cannot start
+	// fails the test at once, naming it.
 	var install []corev1.Pod
-	require.Eventually(t, func() bool {
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(time.Second) {
 		install = installPods(t, cluster)
-		requireStartable(t, install)
+		if stuck := unstartable(install); len(stuck) > 0 {
+			t.Fatalf("pods of the install cannot start:\n  %s", strings.Join(stuck, "\n  "))
+		}
 		agents, gateways := 0, 0
 		for _, p := range install {
-			if !installPodReady(&p) {
-				return false
-			}
-			if p.Namespace == "kubestitch-node" {
+			if installPodReady(&p) && p.Namespace == "kubestitch-node" {
 				agents++
-			} else {
+			} else if installPodReady(&p) {
 				gateways++
 			}
 		}
-		return agents == 2 && gateways == 3
-	}, 4*time.Minute, time.Second, "an agent on each real node and 3 gateways run and are ready")
+		if agents == 2 && gateways == 3 && len(install) == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an agent on each real node and 3 gateways run and are ready: not after 4m (%d agents, %d gateways ready)", agents, gateways)
+		}
+	}
 	agentNodes := map[string]bool{}
 	for _, p := range install {
 		want := map[string]string{"kubestitch-node": "kubestitch-agent", "kubestitch": "kubestitch-gateway"}[p.Namespace]
@@ -155,9 +161,11 @@ func TestInstallOnContainerd(t *testing.T) {
 		setImage(t, cluster, ns, images[gen[ns]%2])
 		return fmt.Sprintf("gen:%d", gen[ns]+1)
 	}
-	holder := func() string {
+	holder := func() string { // "" when unknown: callers poll
 		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
-		require.NoError(t, err)
+		if err != nil {
+			return ""
+		}
 		return ptr.Deref(l.Spec.HolderIdentity, "")
 	}
 	// afterDeath logs what the rollout in flight kept, then checks that
@@ -257,7 +265,7 @@ func logNodeMemory(t *testing.T, cluster *localcluster.Cluster) {
 		}
 	}
 	for _, p := range installPods(t, cluster) {
-		lines = append(lines, fmt.Sprintf("%s/%s (%s): %s", p.Namespace, p.Name, p.Spec.NodeName, rss(containerPID(t, &p, "--config=/conf/"))))
+		lines = append(lines, fmt.Sprintf("%s/%s (%s): %s", p.Namespace, p.Name, p.Spec.NodeName, rss(findContainerPID(&p, "--config=/conf/"))))
 	}
 	sort.Strings(lines)
 	t.Logf("memory (RSS now, peak):\n  %s", strings.Join(lines, "\n  "))
@@ -424,12 +432,16 @@ func podByIP(cluster *localcluster.Cluster, ip string) string {
 	return "unknown " + ip
 }
 
-// installPods are the install's pods, agents and gateways.
+// installPods are the install's pods, agents and gateways; on an API
+// error, those read so far (callers poll).
 func installPods(t *testing.T, cluster *localcluster.Cluster) []corev1.Pod {
 	var out []corev1.Pod
 	for _, ns := range []string{"kubestitch-node", "kubestitch"} {
 		pods, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kubestitch"})
-		require.NoError(t, err)
+		if err != nil {
+			t.Logf("listing the install's pods: %v", err)
+			return out
+		}
 		out = append(out, pods.Items...)
 	}
 	return out
@@ -494,8 +506,16 @@ func deployDemo(t *testing.T, cluster *localcluster.Cluster, ns string, replicas
 // pod<UID>).
 func containerPID(t *testing.T, pod *corev1.Pod, arg string) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	require.NoError(t, err)
+	pid := findContainerPID(pod, arg)
+	if pid == 0 {
+		t.Fatalf("no process of pod %s with %q", pod.Name, arg)
+	}
+	return pid
+}
+
+// findContainerPID is containerPID's search: 0 for none.
+func findContainerPID(pod *corev1.Pod, arg string) int {
+	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -507,33 +527,33 @@ func containerPID(t *testing.T, pod *corev1.Pod, arg string) int {
 			return pid
 		}
 	}
-	t.Fatalf("no process of pod %s with %q", pod.Name, arg)
 	return 0
 }
 
-// requireStartable fails the test at once when a pod of the install
-// cannot start: its container waiting for a reason that repeats (an image
-// that cannot be pulled, an entrypoint that cannot run) after two tries.
-func requireStartable(t *testing.T, pods []corev1.Pod) {
-	t.Helper()
+// unstartable names the pods of the install that cannot start: a
+// container waiting for a reason that repeats (an image that cannot be
+// pulled, an entrypoint that cannot run) after two tries.
+func unstartable(pods []corev1.Pod) []string {
 	var stuck []string
 	for _, p := range pods {
 		for _, cs := range p.Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil && cs.RestartCount >= 2 && w.Reason != "ContainerCreating" {
+			w := cs.State.Waiting
+			if w == nil {
+				continue
+			}
+			switch {
+			case w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName":
+				stuck = append(stuck, fmt.Sprintf("%s/%s: %s (%s)", p.Namespace, p.Name, w.Reason, w.Message))
+			case cs.RestartCount >= 2 && w.Reason != "ContainerCreating":
 				msg := w.Message
-				if cs.LastTerminationState.Terminated != nil {
-					msg = cs.LastTerminationState.Terminated.Reason + ": " + cs.LastTerminationState.Terminated.Message
+				if term := cs.LastTerminationState.Terminated; term != nil {
+					msg = term.Reason + ": " + term.Message
 				}
 				stuck = append(stuck, fmt.Sprintf("%s/%s: %s after %d restarts (%s)", p.Namespace, p.Name, w.Reason, cs.RestartCount, msg))
 			}
-			if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName") {
-				stuck = append(stuck, fmt.Sprintf("%s/%s: %s (%s)", p.Namespace, p.Name, w.Reason, w.Message))
-			}
 		}
 	}
-	if len(stuck) > 0 {
-		t.Fatalf("pods of the install cannot start:\n  %s", strings.Join(stuck, "\n  "))
-	}
+	return stuck
 }
 
 // logInstallPods logs why the install's pods are not running.
