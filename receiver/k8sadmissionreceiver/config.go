@@ -38,7 +38,18 @@ const (
 	UserName = "name"
 	UserHash = "hash"
 	UserNone = "none"
+	// UserAccounts keeps the names of Kubernetes' own accounts (system:
+	// users: components, nodes, ServiceAccounts, which say which
+	// controller wrote) and puts PersonUser for any other.
+	UserAccounts = "accounts"
 )
+
+// PersonUser stands for a user who is not one of Kubernetes' own accounts
+// under user: accounts: a person's name (an e-mail address under OIDC)
+// stays out of spans.
+const PersonUser = "(user)"
+
+const ()
 
 // Validate checks the configuration at start-up.
 func (cfg *Config) Validate() error {
@@ -64,9 +75,9 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New("read_timeout must be positive: a client that sends its body slowly would hold a connection forever"))
 	}
 	switch cfg.User {
-	case UserName, UserHash, UserNone:
+	case UserName, UserHash, UserNone, UserAccounts:
 	default:
-		errs = append(errs, fmt.Errorf("user must be one of name, hash, none; got %q", cfg.User))
+		errs = append(errs, fmt.Errorf("user must be one of accounts, name, hash, none; got %q", cfg.User))
 	}
 	if cfg.ServerConfig.MaxRequestBodySize < 0 {
 		errs = append(errs, errors.New("max_request_body_size must not be negative"))

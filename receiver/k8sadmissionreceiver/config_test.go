@@ -85,7 +85,7 @@ func TestUserSetting(t *testing.T) {
 	assert.Equal(t, "", userAttribute(UserHash, ""), "no user, nothing")
 
 	cfg := createDefaultConfig().(*Config)
-	assert.Equal(t, UserName, cfg.User, "default")
+	assert.Equal(t, UserAccounts, cfg.User, "default")
 	cfg.User = "email"
-	assert.ErrorContains(t, cfg.Validate(), `user must be one of name, hash, none; got "email"`)
+	assert.ErrorContains(t, cfg.Validate(), `user must be one of accounts, name, hash, none; got "email"`)
 }

@@ -53,7 +53,7 @@ func createDefaultConfig() component.Config {
 	// kube-apiserver never compresses a review; a compressed body is a
 	// bomb's carrier (4 KiB of gzip inflate to max_request_body_size).
 	server.CompressionAlgorithms = []string{""}
-	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize, User: UserName, MaxConcurrentReviews: defaultMaxConcurrentReviews}
+	return &Config{ServerConfig: server, Path: defaultPath, QueueSize: defaultQueueSize, User: UserAccounts, MaxConcurrentReviews: defaultMaxConcurrentReviews}
 }
 
 func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,6 +158,8 @@ func userAttribute(setting, name string) string {
 	case setting == UserHash:
 		sum := sha256.Sum256([]byte(name))
 		return "sha256:" + hex.EncodeToString(sum[:8])
+	case setting == UserAccounts && !strings.HasPrefix(name, "system:"):
+		return PersonUser
 	}
 	return name
 }

@@ -118,15 +118,16 @@ func TestRecordedReviews(t *testing.T) {
 		ownerKind                     string
 		dryRun                        bool
 	}{
-		{"create_deployment.json", "CREATE", "deployments", "", "Deployment", "kubestitch-admin", "", false},
+		// The test bed's admin is not one of Kubernetes' own accounts.
+		{"create_deployment.json", "CREATE", "deployments", "", "Deployment", PersonUser, "", false},
 		{"create_pod_by_replicaset.json", "CREATE", "pods", "", "Pod", "system:serviceaccount:kube-system:replicaset-controller", "ReplicaSet", false},
 		// The scheduler's Binding carries the pod's UID.
 		{"binding.json", "CREATE", "pods", "binding", "Binding", "system:kube-scheduler", "", false},
-		{"update_pod_status.json", "UPDATE", "pods", "status", "Pod", "kwok", "ReplicaSet", false},
-		{"update_deployment.json", "UPDATE", "deployments", "", "Deployment", "kubestitch-admin", "", false},
-		{"delete_deployment.json", "DELETE", "deployments", "", "Deployment", "kubestitch-admin", "", false},
+		{"update_pod_status.json", "UPDATE", "pods", "status", "Pod", PersonUser, "ReplicaSet", false},
+		{"update_deployment.json", "UPDATE", "deployments", "", "Deployment", PersonUser, "", false},
+		{"delete_deployment.json", "DELETE", "deployments", "", "Deployment", PersonUser, "", false},
 		{"delete_pod_by_gc.json", "DELETE", "pods", "", "Pod", "system:serviceaccount:kube-system:generic-garbage-collector", "ReplicaSet", false},
-		{"dry_run_create.json", "CREATE", "deployments", "", "Deployment", "kubestitch-admin", "", true},
+		{"dry_run_create.json", "CREATE", "deployments", "", "Deployment", PersonUser, "", true},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			r, tel := newTestReceiver(t, nil)
@@ -359,6 +360,29 @@ func TestUserSettingOnRecordedReview(t *testing.T) {
 		_, present := s.Attributes().Get(fragment.KeyAdmissionUser)
 		assert.Equal(t, want, str(s, fragment.KeyAdmissionUser), setting)
 		assert.Equal(t, want != "", present, setting)
+	}
+}
+
+// TestDefaultUserKeepsAccountsOnly (trust finding 12): as shipped, a
+// person's name (an e-mail address under OIDC) never reaches a span; the
+// names of Kubernetes' own accounts (a controller's ServiceAccount, a
+// node, a component) do: they say which controller wrote.
+func TestDefaultUserKeepsAccountsOnly(t *testing.T) {
+	body, _, _ := recorded(t, "create_deployment.json")
+	var review map[string]any
+	require.NoError(t, json.Unmarshal(body, &review))
+	for user, want := range map[string]string{
+		"alice@example.com": PersonUser,
+		"oidc:bob":          PersonUser,
+		"system:serviceaccount:flux-system:kustomize-controller": "system:serviceaccount:flux-system:kustomize-controller",
+		"system:kube-controller-manager":                         "system:kube-controller-manager",
+	} {
+		r, _ := newTestReceiver(t, nil)
+		review["request"].(map[string]any)["userInfo"] = map[string]any{"username": user}
+		b, err := json.Marshal(review)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, post(r, b, nil).Code)
+		assert.Equal(t, want, str(spanOf(t, r), fragment.KeyAdmissionUser), user)
 	}
 }
 

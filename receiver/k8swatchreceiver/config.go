@@ -35,6 +35,12 @@ const (
 	EventMessagesReasons = "reasons"
 )
 
+// DefaultEventMessageReasons are the Events whose messages go into spans
+// by default: written by Kubernetes from its own decisions (the
+// scheduler's, a controller's, the kubelet's pulls, mounts and restarts),
+// never a workload's output as an exec probe's Unhealthy message is.
+var DefaultEventMessageReasons = []string{"FailedScheduling", "FailedCreate", "FailedMount", "FailedAttachVolume", "BackOff", "Failed", "Evicted", "Preempted"}
+
 // Config of the k8swatch receiver.
 type Config struct {
 	// AuthType is how to reach the API server: serviceAccount, kubeConfig or
@@ -69,9 +75,10 @@ type Config struct {
 	// Default: [].
 	AnnotationAllowList []string `mapstructure:"annotation_allow_list"`
 	// EventMessages says which Kubernetes Event messages go into spans
-	// (k8s.event.message): all (default), none, or reasons: only those of
-	// Events whose reason is in event_message_reasons. A message can hold
-	// an exec probe's output. The reason itself always goes in.
+	// (k8s.event.message): all, none, or reasons (default): only those of
+	// Events whose reason is in event_message_reasons (default:
+	// DefaultEventMessageReasons). A message can hold an exec probe's
+	// output. The reason itself always goes in.
 	EventMessages       string   `mapstructure:"event_messages"`
 	EventMessageReasons []string `mapstructure:"event_message_reasons"`
 	// Storage is the ID of a storage extension (file_storage) that keeps what

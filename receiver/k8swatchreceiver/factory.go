@@ -38,9 +38,12 @@ func createDefaultConfig() component.Config {
 		Mode:        ModeCluster,
 		Kinds:       append([]string(nil), builtinKinds...),
 		QuietPeriod: defaultQuietPeriod,
-		// Messages show why a step failed; an operator who has exec probes
-		// that print secrets sets none or reasons.
-		EventMessages: EventMessagesAll,
+		// Messages show why a step failed, but an exec probe's output (an
+		// Unhealthy Event) can hold a token: as shipped, only the
+		// messages of reasons Kubernetes writes itself from what it
+		// decided (trust finding 12).
+		EventMessages:       EventMessagesReasons,
+		EventMessageReasons: append([]string(nil), DefaultEventMessageReasons...),
 		LeaderElection: LeaderElectionConfig{
 			LeaseName:     defaultLeaseName,
 			LeaseDuration: defaultLeaseDuration,

@@ -378,6 +378,22 @@ func TestFragmentsOutliveTheirObjectsNextUpdate(t *testing.T) {
 	<-done
 }
 
+// TestDefaultEventMessagesLeaveProbeOutputOut (trust finding 12): as
+// shipped, an exec probe's output in an Unhealthy Event (a token) never
+// reaches a span, while the messages that say why a step failed (the
+// scheduler's, a back-off) do.
+func TestDefaultEventMessagesLeaveProbeOutputOut(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	require.NoError(t, cfg.Validate())
+	r := &watchReceiver{cfg: cfg}
+	probe := eventView{uid: "ev-1", objectUID: "pod-1", reason: "Unhealthy", note: "Liveness probe failed: token=s3cret", at: t0}
+	assert.Empty(t, r.redact(probe).note, "the probe's output")
+	for _, reason := range []string{"FailedScheduling", "FailedCreate", "BackOff", "Failed"} {
+		ev := eventView{uid: "ev-2", objectUID: "pod-1", reason: reason, note: "why it failed", at: t0}
+		assert.Equal(t, "why it failed", r.redact(ev).note, reason)
+	}
+}
+
 func TestEventMessagesSetting(t *testing.T) {
 	probe := eventView{uid: "ev-1", objectUID: "pod-1", reason: "Unhealthy", note: "Liveness probe failed: token=s3cret", at: t0}
 	backoff := eventView{uid: "ev-2", objectUID: "pod-1", reason: "BackOff", note: "Back-off pulling image", at: t0}
@@ -422,7 +438,7 @@ func TestEventMessagesSetting(t *testing.T) {
 		})
 	}
 	cfg := createDefaultConfig().(*Config)
-	assert.Equal(t, EventMessagesAll, cfg.EventMessages, "default")
+	cfg.EventMessageReasons = nil
 	cfg.EventMessages = EventMessagesReasons
 	assert.ErrorContains(t, cfg.Validate(), "event_messages: reasons needs event_message_reasons")
 	cfg.EventMessages = "some"
