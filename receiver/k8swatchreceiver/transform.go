@@ -41,9 +41,15 @@ func newTransform(allow map[string]bool, node string) func(any) (any, error) {
 		case *cachedObject:
 			return obj, nil
 		case *eventsv1.Event:
+			if !inObjectsNamespace(o.Namespace, o.Regarding.Namespace) {
+				return newBadEvent(&o.ObjectMeta, strs), nil
+			}
 			keep := node == "" || aboutNode(node, o.ReportingController, o.ReportingInstance, o.DeprecatedSource, o.Reason, o.Note)
 			return newCachedEvent(&o.ObjectMeta, keep, func() eventView { return viewEventsV1(o) }, strs), nil
 		case *corev1.Event:
+			if !inObjectsNamespace(o.Namespace, o.InvolvedObject.Namespace) {
+				return newBadEvent(&o.ObjectMeta, strs), nil
+			}
 			keep := node == "" || aboutNode(node, o.ReportingController, o.ReportingInstance, o.Source, o.Reason, o.Message)
 			return newCachedEvent(&o.ObjectMeta, keep, func() eventView { return viewCoreEvent(o) }, strs), nil
 		}
@@ -168,6 +174,30 @@ func newCachedEvent(m *metav1.ObjectMeta, keep bool, view func() eventView, strs
 		v.note = strings.Clone(v.note)
 		c.untaken = &observation{event: &v}
 	}
+	return c
+}
+
+// badEventOtherNamespace is the bad_objects reason of an Event written in
+// a namespace other than its object's.
+const badEventOtherNamespace = "event_outside_object_namespace"
+
+// inObjectsNamespace says whether an Event (in namespace eventNS) may
+// speak of its object (in objectNS): Kubernetes writes an Event in its
+// object's namespace, and one about a cluster-scoped object (a Node) in
+// default. Anyone who may create Events in a namespace of theirs could
+// otherwise write steps, errors and causes into another namespace's
+// operations (trust finding 5): the API checks neither.
+func inObjectsNamespace(eventNS, objectNS string) bool {
+	if objectNS == "" {
+		return eventNS == metav1.NamespaceDefault
+	}
+	return eventNS == objectNS
+}
+
+// newBadEvent is an Event the handler counts and drops.
+func newBadEvent(m *metav1.ObjectMeta, strs *intern.Table) *cachedObject {
+	c := &cachedObject{namespace: strs.String(m.Namespace), name: m.Name, uid: string(m.UID), resourceVersion: m.ResourceVersion}
+	c.untaken = &observation{bad: badEventOtherNamespace}
 	return c
 }
 
