@@ -49,6 +49,17 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 		return true
 	}
 	owner := p.graph.get(o.OwnerUID)
+	if owner != nil && owner.Namespace != "" && owner.Namespace != o.Namespace {
+		// Kubernetes has no owner in another namespace (its garbage
+		// collector ignores such a reference): a tenant naming another
+		// namespace's object as its pod's controller would otherwise
+		// write into that namespace's operation (trust finding 4).
+		p.tel.K8sstitchBadSpans.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", "owner in another namespace")))
+		p.set.Logger.Warn("owner reference into another namespace ignored; the object opens its own operation",
+			zap.String("uid", o.UID), zap.String("namespace", o.Namespace), zap.String("owner_namespace", owner.Namespace))
+		p.placeRoot(o, r)
+		return true
+	}
 	var oop *opRecord
 	if owner != nil {
 		afterEnd := time.Duration(0)

@@ -276,3 +276,33 @@ func TestChildInTheSecondItsOwnersOperationEndedWaitsForTheNext(t *testing.T) {
 	})
 	assert.Equal(t, fragment.TraceID("dep-s", "gen:2"), got)
 }
+
+// TestOwnerInAnotherNamespaceIsNotJoined (trust finding 4): a pod in
+// namespace attacker whose controller reference names a ReplicaSet of
+// namespace victim opens an operation of its own; it never lands in the
+// victim's trace.
+func TestOwnerInAnotherNamespaceIsNotJoined(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-victim", "", "gen:1", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	opFragment(m, "Pod", "pod-same", "rs-victim", "gen:1", fragment.LevelTrigger, "", at(100), at(100), at(100))
+	opFragment(m, "Pod", "pod-attacker", "rs-victim", "gen:1", fragment.LevelTrigger, "", at(100), at(100), at(100))
+	forEachSpan(m.td, func(_ pcommon.Map, s ptrace.Span) {
+		ns := "victim"
+		if uid, _ := s.Attributes().Get(fragment.KeyUID); uid.Str() == "pod-attacker" {
+			ns = "attacker"
+		}
+		s.Attributes().PutStr(fragment.KeyNamespace, ns)
+	})
+	h.feed(t, m.td)
+	h.drain()
+	placed := map[string]pcommon.TraceID{}
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		placed[uid.Str()] = s.TraceID()
+	})
+	require.Contains(t, placed, "pod-attacker")
+	assert.Equal(t, fragment.TraceID("rs-victim", "gen:1"), placed["pod-same"], "a pod of the ReplicaSet's own namespace joins it")
+	assert.Equal(t, fragment.TraceID("pod-attacker", "gen:1"), placed["pod-attacker"], "the other namespace's pod opens its own operation")
+}
