@@ -81,7 +81,12 @@ func (w *waitingSpan) traces() ptrace.Traces {
 // (spans, and each shared resource and scope once): put returns what it
 // evicted, and the caller decides and counts what happens to it.
 type waitBuffer struct {
-	order    *list.List
+	// apps and frags hold the waiting app spans and fragments, each in
+	// arrival order (the order of their waits' starts): at a limit app
+	// spans go first, so a flood of undecidable spans, which anyone who
+	// reaches OTLP can send, cannot evict a genuine fragment (trust
+	// finding 6).
+	apps, frags *list.List
 	byTrace  map[pcommon.TraceID][]*waitingSpan
 	max      int
 	maxBytes int
@@ -96,11 +101,12 @@ type waitBuffer struct {
 }
 
 func newWaitBuffer(max, maxBytes int) *waitBuffer {
-	return &waitBuffer{order: list.New(), byTrace: map[pcommon.TraceID][]*waitingSpan{}, max: max, maxBytes: maxBytes}
+	return &waitBuffer{apps: list.New(), frags: list.New(), byTrace: map[pcommon.TraceID][]*waitingSpan{}, max: max, maxBytes: maxBytes}
 }
 
-// put moves s into the buffer. At either limit the oldest spans are
-// evicted, the new one too if it alone is over max_waiting_bytes.
+// put moves s into the buffer. At either limit the oldest app spans are
+// evicted, then the oldest fragments, the new one too if it alone is over
+// max_waiting_bytes.
 func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceID, frag *fragmentKey, now time.Time) (evicted []*waitingSpan) {
 	w := &waitingSpan{s: ptrace.NewSpan(), scope: scope, arrived: now, first: now, orig: orig, frag: frag}
 	s.MoveTo(w.s)
@@ -114,7 +120,7 @@ func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceI
 		scope.res.refs++
 	}
 	scope.refs++
-	w.elem = b.order.PushBack(w)
+	w.elem = b.listOf(w).PushBack(w)
 	if frag == nil {
 		b.byTrace[orig] = append(b.byTrace[orig], w)
 	} else if b.trackFragments {
@@ -122,8 +128,12 @@ func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceI
 		delete(b.fragOut, id)
 		b.fragIn[id] = w
 	}
-	for b.order.Len() > 0 && (b.order.Len() > b.max || b.bytes > b.maxBytes) {
-		ev := b.order.Front().Value.(*waitingSpan)
+	for b.len() > 0 && (b.len() > b.max || b.bytes > b.maxBytes) {
+		first := b.apps.Front()
+		if first == nil {
+			first = b.frags.Front()
+		}
+		ev := first.Value.(*waitingSpan)
 		b.remove(ev)
 		evicted = append(evicted, ev)
 	}
@@ -132,7 +142,7 @@ func (b *waitBuffer) put(scope *waitingScope, s ptrace.Span, orig pcommon.TraceI
 
 // unref gives back w's bytes and its share of its resource and scope.
 func (b *waitBuffer) unref(w *waitingSpan) {
-	b.order.Remove(w.elem)
+	b.listOf(w).Remove(w.elem)
 	w.elem = nil
 	b.bytes -= w.bytes
 	if w.scope.refs--; w.scope.refs == 0 {
@@ -204,10 +214,8 @@ func (b *waitBuffer) takeTrace(orig pcommon.TraceID) []*waitingSpan {
 // fragments lists the waiting fragments, oldest first.
 func (b *waitBuffer) fragments() []*waitingSpan {
 	var out []*waitingSpan
-	for e := b.order.Front(); e != nil; e = e.Next() {
-		if w := e.Value.(*waitingSpan); w.frag != nil {
-			out = append(out, w)
-		}
+	for e := b.frags.Front(); e != nil; e = e.Next() {
+		out = append(out, e.Value.(*waitingSpan))
 	}
 	return out
 }
@@ -215,12 +223,22 @@ func (b *waitBuffer) fragments() []*waitingSpan {
 // expired lists the spans that waited at least d, oldest first.
 func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 	var out []*waitingSpan
-	for e := b.order.Front(); e != nil; e = e.Next() {
+	a, f := b.apps.Front(), b.frags.Front()
+	for a != nil || f != nil {
+		e := a
+		if a == nil || f != nil && f.Value.(*waitingSpan).arrived.Before(a.Value.(*waitingSpan).arrived) {
+			e = f
+		}
 		w := e.Value.(*waitingSpan)
 		if now.Sub(w.arrived) < d {
 			break
 		}
 		out = append(out, w)
+		if e == a {
+			a = a.Next()
+		} else {
+			f = f.Next()
+		}
 	}
 	return out
 }
@@ -229,10 +247,18 @@ func (b *waitBuffer) expired(now time.Time, d time.Duration) []*waitingSpan {
 // stays that of the wait's start.
 func (b *waitBuffer) extend(w *waitingSpan, now time.Time) {
 	w.arrived = now
-	b.order.MoveToBack(w.elem)
+	b.listOf(w).MoveToBack(w.elem)
 }
 
-func (b *waitBuffer) len() int { return b.order.Len() }
+func (b *waitBuffer) len() int { return b.apps.Len() + b.frags.Len() }
+
+// listOf is the list w waits in.
+func (b *waitBuffer) listOf(w *waitingSpan) *list.List {
+	if w.frag != nil {
+		return b.frags
+	}
+	return b.apps
+}
 
 // spanOut builds an output batch from released spans: one ResourceSpans
 // per shared resource and one ScopeSpans per shared scope, so a resource

@@ -115,11 +115,16 @@ func (p *stitchProcessor) removeLeaving(td ptrace.Traces, now time.Time) {
 		})
 		return rs.ScopeSpans().Len() == 0
 	})
-	if shed > 0 {
+	if p.shedSince += shed; p.shedSince > 0 && now.Sub(p.shedWarned) >= shedWarnEvery {
 		p.set.Logger.Warn("waiting spans released early: the wait buffer is full; raise max_waiting_spans or max_waiting_bytes, or lower wait",
-			zap.Int("spans", shed), zap.Int("max_waiting_spans", p.cfg.MaxWaitingSpans), zap.Int("max_waiting_bytes", p.cfg.MaxWaitingBytes))
+			zap.Int("spans", p.shedSince), zap.Duration("since_last_warning", now.Sub(p.shedWarned)), zap.Int("max_waiting_spans", p.cfg.MaxWaitingSpans), zap.Int("max_waiting_bytes", p.cfg.MaxWaitingBytes))
+		p.shedWarned, p.shedSince = now, 0
 	}
 }
+
+// shedWarnEvery spaces the warnings of a full wait buffer (the spans are
+// counted in otelcol_k8sstitch_spans_shed either way).
+const shedWarnEvery = 10 * time.Second
 
 // wait moves s into the wait buffer and returns how many spans that
 // evicted.

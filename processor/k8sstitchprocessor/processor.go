@@ -44,6 +44,11 @@ type stitchProcessor struct {
 	// pendingRelease are spans evicted from a full buffer, sent with the
 	// next batch.
 	pendingRelease []*waitingSpan
+	// shedWarned is when the last "buffer full" warning was logged, and
+	// shedSince the spans released early since: a flood logs once per
+	// shedWarnEvery, not once per batch.
+	shedWarned time.Time
+	shedSince  int
 	// retiring are deleted objects whose deletion closed, oldest first:
 	// they leave the graph keepJoinedFor waits later (late requests and
 	// dependents' fragments still find them until then).
