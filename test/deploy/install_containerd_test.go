@@ -386,7 +386,15 @@ func serveBackend(t *testing.T, cluster *localcluster.Cluster, be *backends) {
 			go func() {
 				defer c.Close()
 				ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				// A gateway can connect before the kubelet has written its
+				// pod IP into the pod's status.
 				pod := podByIP(cluster, ip)
+				for deadline := time.Now().Add(30 * time.Second); pod == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+					pod = podByIP(cluster, ip)
+				}
+				if pod == "" {
+					pod = "unknown " + ip
+				}
 				var d net.Dialer
 				up, err := d.DialContext(ctx, "tcp", be.endpoint(pod))
 				if err != nil {
@@ -418,7 +426,7 @@ func serveBackend(t *testing.T, cluster *localcluster.Cluster, be *backends) {
 	require.NoError(t, err)
 }
 
-// podByIP names the install's pod with that IP ("" for none).
+// podByIP names the install's pod with that IP ("" for none yet).
 func podByIP(cluster *localcluster.Cluster, ip string) string {
 	pods, err := cluster.Client.CoreV1().Pods("kubestitch").List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -429,7 +437,7 @@ func podByIP(cluster *localcluster.Cluster, ip string) string {
 			return p.Name
 		}
 	}
-	return "unknown " + ip
+	return ""
 }
 
 // installPods are the install's pods, agents and gateways; on an API
