@@ -32,8 +32,15 @@ const KeyUnverified = "kubestitch.fragment.unverified"
 const MinKeyBytes = 32
 
 // sigVersion prefixes the signed form: change it and every signature
-// changes.
-const sigVersion = "kubestitch/sig/v1"
+// changes. v2 covers links, trace state, flags and the resource keys
+// routing reads (SignedResourceKeys).
+const sigVersion = "kubestitch/sig/v2"
+
+// SignedResourceKeys are the resource attributes a signature covers: what
+// the gateways route a fragment by (k8snamespace shards by namespace) and
+// the lane it is drawn in. Other resource attributes may be added on the
+// way (a collector's resource processor) without breaking it.
+var SignedResourceKeys = []string{KeyServiceName, KeyNamespace}
 
 // sigLen is how much of the HMAC is kept: 128 bits, as many as a forger
 // would have to guess.
@@ -69,15 +76,16 @@ func NewKey(secret []byte) (Key, error) {
 // IsZero says there is no key.
 func (k Key) IsZero() bool { return len(k.secret) == 0 }
 
-// Sign sets the span's signature. Call it last: any later change to the
-// span breaks the signature.
-func (k Key) Sign(s ptrace.Span) {
-	s.Attributes().PutStr(KeySignature, base64.RawStdEncoding.EncodeToString(k.mac(s)))
+// Sign sets the span's signature, over the span and its resource's
+// SignedResourceKeys (res: the resource's attributes). Call it last: any later change to the span breaks
+// the signature.
+func (k Key) Sign(res pcommon.Map, s ptrace.Span) {
+	s.Attributes().PutStr(KeySignature, base64.RawStdEncoding.EncodeToString(k.mac(res, s)))
 }
 
 // Verify says whether the span carries a signature made with k over what
-// it holds now.
-func (k Key) Verify(s ptrace.Span) bool {
+// it and its resource's SignedResourceKeys hold now.
+func (k Key) Verify(res pcommon.Map, s ptrace.Span) bool {
 	if k.IsZero() {
 		return false
 	}
@@ -89,14 +97,15 @@ func (k Key) Verify(s ptrace.Span) bool {
 	if err != nil || len(got) != sigLen {
 		return false
 	}
-	return hmac.Equal(got, k.mac(s))
+	return hmac.Equal(got, k.mac(res, s))
 }
 
-// mac is the truncated HMAC of the span's canonical form: IDs, name, kind,
-// times, status, every attribute but the signature (sorted by key) and
-// every event. Everything a processor reads is covered, so a signed span
-// cannot be changed in flight either.
-func (k Key) mac(s ptrace.Span) []byte {
+// mac is the truncated HMAC of the span's canonical form: IDs, trace
+// state, flags, name, kind, times, status, every attribute but the
+// signature (sorted by key), every event and every link, and the
+// resource's SignedResourceKeys. Everything a processor or a router reads
+// is covered, so a signed span cannot be changed in flight either.
+func (k Key) mac(res pcommon.Map, s ptrace.Span) []byte {
 	m := hmac.New(sha256.New, k.secret)
 	var buf [8]byte
 	str := func(v string) {
@@ -109,10 +118,23 @@ func (k Key) mac(s ptrace.Span) []byte {
 		m.Write(buf[:])
 	}
 	str(sigVersion)
+	ra := res
+	for _, key := range SignedResourceKeys {
+		v, ok := ra.Get(key)
+		str(key)
+		if !ok {
+			str("")
+			continue
+		}
+		str(v.Type().String())
+		str(v.AsString())
+	}
 	tid, sid, pid := s.TraceID(), s.SpanID(), s.ParentSpanID()
 	m.Write(tid[:])
 	m.Write(sid[:])
 	m.Write(pid[:])
+	str(s.TraceState().AsRaw())
+	num(uint64(s.Flags()))
 	str(s.Name())
 	num(uint64(s.Kind()))
 	num(uint64(s.StartTimestamp()))
@@ -127,6 +149,17 @@ func (k Key) mac(s ptrace.Span) []byte {
 		str(e.Name())
 		num(uint64(e.Timestamp()))
 		attrs(e.Attributes(), str)
+	}
+	links := s.Links()
+	num(uint64(links.Len()))
+	for i := 0; i < links.Len(); i++ {
+		l := links.At(i)
+		ltid, lsid := l.TraceID(), l.SpanID()
+		m.Write(ltid[:])
+		m.Write(lsid[:])
+		str(l.TraceState().AsRaw())
+		num(uint64(l.Flags()))
+		attrs(l.Attributes(), str)
 	}
 	return m.Sum(nil)[:sigLen]
 }

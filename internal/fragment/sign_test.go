@@ -25,8 +25,16 @@ func signedSpan(t *testing.T, k Key) ptrace.Span {
 	e := s.Events().AppendEmpty()
 	e.SetName("Pulled")
 	e.Attributes().PutStr("k8s.event.message", "pulled")
-	k.Sign(s)
+	k.Sign(fragmentResource(), s)
 	return s
+}
+
+// fragmentResource is the resource k8s_watch gives a pod's fragments.
+func fragmentResource() pcommon.Map {
+	r := pcommon.NewMap()
+	r.PutStr(KeyServiceName, "kubelet")
+	r.PutStr(KeyNamespace, "default")
+	return r
 }
 
 func TestSignedFragmentVerifiesOnlyUnchangedAndWithItsKey(t *testing.T) {
@@ -35,24 +43,39 @@ func TestSignedFragmentVerifiesOnlyUnchangedAndWithItsKey(t *testing.T) {
 	other, err := NewKey([]byte("fedcba9876543210fedcba9876543210"))
 	require.NoError(t, err)
 
-	assert.True(t, k.Verify(signedSpan(t, k)))
-	assert.False(t, other.Verify(signedSpan(t, k)), "another key")
+	assert.True(t, k.Verify(fragmentResource(), signedSpan(t, k)))
+	assert.False(t, other.Verify(fragmentResource(), signedSpan(t, k)), "another key")
 
-	for name, change := range map[string]func(ptrace.Span){
-		"owner":       func(s ptrace.Span) { s.Attributes().PutStr(KeyOwnerUID, "rs-2") },
-		"new key":     func(s ptrace.Span) { s.Attributes().PutStr(KeyTrigger, "gen:2") },
-		"end":         func(s ptrace.Span) { s.SetEndTimestamp(s.EndTimestamp() + 1) },
-		"parent":      func(s ptrace.Span) { s.SetParentSpanID(pcommon.SpanID{1}) },
-		"event":       func(s ptrace.Span) { s.Events().At(0).Attributes().PutStr("k8s.event.message", "x") },
-		"status":      func(s ptrace.Span) { s.Status().SetCode(ptrace.StatusCodeError) },
-		"no sig":      func(s ptrace.Span) { s.Attributes().Remove(KeySignature) },
-		"sig not b64": func(s ptrace.Span) { s.Attributes().PutStr(KeySignature, "!!") },
-		"sig as int":  func(s ptrace.Span) { s.Attributes().PutInt(KeySignature, 1) },
+	for name, change := range map[string]func(pcommon.Map, ptrace.Span){
+		"owner":   func(_ pcommon.Map, s ptrace.Span) { s.Attributes().PutStr(KeyOwnerUID, "rs-2") },
+		"new key": func(_ pcommon.Map, s ptrace.Span) { s.Attributes().PutStr(KeyTrigger, "gen:2") },
+		"end":     func(_ pcommon.Map, s ptrace.Span) { s.SetEndTimestamp(s.EndTimestamp() + 1) },
+		"parent":  func(_ pcommon.Map, s ptrace.Span) { s.SetParentSpanID(pcommon.SpanID{1}) },
+		"event": func(_ pcommon.Map, s ptrace.Span) {
+			s.Events().At(0).Attributes().PutStr("k8s.event.message", "x")
+		},
+		"status":      func(_ pcommon.Map, s ptrace.Span) { s.Status().SetCode(ptrace.StatusCodeError) },
+		"no sig":      func(_ pcommon.Map, s ptrace.Span) { s.Attributes().Remove(KeySignature) },
+		"sig not b64": func(_ pcommon.Map, s ptrace.Span) { s.Attributes().PutStr(KeySignature, "!!") },
+		"sig as int":  func(_ pcommon.Map, s ptrace.Span) { s.Attributes().PutInt(KeySignature, 1) },
+		// Trust finding 9: what routing and backends read beside the
+		// span's own fields.
+		"link":         func(_ pcommon.Map, s ptrace.Span) { s.Links().AppendEmpty().SetTraceID(pcommon.TraceID{9}) },
+		"trace state":  func(_ pcommon.Map, s ptrace.Span) { s.TraceState().FromRaw("k=v") },
+		"flags":        func(_ pcommon.Map, s ptrace.Span) { s.SetFlags(1) },
+		"namespace":    func(r pcommon.Map, _ ptrace.Span) { r.PutStr(KeyNamespace, "victim") },
+		"no namespace": func(r pcommon.Map, _ ptrace.Span) { r.Remove(KeyNamespace) },
+		"service":      func(r pcommon.Map, _ ptrace.Span) { r.PutStr(KeyServiceName, "kube-scheduler") },
 	} {
 		s := signedSpan(t, k)
-		change(s)
-		assert.False(t, k.Verify(s), name)
+		res := fragmentResource()
+		change(res, s)
+		assert.False(t, k.Verify(res, s), name)
 	}
+	// Other resource attributes may be added on the way.
+	res := fragmentResource()
+	res.PutStr("k8s.cluster.name", "prod")
+	assert.True(t, k.Verify(res, signedSpan(t, k)), "an added resource attribute")
 	// Attribute order is not part of what is signed: a receiver may
 	// rebuild the map in another order.
 	s := signedSpan(t, k)
@@ -66,7 +89,7 @@ func TestSignedFragmentVerifiesOnlyUnchangedAndWithItsKey(t *testing.T) {
 		v.CopyTo(m.PutEmpty(key))
 	}
 	m.CopyTo(s.Attributes())
-	assert.True(t, k.Verify(s))
+	assert.True(t, k.Verify(fragmentResource(), s))
 }
 
 func TestReadKeyWantsEnoughBytes(t *testing.T) {
@@ -84,5 +107,5 @@ func TestReadKeyWantsEnoughBytes(t *testing.T) {
 	k, err := ReadKey(good)
 	require.NoError(t, err)
 	want, _ := NewKey([]byte("0123456789abcdef0123456789abcdef"))
-	assert.True(t, want.Verify(signedSpan(t, k)), "white space around the key is not part of it")
+	assert.True(t, want.Verify(fragmentResource(), signedSpan(t, k)), "white space around the key is not part of it")
 }

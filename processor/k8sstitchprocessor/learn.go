@@ -69,7 +69,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 				s := spans.At(k)
 				a.scan(s)
 				quarantined := false
-				if a.isFrag && !p.verified(s) {
+				if a.isFrag && !p.verified(rs.Resource().Attributes(), s) {
 					// Anyone can set fragment keys: unsigned, it is an
 					// app span of a trace of its own (quarantine).
 					a.isFrag, quarantined = false, true

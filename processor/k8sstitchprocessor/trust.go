@@ -1,6 +1,7 @@
 package k8sstitchprocessor
 
 import (
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
@@ -34,11 +35,11 @@ func (p *stitchProcessor) loadKey() error {
 // with the fragment key. The signature is checked once, here, and then
 // removed: the span is rewritten into its operation's trace, which breaks
 // it anyway.
-func (p *stitchProcessor) verified(s ptrace.Span) bool {
+func (p *stitchProcessor) verified(res pcommon.Map, s ptrace.Span) bool {
 	if p.cfg.AcceptUnsignedFragments {
 		return true
 	}
-	if !p.key.Verify(s) {
+	if !p.key.Verify(res, s) {
 		return false
 	}
 	s.Attributes().Remove(fragment.KeySignature)

@@ -41,9 +41,9 @@ func signedHarness(t *testing.T) (*stitchHarness, *componenttest.Telemetry, []pt
 	require.NoError(t, err)
 	batches := loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json"))
 	for _, b := range batches {
-		forEachSpan(b, func(_ pcommon.Map, s ptrace.Span) {
+		forEachSpan(b, func(res pcommon.Map, s ptrace.Span) {
 			if _, ok := s.Attributes().Get(fragment.KeyLevel); ok {
-				key.Sign(s)
+				key.Sign(res, s)
 			}
 		})
 	}
@@ -131,7 +131,7 @@ func TestUnsignedFragmentShapesNothing(t *testing.T) {
 	require.NoError(t, err)
 	forgedOwner := forge(podRS, pod, func(s ptrace.Span) {
 		s.Attributes().PutStr(fragment.KeyOwnerUID, "00000000-0000-0000-0000-00000000f00d")
-		other.Sign(s)
+		other.Sign(podRS.Resource().Attributes(), s)
 	})
 	rootID, podID := dep.SpanID(), pod.SpanID()
 	forgedTraces := map[pcommon.TraceID]bool{

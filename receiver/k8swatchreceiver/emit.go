@@ -5,7 +5,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
-	"github.com/kubestitch/kubestitch/internal/spans"
 )
 
 // toTraces turns fragments into one ptrace.Traces, one ResourceSpans per
@@ -36,10 +35,18 @@ func toTraces(frags []fragmentSpan, version string) ptrace.Traces {
 	return td
 }
 
-// signAll signs every fragment of td, last, once nothing changes them.
+// signAll signs every fragment of td with its resource, last, once
+// nothing changes them.
 func signAll(td ptrace.Traces, key fragment.Key) {
-	for _, s := range spans.All(td) {
-		key.Sign(s)
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j).Spans()
+			for k := 0; k < ss.Len(); k++ {
+				key.Sign(rs.Resource().Attributes(), ss.At(k))
+			}
+		}
 	}
 }
 
