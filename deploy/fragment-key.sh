@@ -6,14 +6,19 @@
 #
 #   deploy/fragment-key.sh | kubectl apply -f -
 #
-# Re-running makes a new key: apply it, then restart the agents and the
-# gateways (until all have it, fragments signed with the old key are
-# taken as app spans and counted in otelcol_k8sstitch_fragments_unverified).
+# Re-running makes a new key. To rotate without losing a fragment, pass
+# the key in use as KUBESTITCH_PREVIOUS_FRAGMENT_KEY: the Secrets then
+# hold it as `previous`, which the gateways accept beside the new key
+# while the agents restart (deploy/README.md, Trust).
 set -euo pipefail
 gateway_ns="${KUBESTITCH_NAMESPACE:-kubestitch}"
 agent_ns="${KUBESTITCH_AGENT_NAMESPACE:-kubestitch-node}"
 key="$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 data="$(printf '%s' "$key" | base64 | tr -d '\n')"
+previous=""
+if [ -n "${KUBESTITCH_PREVIOUS_FRAGMENT_KEY:-}" ]; then
+  previous="  previous: $(printf '%s' "$KUBESTITCH_PREVIOUS_FRAGMENT_KEY" | base64 | tr -d '\n')"
+fi
 for ns in "$gateway_ns" "$agent_ns"; do
   cat <<YAML
 apiVersion: v1
@@ -25,6 +30,7 @@ metadata:
 type: Opaque
 data:
   key: $data
+$previous
 ---
 YAML
 done

@@ -6,18 +6,23 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// KeySignature carries a fragment's signature: base64 of the first 16
-// bytes of HMAC-SHA256(key, the span's canonical form). Fragments shape the
+// KeySignature carries a fragment's signature: the signing key's ID (8
+// hex digits, KeyID) and base64 of the first 16 bytes of
+// HMAC-SHA256(key, the span's canonical form), joined by a colon. The ID
+// lets a verifier that holds the current and the previous key (a
+// rotation) pick the one to check with. Fragments shape the
 // owner graph and close operations, so the processor takes a span as a
 // fragment only when this verifies with the key k8swatch signed it with;
 // any OTLP sender can set the other keys.
@@ -49,6 +54,16 @@ const sigLen = 16
 // A Key signs and verifies fragments. The zero Key is no key.
 type Key struct {
 	secret []byte
+	id     string
+}
+
+// ID names the key in signatures: 8 hex digits of a SHA-256 of it, which
+// tell keys apart and say nothing of them.
+func (k Key) ID() string { return k.id }
+
+func keyID(secret []byte) string {
+	sum := sha256.Sum256(append([]byte("kubestitch/key-id\x00"), secret...))
+	return hex.EncodeToString(sum[:4])
 }
 
 // ReadKey reads a fragment key from a file (a mounted Secret): at least
@@ -62,7 +77,7 @@ func ReadKey(path string) (Key, error) {
 	if len(b) < MinKeyBytes {
 		return Key{}, fmt.Errorf("fragment key %s: %d bytes, want at least %d (for example: head -c 32 /dev/urandom | base64)", path, len(b), MinKeyBytes)
 	}
-	return Key{secret: b}, nil
+	return Key{secret: b, id: keyID(b)}, nil
 }
 
 // NewKey returns a key of secret, for tests and for callers that hold it.
@@ -70,7 +85,7 @@ func NewKey(secret []byte) (Key, error) {
 	if len(secret) < MinKeyBytes {
 		return Key{}, errors.New("fragment key: too short")
 	}
-	return Key{secret: slices.Clone(secret)}, nil
+	return Key{secret: slices.Clone(secret), id: keyID(secret)}, nil
 }
 
 // IsZero says there is no key.
@@ -80,7 +95,7 @@ func (k Key) IsZero() bool { return len(k.secret) == 0 }
 // SignedResourceKeys (res: the resource's attributes). Call it last: any later change to the span breaks
 // the signature.
 func (k Key) Sign(res pcommon.Map, s ptrace.Span) {
-	s.Attributes().PutStr(KeySignature, base64.RawStdEncoding.EncodeToString(k.mac(res, s)))
+	s.Attributes().PutStr(KeySignature, k.id+":"+base64.RawStdEncoding.EncodeToString(k.mac(res, s)))
 }
 
 // Verify says whether the span carries a signature made with k over what
@@ -89,15 +104,47 @@ func (k Key) Verify(res pcommon.Map, s ptrace.Span) bool {
 	if k.IsZero() {
 		return false
 	}
-	v, ok := s.Attributes().Get(KeySignature)
-	if !ok || v.Type() != pcommon.ValueTypeStr {
-		return false
-	}
-	got, err := base64.RawStdEncoding.DecodeString(v.Str())
-	if err != nil || len(got) != sigLen {
+	id, got, ok := signatureOf(s)
+	if !ok || id != k.id {
 		return false
 	}
 	return hmac.Equal(got, k.mac(res, s))
+}
+
+// signatureOf reads a span's signature: the key ID and the MAC.
+func signatureOf(s ptrace.Span) (string, []byte, bool) {
+	v, ok := s.Attributes().Get(KeySignature)
+	if !ok || v.Type() != pcommon.ValueTypeStr {
+		return "", nil, false
+	}
+	id, b64, ok := strings.Cut(v.Str(), ":")
+	if !ok {
+		return "", nil, false
+	}
+	got, err := base64.RawStdEncoding.DecodeString(b64)
+	if err != nil || len(got) != sigLen {
+		return "", nil, false
+	}
+	return id, got, true
+}
+
+// Keys verifies with whichever of its keys signed a span: the current
+// key, and during a rotation the previous one.
+type Keys []Key
+
+// Verify says whether one of the keys, the one the signature names,
+// signed the span as it is now.
+func (ks Keys) Verify(res pcommon.Map, s ptrace.Span) bool {
+	id, _, ok := signatureOf(s)
+	if !ok {
+		return false
+	}
+	for _, k := range ks {
+		if !k.IsZero() && k.id == id {
+			return k.Verify(res, s)
+		}
+	}
+	return false
 }
 
 // mac is the truncated HMAC of the span's canonical form: IDs, trace

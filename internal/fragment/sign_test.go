@@ -3,6 +3,7 @@ package fragment
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -108,4 +109,34 @@ func TestReadKeyWantsEnoughBytes(t *testing.T) {
 	require.NoError(t, err)
 	want, _ := NewKey([]byte("0123456789abcdef0123456789abcdef"))
 	assert.True(t, want.Verify(fragmentResource(), signedSpan(t, k)), "white space around the key is not part of it")
+}
+
+// TestKeysVerifyAcrossARotation (trust finding 8): every signature names
+// its key; a verifier holding the current and the previous key takes
+// fragments signed with either (agents restart onto the new key one by
+// one), one holding only the new key refuses the old key's, and a
+// signature naming one key but made with another is refused.
+func TestKeysVerifyAcrossARotation(t *testing.T) {
+	old, err := NewKey([]byte("0123456789abcdef0123456789abcdef"))
+	require.NoError(t, err)
+	cur, err := NewKey([]byte("fedcba9876543210fedcba9876543210"))
+	require.NoError(t, err)
+	require.NotEqual(t, old.ID(), cur.ID())
+	byOld, byCur := signedSpan(t, old), signedSpan(t, cur)
+	sig, _ := byOld.Attributes().Get(KeySignature)
+	assert.True(t, strings.HasPrefix(sig.Str(), old.ID()+":"), "the signature names its key")
+
+	during := Keys{cur, old}
+	assert.True(t, during.Verify(fragmentResource(), byOld), "the previous key's fragment, during the rotation")
+	assert.True(t, during.Verify(fragmentResource(), byCur), "the new key's")
+	after := Keys{cur}
+	assert.False(t, after.Verify(fragmentResource(), byOld), "the old key's, once it is dropped")
+	assert.True(t, after.Verify(fragmentResource(), byCur))
+
+	// The old key's MAC under the new key's ID.
+	forged := signedSpan(t, old)
+	v, _ := forged.Attributes().Get(KeySignature)
+	_, mac, _ := strings.Cut(v.Str(), ":")
+	forged.Attributes().PutStr(KeySignature, cur.ID()+":"+mac)
+	assert.False(t, during.Verify(fragmentResource(), forged))
 }

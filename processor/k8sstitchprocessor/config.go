@@ -44,6 +44,11 @@ type Config struct {
 	// signature does not verify is an app span: it never shapes the owner
 	// graph. Required unless accept_unsigned_fragments. Default: "".
 	FragmentKeyFile string `mapstructure:"fragment_key_file"`
+	// PreviousFragmentKeyFile is the key of before a rotation, accepted
+	// beside the fragment key while agents restart onto the new one (the
+	// signature names its key). Its file may be absent: no rotation.
+	// Default: "".
+	PreviousFragmentKeyFile string `mapstructure:"previous_fragment_key_file"`
 	// AcceptUnsignedFragments takes every span with fragment keys as a
 	// fragment, from any OTLP sender: only for a collector that nothing
 	// untrusted can reach. Default: false.
@@ -87,6 +92,8 @@ func (cfg *Config) Validate() error {
 		return errors.New("fragment_key_file is required: the key k8swatch signs fragments with (or accept_unsigned_fragments: true, to let any OTLP sender shape the owner graph)")
 	case cfg.FragmentKeyFile != "" && cfg.AcceptUnsignedFragments:
 		return errors.New("fragment_key_file and accept_unsigned_fragments exclude each other")
+	case cfg.PreviousFragmentKeyFile != "" && cfg.FragmentKeyFile == "":
+		return errors.New("previous_fragment_key_file needs fragment_key_file: the previous key is accepted beside the current one")
 	}
 	return nil
 }

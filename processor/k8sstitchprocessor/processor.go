@@ -60,7 +60,9 @@ type stitchProcessor struct {
 
 	// key verifies that a fragment came from k8swatch (zero with
 	// accept_unsigned_fragments).
-	key fragment.Key
+	// keys verify fragments: the fragment key, and during a rotation the
+	// previous one.
+	keys fragment.Keys
 
 	// storage keeps the graph and waiting fragments (nil without storage).
 	storage *persistence

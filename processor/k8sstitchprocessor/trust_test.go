@@ -203,3 +203,58 @@ func TestUnsignedRecordingStitchesNothingWithAKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Positive(t, m.Data.(metricdata.Sum[int64]).DataPoints[0].Value)
 }
+
+// TestRotationLosesNoFragment (trust finding 8): the gateway has the new
+// key and the old one as previous_fragment_key_file while the agents
+// restart onto the new key: fragments signed with either are taken, none
+// is unverified, and the operation is stitched whole. Without the previous
+// key, the old key's fragments are unverified; with its file absent (no
+// rotation) the processor starts with the current key alone.
+func TestRotationLosesNoFragment(t *testing.T) {
+	dir := t.TempDir()
+	const newSecret = "fedcba9876543210fedcba9876543210"
+	keyFile, prevFile := filepath.Join(dir, "key"), filepath.Join(dir, "previous")
+	require.NoError(t, os.WriteFile(keyFile, []byte(newSecret), 0o600))
+	require.NoError(t, os.WriteFile(prevFile, []byte(testKeySecret), 0o600))
+	oldKey, err := fragment.NewKey([]byte(testKeySecret))
+	require.NoError(t, err)
+	newKey, err := fragment.NewKey([]byte(newSecret))
+	require.NoError(t, err)
+	run := func(previous string) (unverified int64, objects int) {
+		tel := componenttest.NewTelemetry()
+		t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+		set := processortest.NewNopSettings(metadataType)
+		set.TelemetrySettings = tel.NewTelemetrySettings()
+		h := newHarnessWith(t, set, func(c *Config) {
+			c.AcceptUnsignedFragments = false
+			c.FragmentKeyFile, c.PreviousFragmentKeyFile = keyFile, previous
+		})
+		// Half the agents still sign with the old key: alternate batches.
+		for i, b := range loadBatches(t, filepath.Join("testdata", "deployment_create", "input.json")) {
+			key := oldKey
+			if i%2 == 1 {
+				key = newKey
+			}
+			forEachSpan(b, func(res pcommon.Map, s ptrace.Span) {
+				if _, ok := s.Attributes().Get(fragment.KeyLevel); ok {
+					key.Sign(res, s)
+				}
+			})
+			h.feed(t, b)
+		}
+		h.drain()
+		if m, err := tel.GetMetric("otelcol_k8sstitch_fragments_unverified"); err == nil {
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				unverified += dp.Value
+			}
+		}
+		return unverified, h.p.graph.len()
+	}
+	unverified, objects := run(prevFile)
+	assert.Zero(t, unverified, "during the rotation, with the previous key")
+	assert.Positive(t, objects)
+	unverified, _ = run("")
+	assert.Positive(t, unverified, "without the previous key the old key's fragments are unverified")
+	unverified, _ = run(filepath.Join(dir, "absent"))
+	assert.Positive(t, unverified, "an absent previous key file is no previous key")
+}
