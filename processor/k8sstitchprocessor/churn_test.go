@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -60,4 +62,40 @@ func TestDeletedObjectsLeaveTheGraph(t *testing.T) {
 	assert.Equal(t, int64(2*jobs), opened, "every create and delete was an operation")
 	assert.Less(t, most, maxObjects, "the graph never reached max_objects")
 	t.Logf("%d Jobs created and deleted: at most %d objects in the graph (max_objects %d), %d after", jobs, most, maxObjects, h.p.graph.len())
+}
+
+// TestReplayAfterRetirementBringsNothingBack (trust finding 3): a Job is
+// created and deleted and leaves the graph; a replay of its create
+// trigger afterwards is dropped, so the object does not come back and no
+// operation_timeout error root appears 10 minutes later in a trace that
+// had finished fine.
+func TestReplayAfterRetirementBringsNothingBack(t *testing.T) {
+	h := newHarness(t, nil)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	m := newSpanMaker()
+	churnFragment(m, "job-1", "gen:1", fragment.LevelTrigger, t0)
+	churnFragment(m, "job-1", "gen:1", fragment.LevelObject, t0.Add(time.Second))
+	churnFragment(m, "job-1", fragment.TriggerDelete, fragment.LevelTrigger, t0.Add(2*time.Second))
+	churnFragment(m, "job-1", fragment.TriggerDelete, fragment.LevelObject, t0.Add(3*time.Second))
+	h.feed(t, m.td)
+	h.drain()
+	h.drain()
+	require.Nil(t, h.p.graph.get("job-1"), "retired")
+	before := h.sink.SpanCount()
+
+	replay := newSpanMaker()
+	churnFragment(replay, "job-1", "gen:1", fragment.LevelTrigger, t0)
+	require.NoError(t, h.p.ConsumeTraces(t.Context(), replay.td))
+	h.clock = h.clock.Add(h.p.cfg.OperationTimeout + time.Minute)
+	h.flush()
+	h.drain()
+	assert.Nil(t, h.p.graph.get("job-1"), "the replay brings nothing back")
+	timedOut := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if r, _ := s.Attributes().Get(fragment.KeyReason); r.Str() == "operation_timeout" {
+			timedOut++
+		}
+	})
+	assert.Zero(t, timedOut, "no operation_timeout root")
+	assert.Equal(t, before, h.sink.SpanCount(), "nothing more leaves")
 }

@@ -82,6 +82,12 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					case !a.fk.valid():
 					case a.fk.resumed && !p.holdsOpen(a.fk):
 						f.valid, f.unneeded = true, true
+					case p.repeat(s, a.fk), p.retired(a.fk.uid):
+						// Dropped before it teaches anything: a replayed
+						// old trigger would otherwise push the open
+						// operation out of the object's records, or bring
+						// a retired object back.
+						f.valid, f.unneeded = true, true
 					default:
 						p.learnFragment(s, a.fk)
 						f.valid = true
@@ -142,6 +148,13 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 		}
 	}
 	p.markDirty(o)
+}
+
+// repeat says whether a fragment was passed on before: its object has
+// its span ID among those seen (trust finding 3).
+func (p *stitchProcessor) repeat(s ptrace.Span, fk fragmentKey) bool {
+	o := p.graph.get(fk.uid)
+	return o != nil && o.hasSeen(s.SpanID())
 }
 
 // holdsOpen says whether the object a resumed object span names has an

@@ -69,6 +69,11 @@ func (o *object) markSeen(id pcommon.SpanID) bool {
 	return true
 }
 
+// hasSeen says whether id is among the fragments already passed on.
+func (o *object) hasSeen(id pcommon.SpanID) bool {
+	return slices.Contains(o.Seen, id)
+}
+
 // unmarkSeen forgets a span ID markSeen recorded: its span was refused
 // downstream, and its sender will send it again.
 func (o *object) unmarkSeen(id pcommon.SpanID) {

@@ -1,6 +1,7 @@
 package k8sstitchprocessor
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -305,4 +306,48 @@ func TestOwnerInAnotherNamespaceIsNotJoined(t *testing.T) {
 	require.Contains(t, placed, "pod-attacker")
 	assert.Equal(t, fragment.TraceID("rs-victim", "gen:1"), placed["pod-same"], "a pod of the ReplicaSet's own namespace joins it")
 	assert.Equal(t, fragment.TraceID("pod-attacker", "gen:1"), placed["pod-attacker"], "the other namespace's pod opens its own operation")
+}
+
+// TestReplayedTriggersTeachNothing (trust finding 3): old trigger
+// fragments of a ReplicaSet, replayed (captured from the agent's
+// plaintext traffic), are dropped as repeats before they are learnt: they
+// do not push the open operation out of the object's records, and the
+// next pod still lands in it.
+func TestReplayedTriggersTeachNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	gen := func(i int) string { return fmt.Sprintf("gen:%d", i) }
+	m := newSpanMaker()
+	for i := 1; i <= 5; i++ {
+		opFragment(m, "ReplicaSet", "rs-1", "", gen(i), fragment.LevelTrigger, "", at(i*1000), at(i*1000), at(i*1000))
+		opFragment(m, "ReplicaSet", "rs-1", "", gen(i), fragment.LevelObject, "", at(i*1000), at(i*1000), at(i*1000+500))
+	}
+	opFragment(m, "ReplicaSet", "rs-1", "", gen(6), fragment.LevelTrigger, "", at(6000), at(6000), at(6000))
+	h.feed(t, m.td)
+	h.drain()
+
+	replay := newSpanMaker()
+	for i := 1; i <= 4; i++ {
+		opFragment(replay, "ReplicaSet", "rs-1", "", gen(i), fragment.LevelTrigger, "", at(i*1000), at(i*1000), at(i*1000))
+	}
+	h.feed(t, replay.td)
+	h.drain()
+
+	pod := newSpanMaker()
+	opFragment(pod, "Pod", "pod-1", "rs-1", "create", fragment.LevelTrigger, "", at(6100), at(6100), at(6100))
+	h.feed(t, pod.td)
+	h.drain()
+	var got pcommon.TraceID
+	replayed := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		if uid.Str() == "pod-1" {
+			got = s.TraceID()
+		}
+		if uid.Str() == "rs-1" && s.Name() == fragment.PhaseTrigger {
+			replayed++
+		}
+	})
+	assert.Equal(t, 6, replayed, "each trigger passed on once, no replay")
+	assert.Equal(t, fragment.TraceID("rs-1", gen(6)), got, "the pod joins the open operation")
 }

@@ -53,6 +53,13 @@ type stitchProcessor struct {
 	// they leave the graph keepJoinedFor waits later (late requests and
 	// dependents' fragments still find them until then).
 	retiring []retiree
+	// tombstones are the UIDs of objects retired in the last
+	// tombstoneFor, oldest first in tombstoneOrder (at most
+	// maxTombstones): a replayed fragment of one would bring it back,
+	// and operation_timeout would end the new operation in an error in a
+	// trace that had finished fine (trust finding 3).
+	tombstones     map[string]time.Time
+	tombstoneOrder []string
 	// passedOn are the fragments of the batch in hand that go on, by
 	// object UID: marked seen, to be unmarked if the next consumer
 	// refuses the batch (its sender retries it).

@@ -30,8 +30,50 @@ func (p *stitchProcessor) retire(now time.Time) {
 		}
 		p.markDirty(o) // the flush finds it gone and deletes its record
 		p.graph.drop(o)
+		p.bury(r.uid, now)
 	}
 	p.retiring = append(p.retiring[:0], p.retiring[n:]...)
+	p.forgetTombstones(now)
+}
+
+// tombstoneFor is how long a retired object's UID is remembered, and
+// maxTombstones how many at most (about 100 bytes each).
+const (
+	tombstoneFor  = time.Hour
+	maxTombstones = 100_000
+)
+
+// bury remembers a retired object's UID.
+func (p *stitchProcessor) bury(uid string, now time.Time) {
+	if p.tombstones == nil {
+		p.tombstones = map[string]time.Time{}
+	}
+	if _, ok := p.tombstones[uid]; !ok {
+		p.tombstoneOrder = append(p.tombstoneOrder, uid)
+	}
+	p.tombstones[uid] = now
+}
+
+// forgetTombstones drops the tombstones older than tombstoneFor, and the
+// oldest beyond maxTombstones.
+func (p *stitchProcessor) forgetTombstones(now time.Time) {
+	n := 0
+	for _, uid := range p.tombstoneOrder {
+		if now.Sub(p.tombstones[uid]) < tombstoneFor && len(p.tombstoneOrder)-n <= maxTombstones {
+			break
+		}
+		delete(p.tombstones, uid)
+		n++
+	}
+	if n > 0 {
+		p.tombstoneOrder = append(p.tombstoneOrder[:0], p.tombstoneOrder[n:]...)
+	}
+}
+
+// retired says whether uid is of an object retired not long ago.
+func (p *stitchProcessor) retired(uid string) bool {
+	_, ok := p.tombstones[uid]
+	return ok
 }
 
 // retryWaiting re-tries what waits, after a batch taught something new.
