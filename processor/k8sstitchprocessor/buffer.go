@@ -87,10 +87,10 @@ type waitBuffer struct {
 	// reaches OTLP can send, cannot evict a genuine fragment (trust
 	// finding 6).
 	apps, frags *list.List
-	byTrace  map[pcommon.TraceID][]*waitingSpan
-	max      int
-	maxBytes int
-	bytes    int
+	byTrace     map[pcommon.TraceID][]*waitingSpan
+	max         int
+	maxBytes    int
+	bytes       int
 	// With trackFragments (storage on), fragIn and fragOut are the
 	// fragments that entered and left since takeFragmentChanges: a waiting
 	// fragment was acknowledged to its sender, so it is stored until it

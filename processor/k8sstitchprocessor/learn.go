@@ -44,12 +44,24 @@ type fragInfo struct {
 	unneeded bool
 }
 
+// minScratchSpans is the per-span scratch always kept.
+const minScratchSpans = 8192
+
 // learn is the first pass over a batch: what fragments say about objects
 // and operations, and what app spans say about their traces. Learning first
 // makes the outcome independent of the order of spans within a batch.
 func (p *stitchProcessor) learn(td ptrace.Traces) {
+	n := td.SpanCount()
+	// What a much bigger batch made room for is given back (trust
+	// finding 10), not kept for good.
+	if cap(p.infos) > max(4*n, minScratchSpans) {
+		p.infos = nil
+	}
+	if cap(p.frags) > max(4*n, minScratchSpans) {
+		p.frags = nil
+	}
 	p.infos, p.frags = p.infos[:0], p.frags[:0]
-	p.traces.startBatch(td.SpanCount())
+	p.traces.startBatch(n)
 	// On the stack: resetting it for every span writes no heap pointers.
 	var scan spanAttrs
 	a := &scan

@@ -357,11 +357,11 @@ func TestStoredRecordsBreakingInvariantsAreDropped(t *testing.T) {
 	waiting, err := pm.MarshalTraces(td)
 	require.NoError(t, err)
 	store := &memStorage{kv: map[string][]byte{
-		"rs-1":  good,
-		"bad-1": raw(`{"u":"bad-1","k":"Pod","m":"a","p":[null]}`),
-		"bad-2": raw(`{"u":"someone-else","k":"Pod","m":"a"}`),
-		"bad-3": raw(`{"u":"bad-3","k":"Pod","m":"a","p":[` + strings.Join(many, ",") + `]}`),
-		"bad-4": raw(`{"u":"bad-4","k":"Pod","m":"a","p":[{"t":"gen:1","s":"2026-01-01T00:00:00Z","ti":"","pa":"","pl":true,"r":true}]}`),
+		"rs-1":                                good,
+		"bad-1":                               raw(`{"u":"bad-1","k":"Pod","m":"a","p":[null]}`),
+		"bad-2":                               raw(`{"u":"someone-else","k":"Pod","m":"a"}`),
+		"bad-3":                               raw(`{"u":"bad-3","k":"Pod","m":"a","p":[` + strings.Join(many, ",") + `]}`),
+		"bad-4":                               raw(`{"u":"bad-4","k":"Pod","m":"a","p":[{"t":"gen:1","s":"2026-01-01T00:00:00Z","ti":"","pa":"","pl":true,"r":true}]}`),
 		waitingKeyPrefix + "0102030405060708": waiting,
 	}}
 	tel := componenttest.NewTelemetry()

@@ -2,6 +2,7 @@ package k8sstitchprocessor
 
 import (
 	"math/bits"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -150,8 +151,20 @@ func newTraceTableHashed(maxDecided int, keepFor time.Duration, h traceHash) *tr
 	}
 }
 
-// startBatch readies the table for a batch of n spans.
-func (t *traceTable) startBatch(n int) { t.batch.reset(n) }
+// startBatch readies the table for a batch of n spans. Scratch states a
+// much bigger batch left are given back (trust finding 10): one huge
+// request must not keep its scratch for good.
+func (t *traceTable) startBatch(n int) {
+	t.batch.reset(n)
+	need := n/scratchChunk + 1
+	if keep := max(4*need, minScratchChunks); len(t.scratch) > keep {
+		clear(t.scratch[keep:])
+		t.scratch = slices.Clip(t.scratch[:keep])
+	}
+}
+
+// minScratchChunks are the scratch chunks always kept: 4,096 trace states.
+const minScratchChunks = 16
 
 // inBatch is the state of a trace seen in the current batch.
 func (t *traceTable) inBatch(id pcommon.TraceID) *traceState {
