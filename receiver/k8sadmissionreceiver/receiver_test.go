@@ -513,7 +513,10 @@ func TestManyOwnerReferencesAllocateLittle(t *testing.T) {
 	require.NoError(t, err)
 	allocated := after.TotalAlloc - before.TotalAlloc
 	t.Logf("a %d KiB review with %d owner references allocated %d KiB", len(b)>>10, strings.Count(refs, "{"), allocated>>10)
-	assert.Less(t, allocated, uint64(4*len(b)), "allocation within 4x the body")
+	// Within a small multiple of the body (9.7 MiB measured; more under
+	// -race, and TotalAlloc counts other goroutines too): decoded whole,
+	// the references took 648 MiB.
+	assert.Less(t, allocated, uint64(8*len(b)), "allocation within 8x the body")
 	assert.Equal(t, []string{"Deployment", "web", "u-1"}, []string{rv.ownerKind, rv.ownerName, rv.ownerUID})
 }
 
