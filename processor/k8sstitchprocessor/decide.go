@@ -45,8 +45,12 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 			info.fate, leave = fateWait, true
 			waited++
 		case ts.join:
-			rewriteApp(info.span, ts)
-			joined++
+			if rewriteApp(info.span, ts) {
+				joined++
+			} else {
+				p.badSpan("claims its operation's object span ID")
+				passed++
+			}
 		default:
 			passed++
 		}

@@ -194,7 +194,14 @@ func (p *stitchProcessor) resolveHint(h joinHint) (*object, *opRecord, pcommon.S
 // from: the original trace ID as an attribute and a link to itself in the
 // original trace. Its descendants keep their parents, so the original
 // trace is recoverable from the root alone.
-func rewriteApp(s ptrace.Span, ts *traceState) {
+func rewriteApp(s ptrace.Span, ts *traceState) bool {
+	if s.SpanID() == ts.parent {
+		// A span claiming the ID of the object span it would hang under
+		// (a public hash of the UID): joined, it would be its own parent
+		// beside the genuine object span (trust finding 2).
+		quarantine(s)
+		return false
+	}
 	orig := s.TraceID()
 	s.SetTraceID(ts.newTrace)
 	if s.ParentSpanID().IsEmpty() {
@@ -207,6 +214,7 @@ func rewriteApp(s ptrace.Span, ts *traceState) {
 		l.SetTraceID(orig)
 		l.SetSpanID(s.SpanID())
 	}
+	return true
 }
 
 // joinBy names each hint kind on the rewritten root (fragment.KeyJoinBy).

@@ -351,3 +351,34 @@ func TestReplayedTriggersTeachNothing(t *testing.T) {
 	assert.Equal(t, 6, replayed, "each trigger passed on once, no replay")
 	assert.Equal(t, fragment.TraceID("rs-1", gen(6)), got, "the pod joins the open operation")
 }
+
+// TestAppSpanCannotClaimItsOperationsSpanID (trust finding 2): an app span
+// carrying a ReplicaSet's UID and the ID of that ReplicaSet's object span
+// (a public hash of the UID) would be joined under itself: it is
+// quarantined instead, and no span leaves as its own parent.
+func TestAppSpanCannotClaimItsOperationsSpanID(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:1", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	h.feed(t, m.td)
+
+	objectSpan := fragment.ObjectSpanID("rs-1", "ReplicaSet", "gen:1")
+	app := newSpanMaker()
+	forged := app.span("forger", randomTrace(7), pcommon.SpanID{}, "forged", at(100), time.Millisecond)
+	forged.SetSpanID(objectSpan)
+	forged.Attributes().PutStr("k8s.replicaset.uid", "rs-1")
+	app.span("forger", randomTrace(7), objectSpan, "child", at(100), time.Millisecond)
+	h.feed(t, app.td)
+	h.drain()
+
+	seen := false
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		assert.NotEqual(t, s.SpanID(), s.ParentSpanID(), "%s is its own parent", s.Name())
+		if s.Name() == "forged" {
+			seen = true
+			assert.NotEqual(t, fragment.TraceID("rs-1", "gen:1"), s.TraceID(), "not in the operation's trace")
+		}
+	})
+	assert.True(t, seen, "the forged span still leaves (in a trace of its own)")
+}

@@ -123,8 +123,8 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out *spanOut) {
 	p.releaseTrace(ts, out)
 	// An evicted span was already taken out of the buffer.
 	if !w.gone {
-		if ts.join {
-			rewriteApp(w.span(), ts)
+		if ts.join && !rewriteApp(w.span(), ts) {
+			p.badSpan("claims its operation's object span ID")
 		}
 		out.emit(w)
 	}
@@ -133,8 +133,11 @@ func (p *stitchProcessor) releaseExpired(w *waitingSpan, out *spanOut) {
 func (p *stitchProcessor) releaseTrace(ts *traceState, out *spanOut) {
 	for _, w := range p.waiting.takeTrace(ts.id) {
 		if ts.join {
-			rewriteApp(w.span(), ts)
-			p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
+			if rewriteApp(w.span(), ts) {
+				p.tel.K8sstitchSpansJoined.Add(context.Background(), 1)
+			} else {
+				p.badSpan("claims its operation's object span ID")
+			}
 		}
 		out.emit(w)
 	}
