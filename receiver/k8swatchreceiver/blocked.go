@@ -50,6 +50,11 @@ func (t *tracker) blocked(st *objectState, ev eventView) []fragmentSpan {
 	if st.emitted(step + "/" + disc) {
 		return nil // a repeat: the object span's events list it
 	}
+	if st.eventSteps >= maxEventSteps {
+		t.droppedEvents++
+		return nil
+	}
+	st.eventSteps++
 	start := st.StepEnd
 	if start.IsZero() || start.After(ev.at) {
 		start = st.TriggerTime

@@ -1,6 +1,8 @@
 package k8swatchreceiver
 
 import (
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -141,3 +143,18 @@ func TestBlockedSpanFollowsEventMessages(t *testing.T) {
 }
 
 func typesUID(s string) types.UID { return types.UID(s) }
+
+// TestManyWarningReasonsAreBounded (trust finding 5): 20,000 Warnings of
+// distinct reasons about one pod (anyone who may write Events in its
+// namespace) make at most maxEventSteps blocked spans, and the pod's
+// record of emitted steps stays as small.
+func TestManyWarningReasonsAreBounded(t *testing.T) {
+	tr := newTracker()
+	tr.observe(viewPod(testPod("pod-1"), nil), t0, false)
+	n := 0
+	for i := range 20_000 {
+		n += len(blockedSpans(tr.event(warning(strconv.Itoa(i), "pod-1", fmt.Sprintf("Forged%d", i), "x", t0.Add(time.Second)))))
+	}
+	assert.Equal(t, maxEventSteps, n)
+	assert.LessOrEqual(t, len(tr.states["pod-1"].Emitted), maxEventSteps+8)
+}

@@ -192,7 +192,7 @@ func (t *tracker) end(st *objectState, at time.Time) []fragmentSpan {
 
 func (t *tracker) startTrigger(st *objectState, trigger string, at time.Time, history bool) {
 	v := &st.view
-	st.Trigger, st.Done, st.Emitted, st.pending = trigger, false, nil, nil
+	st.Trigger, st.Done, st.Emitted, st.pending, st.eventSteps = trigger, false, nil, nil, 0
 	st.TriggerTime, st.TimeSource = at, fragment.TimeSourceWatch
 	own := ownTriggerTime(v, trigger)
 	switch {
@@ -258,6 +258,11 @@ func (t *tracker) event(ev eventView) []fragmentSpan {
 		if st.emitted(fragment.PhaseImagePull + "/" + disc) {
 			return out
 		}
+		if st.eventSteps >= maxEventSteps {
+			t.droppedEvents++
+			return out
+		}
+		st.eventSteps++
 		s := stepSpan(st, fragment.PhaseImagePull, disc, ev.at.Add(-ev.duration), ev.at, ev.timeSource, ev.source,
 			&stepPart{container: ev.container, reason: ev.reason})
 		t.markChanged(ev.objectUID)

@@ -29,7 +29,17 @@ type objectState struct {
 	pending []spanEvent
 	view    objectView
 	sli     *podSLI
+	// eventSteps counts the steps Events made for the open operation
+	// (blocked steps, image pulls), at most maxEventSteps: anyone who may
+	// write Events in the object's namespace could otherwise grow
+	// Emitted, and the stored record, without bound (trust finding 5).
+	eventSteps int
 }
+
+// maxEventSteps bounds the steps Events make for one operation: a pod
+// with many containers pulls once each, and a blocked operation has one
+// span per step and reason.
+const maxEventSteps = 64
 
 // spanEvent is a Kubernetes Event kept for the object span of the open
 // operation.
@@ -91,7 +101,7 @@ func (st *objectState) startOpen() bool {
 // view again. A pod whose SLI still waits for its Scheduled Event keeps
 // its view: the fallback reads its PodScheduled condition.
 func (st *objectState) compact() {
-	st.Emitted = nil
+	st.Emitted, st.eventSteps = nil, 0
 	if st.sli == nil || st.sli.sent {
 		// Replaced, not cleared: a fragment in flight may share them
 		// (snapshot).
