@@ -382,3 +382,40 @@ func TestAppSpanCannotClaimItsOperationsSpanID(t *testing.T) {
 	})
 	assert.True(t, seen, "the forged span still leaves (in a trace of its own)")
 }
+
+// TestTraceparentIntoAnotherNamespacesOperationIsIgnored (trust finding
+// 4): a Deployment in namespace attacker annotated with the traceparent of
+// an operation of namespace victim opens a trace of its own; one in the
+// victim's own namespace may continue it.
+func TestTraceparentIntoAnotherNamespacesOperationIsIgnored(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-victim", "", "gen:1", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	victimTrace := fragment.TraceID("rs-victim", "gen:1")
+	tp := "00-" + victimTrace.String() + "-00f067aa0ba902b7-01"
+	opFragment(m, "Deployment", "dep-attacker", "", "gen:1", fragment.LevelTrigger, "", at(100), at(100), at(100))
+	opFragment(m, "Deployment", "dep-neighbour", "", "gen:1", fragment.LevelTrigger, "", at(100), at(100), at(100))
+	forEachSpan(m.td, func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		ns := "victim"
+		switch uid.Str() {
+		case "dep-attacker":
+			ns = "attacker"
+			s.Attributes().PutStr(fragment.KeyTraceparent, tp)
+		case "dep-neighbour":
+			s.Attributes().PutStr(fragment.KeyTraceparent, tp)
+		}
+		s.Attributes().PutStr(fragment.KeyNamespace, ns)
+	})
+	h.feed(t, m.td)
+	h.drain()
+	placed := map[string]pcommon.TraceID{}
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		placed[uid.Str()] = s.TraceID()
+	})
+	require.Contains(t, placed, "dep-attacker")
+	assert.NotEqual(t, victimTrace, placed["dep-attacker"], "the other namespace's object does not enter the operation's trace")
+	assert.Equal(t, victimTrace, placed["dep-neighbour"], "the same namespace's may continue it")
+}

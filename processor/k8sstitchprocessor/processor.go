@@ -60,6 +60,8 @@ type stitchProcessor struct {
 	// trace that had finished fine (trust finding 3).
 	tombstones     map[string]time.Time
 	tombstoneOrder []string
+	// opTraces are the operation traces opened here, by namespace.
+	opTraces opTraceIndex
 	// passedOn are the fragments of the batch in hand that go on, by
 	// object UID: marked seen, to be unmarked if the next consumer
 	// refuses the batch (its sender retries it).

@@ -196,3 +196,46 @@ func (p *stitchProcessor) timeouts(now time.Time, out *spanOut) {
 		p.set.Logger.Info("operation timed out", zap.String("kind", o.Kind), zap.String("name", o.Name), zap.String("trigger", r.Trigger))
 	}
 }
+
+// opTraceIndex remembers which namespace each operation trace opened here
+// belongs to, for opTraceFor (at most maxTombstones traces, oldest first
+// out): a traceparent may continue a trace of its own namespace only.
+type opTraceIndex struct {
+	ns    map[pcommon.TraceID]opTraceEntry
+	order []pcommon.TraceID
+}
+
+type opTraceEntry struct {
+	namespace string
+	at        time.Time
+}
+
+// opTraceFor is how long an operation's trace is remembered.
+const opTraceFor = time.Hour
+
+func (x *opTraceIndex) add(id pcommon.TraceID, namespace string, now time.Time) {
+	if x.ns == nil {
+		x.ns = map[pcommon.TraceID]opTraceEntry{}
+	}
+	if _, ok := x.ns[id]; !ok {
+		x.order = append(x.order, id)
+	}
+	x.ns[id] = opTraceEntry{namespace, now}
+	n := 0
+	for _, old := range x.order {
+		if now.Sub(x.ns[old].at) < opTraceFor && len(x.order)-n <= maxTombstones {
+			break
+		}
+		delete(x.ns, old)
+		n++
+	}
+	if n > 0 {
+		x.order = append(x.order[:0], x.order[n:]...)
+	}
+}
+
+// namespaceOf is the namespace of an operation trace opened here.
+func (x *opTraceIndex) namespaceOf(id pcommon.TraceID) (string, bool) {
+	e, ok := x.ns[id]
+	return e.namespace, ok
+}
