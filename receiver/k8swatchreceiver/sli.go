@@ -129,12 +129,20 @@ func (t *tracker) sliEvent(st *objectState, ev eventView) []fragmentSpan {
 	if s == nil || s.sent {
 		return nil
 	}
+	// Only the reporters that make these moments: the pod's scheduler
+	// binds it, the kubelet pulls. An Event anyone wrote in the pod's
+	// namespace with another reporter must not skew the SLI (trust
+	// finding 5).
+	scheduler := "default-scheduler"
+	if p := st.view.pod; p != nil && p.scheduler != "" {
+		scheduler = p.scheduler
+	}
 	switch {
-	case ev.reason == "Scheduled" && s.schedule.IsZero() && ev.timeSource == fragment.TimeSourceEvent:
+	case ev.reason == "Scheduled" && s.schedule.IsZero() && ev.timeSource == fragment.TimeSourceEvent && ev.source == scheduler:
 		// Only with its eventTime: without, its time is whole seconds,
 		// no better than the PodScheduled condition.
 		s.schedule, s.scheduleSource = ev.at, sliSourceEvent
-	case ev.reason == "Pulled" && ev.duration > 0:
+	case ev.reason == "Pulled" && ev.duration > 0 && ev.source == "kubelet":
 		s.pulls++
 		start := ev.at.Add(-ev.duration)
 		if s.pullStart.IsZero() || start.Before(s.pullStart) {

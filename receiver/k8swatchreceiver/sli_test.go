@@ -81,7 +81,7 @@ func TestSLILeavesOutImagePulls(t *testing.T) {
 	p := testPod("pod-1")
 	tr.observe(viewPod(p, nil), t0, false)
 	tr.event(scheduledEvent("pod-1", t0.Add(100*time.Millisecond)))
-	tr.event(eventView{uid: "pull-1", objectUID: "pod-1", reason: "Pulled", at: t0.Add(2 * time.Second), duration: 1500 * time.Millisecond, timeSource: fragment.TimeSourceEvent})
+	tr.event(eventView{uid: "pull-1", objectUID: "pod-1", reason: "Pulled", source: "kubelet", at: t0.Add(2 * time.Second), duration: 1500 * time.Millisecond, timeSource: fragment.TimeSourceEvent})
 	out := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(2*time.Second)), nil), t0.Add(2500*time.Millisecond), false)
 
 	d := sliDurations(out)
@@ -92,6 +92,26 @@ func TestSLILeavesOutImagePulls(t *testing.T) {
 			assert.Equal(t, 1500*time.Millisecond, sliOf(f.part).excluded)
 		}
 	}
+}
+
+// TestSLIPhasesOnlyFromTheirReporters (trust finding 5): a Scheduled
+// Event not written by the pod's scheduler, and a Pulled Event not written
+// by the kubelet (anyone who may create Events in the pod's namespace can
+// write them), do not move the SLI's phases: the pod's startup is measured
+// as if they were not there.
+func TestSLIPhasesOnlyFromTheirReporters(t *testing.T) {
+	tr := newTracker()
+	p := testPod("pod-1")
+	tr.observe(viewPod(p, nil), t0, false)
+	forgedSchedule := scheduledEvent("pod-1", t0.Add(-time.Hour))
+	forgedSchedule.source = "attacker"
+	tr.event(forgedSchedule)
+	tr.event(scheduledEvent("pod-1", t0.Add(100*time.Millisecond)))
+	tr.event(eventView{uid: "pull-x", objectUID: "pod-1", reason: "Pulled", source: "attacker", at: t0.Add(2 * time.Second), duration: 1500 * time.Millisecond, timeSource: fragment.TimeSourceEvent})
+	out := tr.observe(viewPod(running(scheduled(p, t0), t0.Add(2*time.Second)), nil), t0.Add(2500*time.Millisecond), false)
+	d := sliDurations(out)
+	assert.Equal(t, 2500*time.Millisecond, d[fragment.SLIPodStartup], "no pull taken off")
+	assert.Equal(t, 100*time.Millisecond, d[fragment.SLICreateToSchedule], "the scheduler's own Scheduled")
 }
 
 func TestSLIWithoutScheduledEventTakesTheCondition(t *testing.T) {
