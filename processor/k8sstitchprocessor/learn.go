@@ -108,6 +108,15 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					p.frags = append(p.frags, f)
 					continue
 				}
+				if p.opTraces.derived(s.TraceID()) {
+					// A sender's span in a trace ID this processor made
+					// for an operation (a public hash of a UID): it would
+					// sit in that trace beside the genuine spans, maybe
+					// under one of their IDs (trust finding 2).
+					quarantine(s)
+					quarantined = true
+					p.badSpan("in an operation's trace ID")
+				}
 				// Spans of one trace mostly come together: the last trace's
 				// state saves a map lookup.
 				if last == nil || last.id != s.TraceID() {

@@ -123,7 +123,7 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 			r.TraceID, r.Parent = tid, sid
 		}
 	}
-	p.opTraces.add(r.TraceID, o.Namespace, p.now())
+	p.opTraces.add(r.TraceID, o.Namespace, r.TraceID == fragment.TraceID(o.UID, r.Trigger), p.now())
 	if !r.Closed {
 		p.openRoots[opKey{o.UID, r.Trigger}] = struct{}{}
 	}

@@ -2,6 +2,7 @@ package k8sstitchprocessor
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -418,4 +419,32 @@ func TestTraceparentIntoAnotherNamespacesOperationIsIgnored(t *testing.T) {
 	require.Contains(t, placed, "dep-attacker")
 	assert.NotEqual(t, victimTrace, placed["dep-attacker"], "the other namespace's object does not enter the operation's trace")
 	assert.Equal(t, victimTrace, placed["dep-neighbour"], "the same namespace's may continue it")
+}
+
+// TestAppSpanInAnOperationsTraceIDIsQuarantined (trust finding 2): a plain
+// span carrying the trace ID this processor made for an operation (a
+// public hash of the object's UID) and a span ID of its own choosing
+// leaves in a trace of its own, not beside the operation's spans.
+func TestAppSpanInAnOperationsTraceIDIsQuarantined(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:1", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	h.feed(t, m.td)
+
+	opTrace := fragment.TraceID("rs-1", "gen:1")
+	app := newSpanMaker()
+	root := app.span("forger", opTrace, pcommon.SpanID{}, "forged-root", at(100), time.Millisecond)
+	root.SetSpanID(fragment.ObjectSpanID("rs-1", "ReplicaSet", "gen:1"))
+	app.span("forger", opTrace, root.SpanID(), "forged-child", at(100), time.Millisecond)
+	h.feed(t, app.td)
+	h.drain()
+	n := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if strings.HasPrefix(s.Name(), "forged") {
+			n++
+			assert.NotEqual(t, opTrace, s.TraceID(), "%s is not in the operation's trace", s.Name())
+		}
+	})
+	assert.Equal(t, 2, n, "they still leave")
 }

@@ -208,19 +208,22 @@ type opTraceIndex struct {
 type opTraceEntry struct {
 	namespace string
 	at        time.Time
+	// derived: the trace ID is this processor's own (fragment.TraceID),
+	// not a user's traceparent continued.
+	derived bool
 }
 
 // opTraceFor is how long an operation's trace is remembered.
 const opTraceFor = time.Hour
 
-func (x *opTraceIndex) add(id pcommon.TraceID, namespace string, now time.Time) {
+func (x *opTraceIndex) add(id pcommon.TraceID, namespace string, derived bool, now time.Time) {
 	if x.ns == nil {
 		x.ns = map[pcommon.TraceID]opTraceEntry{}
 	}
 	if _, ok := x.ns[id]; !ok {
 		x.order = append(x.order, id)
 	}
-	x.ns[id] = opTraceEntry{namespace, now}
+	x.ns[id] = opTraceEntry{namespace, now, derived}
 	n := 0
 	for _, old := range x.order {
 		if now.Sub(x.ns[old].at) < opTraceFor && len(x.order)-n <= maxTombstones {
@@ -232,6 +235,12 @@ func (x *opTraceIndex) add(id pcommon.TraceID, namespace string, now time.Time) 
 	if n > 0 {
 		x.order = append(x.order[:0], x.order[n:]...)
 	}
+}
+
+// derived says whether id is an operation trace this processor made: no
+// span but the ones it rewrites into it may carry it.
+func (x *opTraceIndex) derived(id pcommon.TraceID) bool {
+	return x.ns[id].derived
 }
 
 // namespaceOf is the namespace of an operation trace opened here.
