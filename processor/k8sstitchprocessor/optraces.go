@@ -10,8 +10,12 @@ import (
 // belongs to, for opTraceFor (at most maxOpTraces traces, oldest first
 // out): a traceparent may continue a trace of its own namespace only.
 type opTraceIndex struct {
-	ns    map[pcommon.TraceID]opTraceEntry
+	ns map[pcommon.TraceID]opTraceEntry
+	// order holds the traces oldest first from head on: expiring moves
+	// head, and the slice is compacted once half of it is spent, so an
+	// add costs O(1) amortized at the bound too.
 	order []pcommon.TraceID
+	head  int
 }
 
 type opTraceEntry struct {
@@ -37,16 +41,17 @@ func (x *opTraceIndex) add(id pcommon.TraceID, namespace string, derived bool, n
 		x.order = append(x.order, id)
 	}
 	x.ns[id] = opTraceEntry{namespace, now, derived}
-	n := 0
-	for _, old := range x.order {
-		if now.Sub(x.ns[old].at) < opTraceFor && len(x.order)-n <= maxOpTraces {
+	for x.head < len(x.order) {
+		old := x.order[x.head]
+		if now.Sub(x.ns[old].at) < opTraceFor && len(x.order)-x.head <= maxOpTraces {
 			break
 		}
 		delete(x.ns, old)
-		n++
+		x.head++
 	}
-	if n > 0 {
-		x.order = append(x.order[:0], x.order[n:]...)
+	if x.head > len(x.order)/2 {
+		x.order = append(x.order[:0], x.order[x.head:]...)
+		x.head = 0
 	}
 }
 

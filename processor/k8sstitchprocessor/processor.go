@@ -60,6 +60,7 @@ type stitchProcessor struct {
 	// trace that had finished fine (trust finding 3).
 	tombstones     map[string]time.Time
 	tombstoneOrder []string
+	tombstoneHead  int
 	// opTraces are the operation traces opened here, by namespace.
 	opTraces opTraceIndex
 	// passedOn are the fragments of the batch in hand that go on, by

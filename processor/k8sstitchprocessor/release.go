@@ -55,18 +55,20 @@ func (p *stitchProcessor) bury(uid string, now time.Time) {
 }
 
 // forgetTombstones drops the tombstones older than tombstoneFor, and the
-// oldest beyond maxTombstones.
+// oldest beyond maxTombstones. tombstoneOrder is compacted once half of
+// it is spent: O(1) amortized per tombstone at the bound too.
 func (p *stitchProcessor) forgetTombstones(now time.Time) {
-	n := 0
-	for _, uid := range p.tombstoneOrder {
-		if now.Sub(p.tombstones[uid]) < tombstoneFor && len(p.tombstoneOrder)-n <= maxTombstones {
+	for p.tombstoneHead < len(p.tombstoneOrder) {
+		uid := p.tombstoneOrder[p.tombstoneHead]
+		if now.Sub(p.tombstones[uid]) < tombstoneFor && len(p.tombstoneOrder)-p.tombstoneHead <= maxTombstones {
 			break
 		}
 		delete(p.tombstones, uid)
-		n++
+		p.tombstoneHead++
 	}
-	if n > 0 {
-		p.tombstoneOrder = append(p.tombstoneOrder[:0], p.tombstoneOrder[n:]...)
+	if p.tombstoneHead > len(p.tombstoneOrder)/2 {
+		p.tombstoneOrder = append(p.tombstoneOrder[:0], p.tombstoneOrder[p.tombstoneHead:]...)
+		p.tombstoneHead = 0
 	}
 }
 
