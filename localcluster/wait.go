@@ -38,23 +38,19 @@ func (c *Cluster) poll(ctx context.Context, what string, timeout time.Duration, 
 }
 
 func (c *Cluster) waitHTTP(ctx context.Context, name, url string, tlsCfg *tls.Config, timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	defer hc.CloseIdleConnections()
-	return c.poll(ctx, name+" ready at "+url, timeout, func() (bool, error) {
-		resp, err := hc.Get(url)
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
+	return c.waitHTTPVia(ctx, &http.Transport{TLSClientConfig: tlsCfg}, name+" ready at "+url, url, timeout)
 }
 
 // waitHTTPIn is waitHTTP inside a network namespace of the test bed.
 func (c *Cluster) waitHTTPIn(ctx context.Context, ns *netNS, name, url string, timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: ns.DialContext}}
+	return c.waitHTTPVia(ctx, &http.Transport{DialContext: ns.DialContext}, name+" ready at "+url+" (in its node)", url, timeout)
+}
+
+// waitHTTPVia polls url through tr until it answers 200.
+func (c *Cluster) waitHTTPVia(ctx context.Context, tr *http.Transport, what, url string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: tr}
 	defer hc.CloseIdleConnections()
-	return c.poll(ctx, name+" ready at "+url+" (in its node)", timeout, func() (bool, error) {
+	return c.poll(ctx, what, timeout, func() (bool, error) {
 		resp, err := hc.Get(url)
 		if err != nil {
 			return false, nil

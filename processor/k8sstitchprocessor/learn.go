@@ -108,7 +108,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					p.frags = append(p.frags, f)
 					continue
 				}
-				if p.opTraces.derived(s.TraceID()) {
+				if t, ok := p.opTraces.get(s.TraceID()); ok && t.derived {
 					// A sender's span in a trace ID this processor made
 					// for an operation (a public hash of a UID): it would
 					// sit in that trace beside the genuine spans, maybe

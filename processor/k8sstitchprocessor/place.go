@@ -109,21 +109,22 @@ func mayFollow(owner *object, oop *opRecord, t time.Time) bool {
 
 func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 	r.Placed, r.Root = true, true
-	r.TraceID = fragment.TraceID(o.UID, r.Trigger)
+	own := fragment.TraceID(o.UID, r.Trigger)
+	r.TraceID = own
 	if tid, sid, ok := parseTraceparent(r.Traceparent); ok {
-		if ns, theirs := p.opTraces.namespaceOf(tid); theirs && ns != o.Namespace {
+		if theirs, known := p.opTraces.get(tid); known && theirs.namespace != o.Namespace {
 			// A traceparent naming another namespace's operation: whoever
 			// may annotate an object here could otherwise write into it
 			// (trust finding 4).
 			p.tel.K8sstitchBadSpans.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", "traceparent of another namespace's operation")))
 			p.set.Logger.Warn("traceparent naming another namespace's operation ignored; the object opens its own trace",
-				zap.String("uid", o.UID), zap.String("namespace", o.Namespace), zap.String("operation_namespace", ns))
+				zap.String("uid", o.UID), zap.String("namespace", o.Namespace), zap.String("operation_namespace", theirs.namespace))
 		} else {
 			// The user's own tool started this trace: continue it.
 			r.TraceID, r.Parent = tid, sid
 		}
 	}
-	p.opTraces.add(r.TraceID, o.Namespace, r.TraceID == fragment.TraceID(o.UID, r.Trigger), p.now())
+	p.opTraces.put(r.TraceID, opTrace{namespace: o.Namespace, derived: r.TraceID == own}, p.now())
 	if !r.Closed {
 		p.openRoots[opKey{o.UID, r.Trigger}] = struct{}{}
 	}

@@ -299,11 +299,7 @@ func TestOwnerInAnotherNamespaceIsNotJoined(t *testing.T) {
 	})
 	h.feed(t, m.td)
 	h.drain()
-	placed := map[string]pcommon.TraceID{}
-	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
-		uid, _ := s.Attributes().Get(fragment.KeyUID)
-		placed[uid.Str()] = s.TraceID()
-	})
+	placed := traceByUID(h.output())
 	require.Contains(t, placed, "pod-attacker")
 	assert.Equal(t, fragment.TraceID("rs-victim", "gen:1"), placed["pod-same"], "a pod of the ReplicaSet's own namespace joins it")
 	assert.Equal(t, fragment.TraceID("pod-attacker", "gen:1"), placed["pod-attacker"], "the other namespace's pod opens its own operation")
@@ -411,11 +407,7 @@ func TestTraceparentIntoAnotherNamespacesOperationIsIgnored(t *testing.T) {
 	})
 	h.feed(t, m.td)
 	h.drain()
-	placed := map[string]pcommon.TraceID{}
-	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
-		uid, _ := s.Attributes().Get(fragment.KeyUID)
-		placed[uid.Str()] = s.TraceID()
-	})
+	placed := traceByUID(h.output())
 	require.Contains(t, placed, "dep-attacker")
 	assert.NotEqual(t, victimTrace, placed["dep-attacker"], "the other namespace's object does not enter the operation's trace")
 	assert.Equal(t, victimTrace, placed["dep-neighbour"], "the same namespace's may continue it")
@@ -447,4 +439,15 @@ func TestAppSpanInAnOperationsTraceIDIsQuarantined(t *testing.T) {
 		}
 	})
 	assert.Equal(t, 2, n, "they still leave")
+}
+
+// traceByUID is the trace each object's spans left in (the last one's,
+// if they left in several).
+func traceByUID(td ptrace.Traces) map[string]pcommon.TraceID {
+	placed := map[string]pcommon.TraceID{}
+	forEachSpan(td, func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		placed[uid.Str()] = s.TraceID()
+	})
+	return placed
 }

@@ -53,16 +53,13 @@ type stitchProcessor struct {
 	// they leave the graph keepJoinedFor waits later (late requests and
 	// dependents' fragments still find them until then).
 	retiring []retiree
-	// tombstones are the UIDs of objects retired in the last
-	// tombstoneFor, oldest first in tombstoneOrder (at most
-	// maxTombstones): a replayed fragment of one would bring it back,
-	// and operation_timeout would end the new operation in an error in a
-	// trace that had finished fine (trust finding 3).
-	tombstones     map[string]time.Time
-	tombstoneOrder []string
-	tombstoneHead  int
-	// opTraces are the operation traces opened here, by namespace.
-	opTraces opTraceIndex
+	// tombstones are the UIDs of objects retired not long ago: a
+	// replayed fragment of one would bring it back, and
+	// operation_timeout would end the new operation in an error in a
+	// trace that had finished fine (trust finding 3). opTraces are the
+	// operation traces opened here (trust findings 2 and 4).
+	tombstones recentMap[string, struct{}]
+	opTraces   recentMap[pcommon.TraceID, opTrace]
 	// passedOn are the fragments of the batch in hand that go on, by
 	// object UID: marked seen, to be unmarked if the next consumer
 	// refuses the batch (its sender retries it).
@@ -94,10 +91,12 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 	}
 	p := &stitchProcessor{
 		cfg: cfg, set: set, next: next, tel: tel, now: time.Now,
-		graph:     newOwnerGraph(cfg.MaxObjects),
-		traces:    newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
-		waiting:   newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
-		openRoots: map[opKey]struct{}{},
+		graph:      newOwnerGraph(cfg.MaxObjects),
+		traces:     newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
+		waiting:    newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
+		openRoots:  map[opKey]struct{}{},
+		tombstones: newRecentMap[string, struct{}](tombstoneFor, maxTombstones),
+		opTraces:   newRecentMap[pcommon.TraceID, opTrace](opTraceFor, maxOpTraces),
 	}
 	return p, nil
 }

@@ -30,51 +30,15 @@ func (p *stitchProcessor) retire(now time.Time) {
 		}
 		p.markDirty(o) // the flush finds it gone and deletes its record
 		p.graph.drop(o)
-		p.bury(r.uid, now)
+		p.tombstones.put(r.uid, struct{}{}, now)
 	}
 	p.retiring = append(p.retiring[:0], p.retiring[n:]...)
-	p.forgetTombstones(now)
-}
-
-// tombstoneFor is how long a retired object's UID is remembered, and
-// maxTombstones how many at most (about 100 bytes each).
-const (
-	tombstoneFor  = time.Hour
-	maxTombstones = 100_000
-)
-
-// bury remembers a retired object's UID.
-func (p *stitchProcessor) bury(uid string, now time.Time) {
-	if p.tombstones == nil {
-		p.tombstones = map[string]time.Time{}
-	}
-	if _, ok := p.tombstones[uid]; !ok {
-		p.tombstoneOrder = append(p.tombstoneOrder, uid)
-	}
-	p.tombstones[uid] = now
-}
-
-// forgetTombstones drops the tombstones older than tombstoneFor, and the
-// oldest beyond maxTombstones. tombstoneOrder is compacted once half of
-// it is spent: O(1) amortized per tombstone at the bound too.
-func (p *stitchProcessor) forgetTombstones(now time.Time) {
-	for p.tombstoneHead < len(p.tombstoneOrder) {
-		uid := p.tombstoneOrder[p.tombstoneHead]
-		if now.Sub(p.tombstones[uid]) < tombstoneFor && len(p.tombstoneOrder)-p.tombstoneHead <= maxTombstones {
-			break
-		}
-		delete(p.tombstones, uid)
-		p.tombstoneHead++
-	}
-	if p.tombstoneHead > len(p.tombstoneOrder)/2 {
-		p.tombstoneOrder = append(p.tombstoneOrder[:0], p.tombstoneOrder[p.tombstoneHead:]...)
-		p.tombstoneHead = 0
-	}
+	p.tombstones.expire(now)
 }
 
 // retired says whether uid is of an object retired not long ago.
 func (p *stitchProcessor) retired(uid string) bool {
-	_, ok := p.tombstones[uid]
+	_, ok := p.tombstones.get(uid)
 	return ok
 }
 

@@ -5,6 +5,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
+	"github.com/kubestitch/kubestitch/internal/spans"
 )
 
 // toTraces turns fragments into one ptrace.Traces, one ResourceSpans per
@@ -38,15 +39,8 @@ func toTraces(frags []fragmentSpan, version string) ptrace.Traces {
 // signAll signs every fragment of td with its resource, last, once
 // nothing changes them.
 func signAll(td ptrace.Traces, key fragment.Key) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			ss := rs.ScopeSpans().At(j).Spans()
-			for k := 0; k < ss.Len(); k++ {
-				key.Sign(rs.Resource().Attributes(), ss.At(k))
-			}
-		}
+	for res, s := range spans.All(td) {
+		key.Sign(res, s)
 	}
 }
 

@@ -102,16 +102,9 @@ func TestNodeModeWatchesItsNodesPods(t *testing.T) {
 	require.NoError(t, err)
 	n := 0
 	for _, td := range sink.AllTraces() {
-		rss := td.ResourceSpans()
-		for i := 0; i < rss.Len(); i++ {
-			rs := rss.At(i)
-			for j := 0; j < rs.ScopeSpans().Len(); j++ {
-				ss := rs.ScopeSpans().At(j).Spans()
-				for k := 0; k < ss.Len(); k++ {
-					n++
-					assert.True(t, key.Verify(rs.Resource().Attributes(), ss.At(k)), "%s is signed with the fragment key, over its resource", ss.At(k).Name())
-				}
-			}
+		for res, s := range spans.All(td) {
+			n++
+			assert.True(t, key.Verify(res, s), "%s is signed with the fragment key, over its resource", s.Name())
 		}
 	}
 	assert.Positive(t, n)

@@ -135,7 +135,7 @@ func TestInstallOnContainerd(t *testing.T) {
 	for _, ns := range namespaces {
 		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		require.NoError(t, err)
-		deployDemo(t, cluster, ns, 3)
+		deployWebImage(t, cluster, ns, 3, cluster.DemoImage)
 	}
 	owner := map[string]string{}
 	for _, ns := range namespaces {
@@ -493,20 +493,6 @@ func waitRing(t *testing.T, cluster *localcluster.Cluster, metrics func(*corev1.
 		}
 		return true
 	}, 2*time.Minute, time.Second, what)
-}
-
-// deployDemo runs the test bed's workload image, replicas pods in ns.
-func deployDemo(t *testing.T, cluster *localcluster.Cluster, ns string, replicas int32) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), "default", metav1.GetOptions{})
-		return err == nil
-	}, 30*time.Second, 100*time.Millisecond)
-	d := localcluster.DemoDeployment("web", replicas)
-	d.Namespace = ns
-	localcluster.RunDemoImage(d, cluster.DemoImage)
-	_, err := cluster.Client.AppsV1().Deployments(ns).Create(t.Context(), d, metav1.CreateOptions{})
-	require.NoError(t, err)
 }
 
 // containerPID is the process of pod's container whose command line has

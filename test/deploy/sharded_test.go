@@ -129,12 +129,22 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 // default ServiceAccount exists (its pods need it).
 func deployWeb(t *testing.T, cluster *localcluster.Cluster, ns string, replicas int32) {
 	t.Helper()
+	deployWebImage(t, cluster, ns, replicas, "")
+}
+
+// deployWebImage is deployWeb running image (localcluster.RunDemoImage)
+// on real nodes; "" for kwok's stand-in pods.
+func deployWebImage(t *testing.T, cluster *localcluster.Cluster, ns string, replicas int32, image string) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		_, err := cluster.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), "default", metav1.GetOptions{})
 		return err == nil
 	}, 30*time.Second, 100*time.Millisecond)
 	d := localcluster.DemoDeployment("web", replicas)
 	d.Namespace = ns
+	if image != "" {
+		localcluster.RunDemoImage(d, image)
+	}
 	_, err := cluster.Client.AppsV1().Deployments(ns).Create(t.Context(), d, metav1.CreateOptions{})
 	require.NoError(t, err)
 }
