@@ -250,6 +250,7 @@ func BenchmarkStitchCold(b *testing.B) {
 func newBenchStitch(b *testing.B, next consumer.Traces) *stitchProcessor {
 	cfg := createDefaultConfig().(*Config)
 	cfg.AcceptUnsignedFragments = true
+	cfg.JoinServices = append(cfg.JoinServices, criRuntimeService)
 	p, err := newStitchProcessor(processortest.NewNopSettings(metadataType), cfg, next)
 	if err != nil {
 		b.Fatal(err)

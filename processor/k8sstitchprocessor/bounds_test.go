@@ -24,7 +24,9 @@ import (
 func hugeResourceRequest(n int) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", "flood")
+	// A service that joins (a sender posing as the kubelet): an app's
+	// spans would pass at once instead of waiting.
+	rs.Resource().Attributes().PutStr("service.name", "kubelet")
 	// 2 MiB in the shapes a copy cannot share: bytes (copied, where a
 	// string's bytes are shared) and many small attributes (each one a
 	// key-value entry of its own in every copy).

@@ -49,6 +49,13 @@ type Config struct {
 	// signature names its key). Its file may be absent: no rotation.
 	// Default: "".
 	PreviousFragmentKeyFile string `mapstructure:"previous_fragment_key_file"`
+	// JoinServices are the service.name values whose spans may be moved
+	// into an operation's trace: the Kubernetes components by default. A
+	// trace with a span of any other service passes byte for byte (an
+	// app's own distributed trace, even with k8s.pod.uid on its resource),
+	// and a span of another service is never rewritten. Add a workload's
+	// service.name to join its spans too. Default: the list in the README.
+	JoinServices []string `mapstructure:"join_services"`
 	// AcceptUnsignedFragments takes every span with fragment keys as a
 	// fragment, from any OTLP sender: only for a collector that nothing
 	// untrusted can reach. Default: false.
@@ -86,6 +93,11 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.ClockTolerance < 0 || cfg.ClockTolerance >= cfg.Wait {
 		return errors.New("clock_tolerance must be at least 0 and shorter than wait")
+	}
+	for i, svc := range cfg.JoinServices {
+		if svc == "" {
+			return fmt.Errorf("join_services[%d] is empty: name a service.name", i)
+		}
 	}
 	switch {
 	case cfg.FragmentKeyFile == "" && !cfg.AcceptUnsignedFragments:

@@ -36,6 +36,7 @@ func TestLoadConfig(t *testing.T) {
 		Wait: 2 * time.Second, RootWait: time.Minute, OperationTimeout: 5 * time.Minute, MaxObjects: 5000,
 		MaxWaitingSpans: 1000, MaxWaitingBytes: 1 << 20, ClockTolerance: 500 * time.Millisecond, Storage: &storage,
 		FragmentKeyFile: "/etc/kubestitch/fragment-key/key",
+		JoinServices:    []string{"apiserver", "kubelet", "containerd", "my-operator"},
 	}, cfg)
 }
 
@@ -53,6 +54,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no waiting spans", func(c *Config) { c.MaxWaitingSpans = -1 }, "max_waiting_spans must be positive"},
 		{"no waiting bytes", func(c *Config) { c.MaxWaitingBytes = 0 }, "max_waiting_bytes must be positive"},
 		{"tolerance too big", func(c *Config) { c.ClockTolerance = time.Minute }, "clock_tolerance must be at least 0 and shorter than wait"},
+		{"empty join service", func(c *Config) { c.JoinServices = append(c.JoinServices, "") }, "join_services[9] is empty: name a service.name"},
 		{"key and no key", func(c *Config) { c.AcceptUnsignedFragments = true }, "fragment_key_file and accept_unsigned_fragments exclude each other"},
 	}
 	for _, tt := range tests {

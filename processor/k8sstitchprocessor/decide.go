@@ -44,6 +44,10 @@ func (p *stitchProcessor) decide(td ptrace.Traces, now time.Time) {
 		case !ts.decided:
 			info.fate, leave = fateWait, true
 			waited++
+		case ts.join && info.foreign:
+			// A span of another service in a trace that joined before it
+			// came: it keeps its IDs.
+			passed++
 		case ts.join:
 			if rewriteApp(info.span, ts) {
 				joined++

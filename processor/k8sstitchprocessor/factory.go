@@ -2,6 +2,7 @@ package k8sstitchprocessor
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -21,6 +22,16 @@ const (
 	defaultMaxWaitingBytes  = 64 << 20
 	defaultClockTolerance   = time.Second
 )
+
+// defaultJoinServices are the service.name values the Kubernetes
+// components and container runtimes export under by default, and the
+// k8s_admission receiver's: the spans that belong in an operation.
+var defaultJoinServices = []string{
+	"apiserver", "kube-apiserver", "etcd",
+	"kube-controller-manager", "kube-scheduler",
+	"kubelet", "containerd", "crio",
+	"kubestitch-admission",
+}
 
 // NewFactory returns the factory of the k8s_stitch processor (formerly k8sstitch).
 func NewFactory() processor.Factory {
@@ -43,6 +54,7 @@ func createDefaultConfig() component.Config {
 		MaxWaitingSpans:  defaultMaxWaitingSpans,
 		MaxWaitingBytes:  defaultMaxWaitingBytes,
 		ClockTolerance:   defaultClockTolerance,
+		JoinServices:     slices.Clone(defaultJoinServices),
 	}
 }
 

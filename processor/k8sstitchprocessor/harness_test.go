@@ -45,6 +45,10 @@ func loadBatches(t testing.TB, path string) []ptrace.Traces {
 	return out
 }
 
+// criRuntimeService is the service.name of the test bed's CRI runtime
+// (localcluster/criruntime), in the recordings.
+const criRuntimeService = "cri-runtime"
+
 // stitchHarness drives the processor with a clock that follows the data.
 type stitchHarness struct {
 	p     *stitchProcessor
@@ -61,6 +65,9 @@ func newHarness(t testing.TB, mutate func(*Config)) *stitchHarness {
 func newHarnessWith(t testing.TB, set processor.Settings, mutate func(*Config)) *stitchHarness {
 	cfg := createDefaultConfig().(*Config)
 	cfg.AcceptUnsignedFragments = true
+	// The test bed's CRI runtime, a Kubernetes component here (the e2e
+	// configs join it too).
+	cfg.JoinServices = append(cfg.JoinServices, criRuntimeService)
 	if mutate != nil {
 		mutate(cfg)
 	}

@@ -3,6 +3,8 @@ package k8sstitchprocessor
 import (
 	"context"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -19,6 +21,9 @@ type spanInfo struct {
 	trace *traceState
 	frag  int32
 	fate  spanFate
+	// foreign: the span's service is not in join_services; it is never
+	// rewritten.
+	foreign bool
 }
 
 // spanFate is what the second pass does with a span.
@@ -70,8 +75,9 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
+		foreign := !p.joins(rs.Resource().Attributes())
 		var resUID string
-		if v, ok := rs.Resource().Attributes().Get(fragment.KeyPodUID); ok {
+		if v, ok := rs.Resource().Attributes().Get(fragment.KeyPodUID); ok && !foreign {
 			resUID = v.Str()
 		}
 		sss := rs.ScopeSpans()
@@ -123,16 +129,24 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					last = p.traces.inBatch(s.TraceID())
 				}
 				ts := last
-				p.infos = append(p.infos, spanInfo{span: s, trace: ts})
+				p.infos = append(p.infos, spanInfo{span: s, trace: ts, foreign: foreign})
 				if ts.decided {
 					continue
+				}
+				if foreign {
+					// A span of a service that does not join: its trace
+					// is someone's own (an app's), and passes whole.
+					ts.foreign = true
 				}
 				if s.ParentSpanID().IsEmpty() {
 					ts.rootSeen, ts.rootID = true, s.SpanID()
 				} else {
 					ts.sawParent(s.ParentSpanID())
+					if s.Flags()&remoteParentFlags == remoteParentFlags {
+						ts.remoteParent = true
+					}
 				}
-				if ts.hint.kind == hintUID || quarantined {
+				if ts.hint.kind == hintUID || quarantined || foreign {
 					continue // the best there is, or none to take
 				}
 				if h := a.hint(s, resUID); h.kind > ts.hint.kind {
@@ -145,6 +159,22 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 		p.tel.K8sstitchFragmentsUnverified.Add(context.Background(), unverified)
 		p.set.Logger.Warn("spans with fragment keys but no valid signature left in a trace of their own: a sender without the fragment key, or k8swatch and k8sstitch configured with different keys", zap.Int64("spans", unverified))
 	}
+}
+
+// remoteParentFlags are the OTLP span flags of a span whose parent is in
+// another process (SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE and _IS_REMOTE; the
+// OpenTelemetry Go SDK sets them, so the Kubernetes components do).
+const remoteParentFlags = 0x100 | 0x200
+
+// joins says whether spans of a resource may join an operation: its
+// service.name is in join_services.
+func (p *stitchProcessor) joins(res pcommon.Map) bool {
+	v, ok := res.Get(fragment.KeyServiceName)
+	if !ok {
+		return false
+	}
+	_, ok = p.joinServices[v.Str()]
+	return ok
 }
 
 // learnFragment puts what a fragment says of its object and operation

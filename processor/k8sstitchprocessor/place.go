@@ -139,19 +139,20 @@ func (p *stitchProcessor) placeRoot(o *object, r *opRecord) {
 // instrumentation scopes can deliver the root (kube-apiserver's
 // "authentication") before the request span that names the object.
 func (p *stitchProcessor) tryDecide(ts *traceState) {
-	if ts.hint.kind == hintNone && ts.rootSeen && ts.rootHasChild() {
+	if ts.foreign || ts.hint.kind == hintNone && ts.rootSeen && ts.rootHasChild() {
 		ts.decided = true
 		return
 	}
-	if !ts.rootSeen && p.traces.passedBefore(ts) {
+	if p.traces.passedBefore(ts) {
 		// Before a trace joins or waits: if its earlier spans passed, so
-		// do these (joining them would orphan them in the operation). A
-		// trace whose root is here did not pass before: a trace passes
-		// only once its root came, and the root comes once.
+		// do these (joining them would orphan them in the operation, or
+		// take an app's trace apart).
 		ts.decided = true
 		return
 	}
-	if ts.hint.kind == hintNone {
+	if ts.hint.kind == hintNone || ts.remoteParent && !ts.rootSeen {
+		// Nothing to go by, or a request from another process: its
+		// caller's spans (an app's?) say whose trace it is.
 		return
 	}
 	o, r, parent := p.resolveHint(ts.hint)

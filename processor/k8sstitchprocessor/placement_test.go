@@ -362,10 +362,10 @@ func TestAppSpanCannotClaimItsOperationsSpanID(t *testing.T) {
 
 	objectSpan := fragment.ObjectSpanID("rs-1", "ReplicaSet", "gen:1")
 	app := newSpanMaker()
-	forged := app.span("forger", randomTrace(7), pcommon.SpanID{}, "forged", at(100), time.Millisecond)
+	forged := app.span("kubelet", randomTrace(7), pcommon.SpanID{}, "forged", at(100), time.Millisecond)
 	forged.SetSpanID(objectSpan)
 	forged.Attributes().PutStr("k8s.replicaset.uid", "rs-1")
-	app.span("forger", randomTrace(7), objectSpan, "child", at(100), time.Millisecond)
+	app.span("kubelet", randomTrace(7), objectSpan, "child", at(100), time.Millisecond)
 	h.feed(t, app.td)
 	h.drain()
 

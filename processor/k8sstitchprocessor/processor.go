@@ -65,11 +65,12 @@ type stitchProcessor struct {
 	// refuses the batch (its sender retries it).
 	passedOn []seenMark
 
-	// key verifies that a fragment came from k8swatch (zero with
-	// accept_unsigned_fragments).
 	// keys verify fragments: the fragment key, and during a rotation the
 	// previous one.
 	keys fragment.Keys
+	// joinServices are the services whose spans may join an operation
+	// (join_services).
+	joinServices map[string]struct{}
 
 	// storage keeps the graph and waiting fragments (nil without storage).
 	storage *persistence
@@ -91,12 +92,16 @@ func newStitchProcessor(set processor.Settings, cfg *Config, next consumer.Trace
 	}
 	p := &stitchProcessor{
 		cfg: cfg, set: set, next: next, tel: tel, now: time.Now,
-		graph:      newOwnerGraph(cfg.MaxObjects),
-		traces:     newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
-		waiting:    newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
-		openRoots:  map[opKey]struct{}{},
-		tombstones: newRecentMap[string, struct{}](tombstoneFor, maxTombstones),
-		opTraces:   newRecentMap[pcommon.TraceID, opTrace](opTraceFor, maxOpTraces),
+		graph:        newOwnerGraph(cfg.MaxObjects),
+		traces:       newTraceTable(cfg.MaxObjects*4, keepJoinedFor*cfg.Wait),
+		waiting:      newWaitBuffer(cfg.MaxWaitingSpans, cfg.MaxWaitingBytes),
+		openRoots:    map[opKey]struct{}{},
+		tombstones:   newRecentMap[string, struct{}](tombstoneFor, maxTombstones),
+		opTraces:     newRecentMap[pcommon.TraceID, opTrace](opTraceFor, maxOpTraces),
+		joinServices: make(map[string]struct{}, len(cfg.JoinServices)),
+	}
+	for _, svc := range cfg.JoinServices {
+		p.joinServices[svc] = struct{}{}
 	}
 	return p, nil
 }

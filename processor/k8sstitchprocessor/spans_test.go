@@ -104,8 +104,13 @@ func forEachSpan(td ptrace.Traces, f func(res pcommon.Map, s ptrace.Span)) {
 }
 
 func appSpan(td ptrace.Traces, trace pcommon.TraceID, parent, id pcommon.SpanID, at time.Time) ptrace.Span {
+	return serviceSpan(td, "app", trace, parent, id, at)
+}
+
+// serviceSpan is a span of a service, in a resource of its own.
+func serviceSpan(td ptrace.Traces, service string, trace pcommon.TraceID, parent, id pcommon.SpanID, at time.Time) ptrace.Span {
 	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "app")
+	rs.Resource().Attributes().PutStr(fragment.KeyServiceName, service)
 	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
 	s.SetTraceID(trace)
 	s.SetParentSpanID(parent)

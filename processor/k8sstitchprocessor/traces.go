@@ -20,8 +20,14 @@ type traceState struct {
 	parents  [maxTrackedParents]pcommon.SpanID
 	nParents uint8
 	rootSeen bool
-	decided  bool
-	join     bool
+	// foreign: a span of a service not in join_services was seen; the
+	// trace passes.
+	foreign bool
+	// remoteParent: a span's parent is in another process; the trace
+	// joins only once its root came (the caller may be an app).
+	remoteParent bool
+	decided      bool
+	join         bool
 	// checkedPassed says the passed set was asked about this trace.
 	checkedPassed bool
 	hint          joinHint
@@ -271,11 +277,12 @@ func (t *traceTable) decideWaiting(id pcommon.TraceID, decide func(*traceState))
 	return ts
 }
 
-// awaitsRoot says whether an undecided trace still waits for its root
-// with nothing else to go by: no root and no join hint seen.
+// awaitsRoot says whether an undecided trace still waits for its root:
+// no root seen, and no join hint, or one it may not follow before the
+// root tells whose trace it is (a remote parent).
 func (t *traceTable) awaitsRoot(id pcommon.TraceID) bool {
 	ts, ok := t.pending[id]
-	return ok && !ts.decided && !ts.rootSeen && ts.hint.kind == hintNone
+	return ok && !ts.decided && !ts.rootSeen && (ts.hint.kind == hintNone || ts.remoteParent)
 }
 
 // pendingState is the state of a trace whose spans wait, outside a batch.

@@ -53,7 +53,7 @@ func TestLateSpansFollowTheirTrace(t *testing.T) {
 
 	late := ptrace.NewTraces()
 	// An etcd server span of the joined request: no hint of its own.
-	lateJoined := appSpan(late, orig, joined.SpanID(), pcommon.SpanID{0xee, 3}, h.clock.Add(time.Second))
+	lateJoined := serviceSpan(late, "etcd", orig, joined.SpanID(), pcommon.SpanID{0xee, 3}, h.clock.Add(time.Second))
 	lateJoined.SetName("etcdserver: range")
 	// A span of the idle trace that names the pod: it must not join,
 	// the rest of its trace did not.

@@ -33,7 +33,9 @@ const loadLimitMiB = 100
 func noiseRequest(seq uint64) ptraceotlp.ExportRequest {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", "load-generator")
+	// As the kube-apiserver sends them: an app's spans would pass without
+	// a look at their hints.
+	rs.Resource().Attributes().PutStr("service.name", "apiserver")
 	spans := rs.ScopeSpans().AppendEmpty().Spans()
 	now := time.Now()
 	for i := range uint64(250) {

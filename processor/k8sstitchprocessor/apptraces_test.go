@@ -1,0 +1,154 @@
+package k8sstitchprocessor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// podStartingAt opens the operation of Pod pod-1 (ReplicaSet rs-1's), as
+// k8swatch reports a pod that is starting: its trigger at at(0) and its
+// scheduling step.
+func podStartingAt(t *testing.T, h *stitchHarness, at func(ms int) time.Time) {
+	t.Helper()
+	m := newSpanMaker()
+	opFragment(m, "ReplicaSet", "rs-1", "", "gen:1", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	opFragment(m, "Pod", "pod-1", "rs-1", "gen:1", fragment.LevelTrigger, "", at(0), at(0), at(0))
+	opFragment(m, "Pod", "pod-1", "rs-1", "gen:1", fragment.LevelStep, fragment.PhasePodSchedule, at(0), at(0), at(50))
+	h.feed(t, m.td)
+}
+
+// decoratedAppTrace is a request of the workload checkout in pod-1: its
+// server span and a child, under the resource that k8sattributes (or the
+// Operator's auto-instrumentation) gives every span of the pod.
+func decoratedAppTrace(trace pcommon.TraceID, at time.Time) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	ra := rs.Resource().Attributes()
+	ra.PutStr(fragment.KeyServiceName, "checkout")
+	ra.PutStr(fragment.KeyPodUID, "pod-1")
+	ra.PutStr("k8s.pod.name", "pod-1")
+	ra.PutStr(fragment.KeyNamespace, "default")
+	ra.PutStr("k8s.replicaset.uid", "rs-1")
+	ra.PutStr("k8s.deployment.name", "checkout")
+	ra.PutStr("k8s.node.name", "node-1")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	server := spans.AppendEmpty()
+	server.SetTraceID(trace)
+	server.SetSpanID(pcommon.SpanID{0xa1})
+	server.SetName("GET /cart")
+	server.SetKind(ptrace.SpanKindServer)
+	server.SetStartTimestamp(pcommon.NewTimestampFromTime(at))
+	server.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(20 * time.Millisecond)))
+	child := spans.AppendEmpty()
+	child.SetTraceID(trace)
+	child.SetSpanID(pcommon.SpanID{0xa2})
+	child.SetParentSpanID(server.SpanID())
+	child.SetName("SELECT cart")
+	child.SetKind(ptrace.SpanKindClient)
+	child.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(time.Millisecond)))
+	child.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(10 * time.Millisecond)))
+	return td
+}
+
+// TestAppTraceOfAStartingPodKeepsItsIDs: a workload's own trace, whose
+// resource names its pod (k8s.pod.uid, as k8sattributes decorates it),
+// starts while the pod's operation is open. It comes out byte for byte:
+// its trace ID, span IDs and parents are the app's, not the operation's.
+func TestAppTraceOfAStartingPodKeepsItsIDs(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	podStartingAt(t, h, at)
+
+	appTrace := randomTrace(11)
+	in := decoratedAppTrace(appTrace, at(20))
+	want := ptrace.NewTraces()
+	in.CopyTo(want)
+	h.feed(t, in)
+	h.drain()
+
+	got := ptrace.NewTraces()
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.TraceID() == appTrace || s.Name() == "GET /cart" || s.Name() == "SELECT cart" {
+			rs := got.ResourceSpans().AppendEmpty()
+			s.CopyTo(rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty())
+		}
+	})
+	require.Equal(t, 2, got.SpanCount(), "both spans of the app's trace came out")
+	wantSpans := want.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	for i := range 2 {
+		assert.Equal(t, wantSpans.At(i), got.ResourceSpans().At(i).ScopeSpans().At(0).Spans().At(0), "the app's span is as it was sent")
+	}
+}
+
+// TestAppTraceJoinsWhenItsServiceIsListed: the opt-in. With the workload's
+// service in join_services, the same trace hangs under its pod.
+func TestAppTraceJoinsWhenItsServiceIsListed(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.JoinServices = append(c.JoinServices, "checkout") })
+	at := shakeClock
+	podStartingAt(t, h, at)
+	h.feed(t, decoratedAppTrace(randomTrace(11), at(20)))
+	h.drain()
+	podTrace := fragment.TraceID("rs-1", "gen:1")
+	n := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.Name() == "GET /cart" || s.Name() == "SELECT cart" {
+			n++
+			assert.Equal(t, podTrace, s.TraceID(), "%s is in its pod's operation", s.Name())
+		}
+	})
+	assert.Equal(t, 2, n)
+}
+
+// TestComponentSpanUnderAnAppsRequestStaysInTheAppsTrace: an app that
+// creates a ConfigMap through a client that propagates its trace context.
+// The kube-apiserver's spans of that request name the object (a create
+// path, a joinable hint), but the trace is the app's: it passes whole,
+// whichever of its parts comes first.
+func TestComponentSpanUnderAnAppsRequestStaysInTheAppsTrace(t *testing.T) {
+	for _, appFirst := range []bool{true, false} {
+		name := "apiserver first"
+		if appFirst {
+			name = "app first"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			at := shakeClock
+			podStartingAt(t, h, at)
+			appTrace := randomTrace(12)
+			app := decoratedAppTrace(appTrace, at(20))
+			api := newSpanMaker()
+			srv := api.span("apiserver", appTrace, pcommon.SpanID{0xa2}, "POST", at(21), 4*time.Millisecond)
+			srv.SetKind(ptrace.SpanKindServer)
+			srv.SetFlags(remoteParentFlags | 1) // as the Go SDK exports it
+			srv.Attributes().PutStr("http.request.method", "POST")
+			srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
+			srv.Attributes().PutStr(fragment.KeyPodUID, "pod-1")
+			srvID := srv.SpanID() // the processor takes the span from its batch
+			if appFirst {
+				h.feed(t, app)
+				h.feed(t, api.td)
+			} else {
+				h.feed(t, api.td)
+				h.feed(t, app)
+			}
+			h.drain()
+			n := 0
+			forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+				if s.SpanID() == srvID || s.Name() == "GET /cart" || s.Name() == "SELECT cart" {
+					n++
+					assert.Equal(t, appTrace, s.TraceID(), "%s stays in the app's trace", s.Name())
+					_, moved := s.Attributes().Get(fragment.KeyOriginalTraceID)
+					assert.False(t, moved, "%s was not moved", s.Name())
+				}
+			})
+			assert.Equal(t, 3, n)
+		})
+	}
+}
