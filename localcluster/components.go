@@ -62,6 +62,11 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--cert-dir=" + filepath.Join(c.Dir, "apiserver-certs"),
 		"--enable-priority-and-fairness=true",
 	}
+	admission, err := c.webhookAdmissionConfig()
+	if err != nil {
+		return err
+	}
+	args = append(args, "--admission-control-config-file="+admission)
 	if c.opts.TracingEndpoint != "" {
 		tc := filepath.Join(c.Dir, "tracing.yaml")
 		body := fmt.Sprintf("apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: %s\nsamplingRatePerMillion: 1000000\n", c.opts.TracingEndpoint)
@@ -77,7 +82,6 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err := c.waitHTTP(ctx, "kube-apiserver", c.Server+"/readyz", c.adminTLS(), 90*time.Second); err != nil {
 		return err
 	}
-	var err error
 	c.RESTConfig, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return err

@@ -148,6 +148,42 @@ func (c *Cluster) ServingCert(name string) (certFile, keyFile string, caBundle [
 	return c.pki.path(name + ".crt"), c.pki.path(name + ".key"), caBundle, err
 }
 
+// WebhookClientCA is the CA file that kube-apiserver's client certificate
+// for webhooks is of: a webhook that checks client certificates (as
+// deploy/'s k8s_admission does) takes it as client_ca_file.
+func (c *Cluster) WebhookClientCA() string { return c.pki.path("ca.crt") }
+
+// webhookAdmissionConfig writes kube-apiserver's admission configuration:
+// for every webhook it calls (the user '*'), the webhook-client
+// certificate, as deploy/control-plane/admission-config.yaml sets it up
+// for the k8s_admission webhook.
+func (c *Cluster) webhookAdmissionConfig() (string, error) {
+	p := c.pki
+	kubeconfig := p.path("webhook-client.kubeconfig")
+	body := fmt.Sprintf(`apiVersion: v1
+kind: Config
+users:
+- name: '*'
+  user:
+    client-certificate: %s
+    client-key: %s
+`, p.path("webhook-client.crt"), p.path("webhook-client.key"))
+	if err := os.WriteFile(kubeconfig, []byte(body), 0o600); err != nil {
+		return "", err
+	}
+	path := p.path("admission-config.yaml")
+	body = fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: %s
+`, kubeconfig)
+	return path, os.WriteFile(path, []byte(body), 0o600)
+}
+
 func (c *Cluster) issueCerts() error {
 	p := c.pki
 	if err := p.issue("apiserver", "kube-apiserver", nil, true); err != nil {
@@ -158,6 +194,9 @@ func (c *Cluster) issueCerts() error {
 		{"controller-manager", "system:kube-controller-manager", ""},
 		{"scheduler", "system:kube-scheduler", ""},
 		{"kwok", "kwok", "system:masters"},
+		// kube-apiserver's client certificate for the webhooks it calls
+		// (webhookAdmissionConfig).
+		{"webhook-client", "kube-apiserver-webhook-client", ""},
 	} {
 		var orgs []string
 		if u.org != "" {

@@ -26,11 +26,18 @@ type Config struct {
 	// failurePolicy Ignore) and counted.
 	MaxConcurrentReviews int `mapstructure:"max_concurrent_reviews"`
 	// User says how the requesting user goes into the span
-	// (k8s.admission.user): name (default), hash (the first 16 hex digits
+	// (k8s.admission.user): accounts (default), name, hash (the first 16 hex digits
 	// of its SHA-256: the same user is the same value, the name is not
 	// shown; a guessable name can still be confirmed by hashing it), or
 	// none. Under OIDC a user name is often an e-mail address.
 	User string `mapstructure:"user"`
+	// AllowAnyClient takes reviews from a TLS client without a client
+	// certificate: only where kube-apiserver cannot present one (a managed
+	// control plane whose admission configuration you cannot set) and
+	// nothing but kube-apiserver reaches the port. By default
+	// tls.client_ca_file is required: a review is trusted to name the
+	// object a write request changed. Default: false.
+	AllowAnyClient bool `mapstructure:"allow_any_client"`
 }
 
 // The values of Config.User.
@@ -49,8 +56,6 @@ const (
 // stays out of spans.
 const PersonUser = "(user)"
 
-const ()
-
 // Validate checks the configuration at start-up.
 func (cfg *Config) Validate() error {
 	var errs []error
@@ -61,6 +66,8 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New("tls must be set: kube-apiserver calls admission webhooks over HTTPS only"))
 	} else if t := cfg.ServerConfig.TLS.Get(); t.CertFile == "" && t.CertPem == "" || t.KeyFile == "" && t.KeyPem == "" {
 		errs = append(errs, errors.New("tls needs a serving certificate and key (cert_file and key_file)"))
+	} else if t.ClientCAFile == "" && !cfg.AllowAnyClient {
+		errs = append(errs, errors.New("tls.client_ca_file is required: the CA of kube-apiserver's client certificate for webhooks (deploy/control-plane/admission-config.yaml); or allow_any_client: true, where kube-apiserver cannot present one"))
 	}
 	if !strings.HasPrefix(cfg.Path, "/") {
 		errs = append(errs, fmt.Errorf("path %q must start with /", cfg.Path))

@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	withTLS := func(c *Config) {
-		c.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: "c", KeyFile: "k"}})
+		c.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: "c", KeyFile: "k"}, ClientCAFile: "ca"})
 	}
 	for _, tc := range []struct {
 		name   string
@@ -48,6 +48,15 @@ func TestConfigValidate(t *testing.T) {
 		{"relative path", func(c *Config) { withTLS(c); c.Path = "validate" }, "must start with /"},
 		{"no queue", func(c *Config) { withTLS(c); c.QueueSize = 0 }, "queue_size must be positive"},
 		{"no endpoint", func(c *Config) { withTLS(c); c.ServerConfig.NetAddr.Endpoint = "" }, "endpoint must be set"},
+		{"no client CA", func(c *Config) {
+			withTLS(c)
+			c.ServerConfig.TLS.Get().ClientCAFile = ""
+		}, "tls.client_ca_file is required"},
+		{"no client CA, any client allowed", func(c *Config) {
+			withTLS(c)
+			c.ServerConfig.TLS.Get().ClientCAFile = ""
+			c.AllowAnyClient = true
+		}, ""},
 		{"valid", withTLS, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

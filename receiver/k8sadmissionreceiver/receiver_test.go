@@ -322,6 +322,8 @@ func startHTTPS(t *testing.T, tlsCfg configtls.ServerConfig) (*admissionReceiver
 	cfg := createDefaultConfig().(*Config)
 	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
 	cfg.ServerConfig.TLS = configoptional.Some(tlsCfg)
+	// The tests of other concerns call without a client certificate.
+	cfg.AllowAnyClient = tlsCfg.ClientCAFile == ""
 	require.NoError(t, cfg.Validate())
 	sink := &consumertest.TracesSink{}
 	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink)
@@ -398,6 +400,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	cfg.ServerConfig.ReadTimeout = time.Second
 	cfg.ServerConfig.NetAddr.Endpoint = "127.0.0.1:0"
 	cfg.ServerConfig.TLS = configoptional.Some(configtls.ServerConfig{Config: configtls.Config{CertFile: certFile, KeyFile: keyFile}})
+	cfg.AllowAnyClient = true
 	require.NoError(t, cfg.Validate())
 	r, err := newAdmissionReceiver(receivertest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -17,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubestitch/kubestitch/localcluster"
 )
@@ -38,9 +41,19 @@ func fragmentKey(t *testing.T) []*unstructured.Unstructured {
 // kubectl apply, and decodes them.
 func scriptObjects(t *testing.T, script string) []*unstructured.Unstructured {
 	t.Helper()
+	return scriptObjectsIn(t, script, t.TempDir())
+}
+
+// scriptObjectsIn is scriptObjects run in dir: what a script writes beside
+// what it prints (self-signed.sh: kube-apiserver's files) goes there, not
+// into the repository.
+func scriptObjectsIn(t *testing.T, script, dir string) []*unstructured.Unstructured {
+	t.Helper()
 	root, err := localcluster.RepoRoot()
 	require.NoError(t, err)
-	out, err := exec.Command(filepath.Join(root, script)).Output()
+	cmd := exec.Command(filepath.Join(root, script))
+	cmd.Dir = dir
+	out, err := cmd.Output()
 	require.NoError(t, err, script)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	var objs []*unstructured.Unstructured
@@ -62,7 +75,8 @@ func scriptObjects(t *testing.T, script string) []*unstructured.Unstructured {
 // for the gateway Service that the webhook's caBundle verifies, and the
 // webhook is the component's, with the CA filled in.
 func TestSelfSignedScript(t *testing.T) {
-	objs := selfSigned(t)
+	dir := t.TempDir()
+	objs := scriptObjectsIn(t, filepath.Join("deploy", "components", "admission", "self-signed.sh"), dir)
 	require.Len(t, objs, 2, "a Secret and the ValidatingWebhookConfiguration")
 	var secret corev1.Secret
 	var hook admissionregv1.ValidatingWebhookConfiguration
@@ -88,4 +102,42 @@ func TestSelfSignedScript(t *testing.T) {
 	require.NoError(t, err)
 	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: "kubestitch-gateway.kubestitch.svc", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	assert.NoError(t, err, "the apiserver can verify the gateway by its Service name")
+
+	// kube-apiserver's side (trust finding 7): its client certificate,
+	// named for the webhook's host, of the CA the receiver checks
+	// (client_ca_file: the Secret's ca.crt), and the admission
+	// configuration that points at it where the README says to put it.
+	assert.Equal(t, w.ClientConfig.CABundle, secret.Data["ca.crt"], "the receiver's client CA is the webhook's CA")
+	clientPool := x509.NewCertPool()
+	require.True(t, clientPool.AppendCertsFromPEM(secret.Data["ca.crt"]))
+	kc, err := clientcmd.LoadFromFile(filepath.Join(dir, "kubestitch-apiserver", "webhook-kubeconfig.yaml"))
+	require.NoError(t, err)
+	for _, name := range []string{"kubestitch-gateway.kubestitch.svc", "kubestitch-gateway.kubestitch.svc:443"} {
+		u := kc.AuthInfos[name]
+		require.NotNil(t, u, "a client certificate for %s", name)
+		pair, err := tls.X509KeyPair(u.ClientCertificateData, u.ClientKeyData)
+		require.NoError(t, err)
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		require.NoError(t, err)
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: clientPool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		assert.NoError(t, err, "the receiver takes kube-apiserver's client certificate")
+		assert.Equal(t, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, leaf.ExtKeyUsage, "it cannot serve")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "kubestitch-apiserver", "admission-config.yaml"))
+	require.NoError(t, err)
+	var ac struct {
+		Kind    string
+		Plugins []struct {
+			Name          string
+			Configuration struct {
+				Kind           string
+				KubeConfigFile string `json:"kubeConfigFile"`
+			}
+		}
+	}
+	require.NoError(t, yaml.Unmarshal(b, &ac))
+	assert.Equal(t, "AdmissionConfiguration", ac.Kind)
+	require.Len(t, ac.Plugins, 1)
+	assert.Equal(t, "ValidatingAdmissionWebhook", ac.Plugins[0].Name)
+	assert.Equal(t, "/etc/kubernetes/kubestitch/webhook-kubeconfig.yaml", ac.Plugins[0].Configuration.KubeConfigFile)
 }

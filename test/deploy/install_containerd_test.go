@@ -81,7 +81,7 @@ func TestInstallOnContainerd(t *testing.T) {
 	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
 	serveBackend(t, cluster, be)
 	objs := buildWithImage(t, "sharded", image)
-	apply(t, cluster.RESTConfig, append(objs, fragmentKey(t)...))
+	apply(t, cluster.RESTConfig, append(objs, installSecrets(t)...))
 	metrics := podMetricsClient(cluster)
 
 	// Every pod of the install runs, ready, as its own ServiceAccount, from
@@ -148,6 +148,10 @@ func TestInstallOnContainerd(t *testing.T) {
 		}, 30*time.Second, time.Second, "%s: the kubelet's and containerd's spans in the rollout's trace", ns)
 	}
 	t.Logf("namespace -> gateway: %v", owner)
+	// Safe as shipped (trust finding 7): those rollouts came through the
+	// agents' mutual TLS, under the NetworkPolicy; a sender on the
+	// cluster network without the install's client certificate is refused.
+	gatewayRefusesStrangers(t, cluster, install)
 
 	// Three deaths, each mid-rollout and each followed by whole rollouts
 	// in every namespace: a gateway's container (the kubelet restarts

@@ -121,7 +121,7 @@ func TestInstallAdmitsEveryPod(t *testing.T) {
 
 	for _, overlay := range overlays {
 		t.Run(overlay, func(t *testing.T) {
-			objs := append(build(t, overlay), fragmentKey(t)...)
+			objs := append(build(t, overlay), installSecrets(t)...)
 			if overlay == "single-gateway-admission" {
 				objs = append(objs, selfSigned(t)...)
 			}

@@ -407,17 +407,17 @@ func TestGatewayTelemetryNamedAsDocumented(t *testing.T) {
 	require.NoError(t, err)
 
 	sink := otlpsink.Start(t)
+	gwTLS, agentTLS := tlsDirs(t)
 	gwc, err := localcluster.NewCollector(localcluster.CollectorOptions{Name: "gateway", Bin: bin, Config: writeConfig(t, "gateway.yaml", string(body)), Dir: t.TempDir(),
 		Overrides: []string{
 			"yaml:service::pipelines::traces::receivers: [otlp]",
 			"yaml:receivers::otlp::protocols::grpc::endpoint: ${env:KUBESTITCH_OTLP_GRPC_ENDPOINT}",
-			"yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
 			"yaml:extensions::health_check::endpoint: ${env:KUBESTITCH_HEALTH_ENDPOINT}",
 			"yaml:extensions::file_storage::directory: ${env:KUBESTITCH_STATE_DIR}",
 			"yaml:exporters::prometheus::endpoint: ${env:KUBESTITCH_PROMETHEUS_ENDPOINT}",
 			"yaml:extensions::pprof::endpoint: ${env:KUBESTITCH_PPROF_ENDPOINT}",
 		},
-		Env: append(slices.Clone(podEnv), "KUBESTITCH_BACKEND_ENDPOINT="+sink.Endpoint)})
+		Env: slices.Concat(podEnv, tlsEnv(gwTLS), []string{"KUBESTITCH_BACKEND_ENDPOINT=" + sink.Endpoint})})
 	require.NoError(t, err)
 	require.NoError(t, gwc.Start(t.Context()))
 	t.Cleanup(func() {
@@ -427,7 +427,8 @@ func TestGatewayTelemetryNamedAsDocumented(t *testing.T) {
 		_ = gwc.Stop()
 	})
 
-	client := otlpsink.Client(t, gwc.OTLPEndpoint)
+	// A sender with the agents' certificate: the gateway takes no other.
+	client := otlpsink.Client(t, gwc.OTLPEndpoint, agentCredentials(t, agentTLS))
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "sender")

@@ -59,13 +59,14 @@ func TestShardedGatewaysOnRealAPIServer(t *testing.T) {
 		sink *otlpsink.Sink
 	}
 	// kube-apiserver exports to the agent of its node.
-	collectors := []localcluster.StackCollector{{Name: "agent", Config: agentFile, Overrides: loopbackOverrides(), Env: slices.Clone(podEnv), APIServerSpans: true}}
+	gwTLS, agentTLS := tlsDirs(t)
+	collectors := []localcluster.StackCollector{{Name: "agent", Config: agentFile, Overrides: agentLoopbackOverrides(), Env: slices.Concat(podEnv, tlsEnv(agentTLS)), APIServerSpans: true}}
 	sinks := map[string]*otlpsink.Sink{}
 	for _, name := range []string{"gw-a", "gw-b"} {
 		sinks[name] = otlpsink.Start(t)
 		collectors = append(collectors, localcluster.StackCollector{Name: name, ConfigYAML: []byte(cfg["gateway.yaml"]),
 			Overrides: append([]string{shardingFile}, append(gatewayLoopbackOverrides(), "yaml:processors::k8s_stitch::wait: 3s")...),
-			Env:       append(slices.Clone(podEnv), "POD_NAME="+name, "KUBESTITCH_BACKEND_ENDPOINT="+sinks[name].Endpoint)})
+			Env:       slices.Concat(podEnv, tlsEnv(gwTLS), []string{"POD_NAME=" + name, "KUBESTITCH_BACKEND_ENDPOINT=" + sinks[name].Endpoint})})
 	}
 	var shards []shard
 	st := harness.StartStack(t, localcluster.StackOptions{Cluster: localcluster.Options{Log: localcluster.TestLog(t)}, Collectors: collectors}, func(st *localcluster.Stack) {

@@ -118,6 +118,9 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 			"yaml:receivers::k8s_admission::endpoint: ${env:KUBESTITCH_WEBHOOK_ENDPOINT}",
 			"yaml:receivers::k8s_admission::tls::cert_file: ${env:KUBESTITCH_WEBHOOK_CERT}",
 			"yaml:receivers::k8s_admission::tls::key_file: ${env:KUBESTITCH_WEBHOOK_KEY}",
+			// kube-apiserver's client certificate for webhooks is of the
+			// cluster's CA here (localcluster's admission configuration).
+			"yaml:receivers::k8s_admission::tls::client_ca_file: ${env:KUBESTITCH_WEBHOOK_CLIENT_CA}",
 		}, overrides...)
 	}
 	// With Agent, the gateway watches everything but pods (their agents
@@ -162,7 +165,8 @@ func StartEnv(t testing.TB, o EnvOptions) *Env {
 			t.Fatal(err)
 		}
 		e.WebhookURL, e.WebhookCA = fmt.Sprintf("https://127.0.0.1:%d/validate", port), ca
-		e.Gateway.SetEnv(fmt.Sprintf("KUBESTITCH_WEBHOOK_ENDPOINT=127.0.0.1:%d", port), "KUBESTITCH_WEBHOOK_CERT="+cert, "KUBESTITCH_WEBHOOK_KEY="+key)
+		e.Gateway.SetEnv(fmt.Sprintf("KUBESTITCH_WEBHOOK_ENDPOINT=127.0.0.1:%d", port), "KUBESTITCH_WEBHOOK_CERT="+cert, "KUBESTITCH_WEBHOOK_KEY="+key,
+			"KUBESTITCH_WEBHOOK_CLIENT_CA="+e.Cluster.WebhookClientCA())
 	})
 	return e
 }

@@ -67,7 +67,7 @@ func TestHelmValuesInstall(t *testing.T) {
 		checkPod(t, spec, cfg, podWant{
 			image:     imageRepo + ":" + version,
 			resources: base["kubestitch-gateway"],
-			ports:     map[string]int32{"otlp": 4317, "otlp-http": 4318, "metrics": 8888, "answers": 8889},
+			ports:     map[string]int32{"otlp": 4317, "metrics": 8888, "answers": 8889},
 			ipField:   "status.podIP",
 		})
 		reader := telemetryReader(t, cfg)
@@ -82,7 +82,15 @@ func TestHelmValuesInstall(t *testing.T) {
 			m := p.(map[string]any)
 			svcPorts[m["name"].(string)] = m["port"].(int64)
 		}
-		assert.Equal(t, map[string]int64{"otlp": 4317, "otlp-http": 4318, "metrics": 8888, "answers": 8889}, svcPorts, "the gateway's Service")
+		assert.Equal(t, map[string]int64{"otlp": 4317, "metrics": 8888, "answers": 8889}, svcPorts, "the gateway's Service")
+		assert.Len(t, gw.all("NetworkPolicy"), 1, "the chart's NetworkPolicy")
+
+		// OTLP only with a client certificate of the install's CA
+		// (deploy/tls.sh), as in the overlays.
+		clientCA, _, _ := unstructured.NestedString(cfg, "receivers", "otlp", "protocols", "grpc", "tls", "client_ca_file")
+		assert.Equal(t, "/etc/kubestitch/tls/ca.crt", clientCA)
+		_, http, _ := unstructured.NestedMap(cfg, "receivers", "otlp", "protocols", "http")
+		assert.False(t, http, "no OTLP/HTTP on the gateway")
 
 		checkPodSecurity(t, gw, spec, levels)
 	})
@@ -112,6 +120,12 @@ func TestHelmValuesInstall(t *testing.T) {
 		// variable's default is the Service the gateway release renders.
 		endpoint, _, _ := unstructured.NestedString(cfg, "exporters", "otlp_grpc", "endpoint")
 		assert.Equal(t, "${env:KUBESTITCH_GATEWAY_ENDPOINT}", endpoint)
+		// Mutual TLS to the gateway (deploy/tls.sh), its certificate checked
+		// for the name tls.sh gives it, whatever the release's Service is.
+		for key, want := range map[string]string{"ca_file": "/etc/kubestitch/tls/ca.crt", "cert_file": "/etc/kubestitch/tls/tls.crt", "server_name_override": "kubestitch-gateway.kubestitch.svc"} {
+			got, _, _ := unstructured.NestedString(cfg, "exporters", "otlp_grpc", "tls", key)
+			assert.Equal(t, want, got, "the agent's exporter: tls %s", key)
+		}
 		svc := gw.one(t, "Service")
 		otlpPort := int64(0)
 		ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")

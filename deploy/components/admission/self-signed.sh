@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Without cert-manager: makes a CA and a serving certificate for the
-# gateway's Service with openssl, and prints the Secret kubestitch-webhook-tls
-# and the ValidatingWebhookConfiguration with the CA in its caBundle:
+# Without cert-manager: makes a CA, a serving certificate for the gateway's
+# Service and kube-apiserver's client certificate with openssl. Prints the
+# Secret kubestitch-webhook-tls (tls.crt, tls.key, and ca.crt, which the
+# receiver checks kube-apiserver's certificate against) and the
+# ValidatingWebhookConfiguration with the CA in its caBundle:
 #
 #   deploy/components/admission/self-signed.sh | kubectl apply -f -
 #
-# The keys are made in a temp dir that is removed on exit; only the
-# printed Secret keeps them. Re-run before the certificate expires (1 year).
+# and writes kube-apiserver's side into KUBESTITCH_APISERVER_DIR
+# (./kubestitch-apiserver by default): webhook-kubeconfig.yaml (the client
+# certificate, embedded) and admission-config.yaml, for the control plane's
+# /etc/kubernetes/kubestitch/ (README.md). The CA's key is made in a temp
+# dir that is removed on exit. Re-run before the certificates expire (1
+# year, KUBESTITCH_CERT_DAYS), and install both sides.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 service="${KUBESTITCH_SERVICE:-kubestitch-gateway}"
 namespace="${KUBESTITCH_NAMESPACE:-kubestitch}"
 days="${KUBESTITCH_CERT_DAYS:-365}"
+apiserver_dir="${KUBESTITCH_APISERVER_DIR:-kubestitch-apiserver}"
+apiserver_path="${KUBESTITCH_APISERVER_CONFIG_PATH:-/etc/kubernetes/kubestitch}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -24,8 +32,29 @@ printf 'subjectAltName=DNS:%s.%s.svc,DNS:%s.%s.svc.cluster.local\nextendedKeyUsa
   "$service" "$namespace" "$service" "$namespace" >"$tmp/ext"
 openssl x509 -req -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial \
   -out "$tmp/tls.crt" -days "$days" -extfile "$tmp/ext" >/dev/null 2>&1
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$tmp/client.key" -out "$tmp/client.csr" -subj "/CN=kube-apiserver-kubestitch-webhook-client" >/dev/null 2>&1
+printf 'extendedKeyUsage=clientAuth\n' >"$tmp/client.ext"
+openssl x509 -req -in "$tmp/client.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial \
+  -out "$tmp/client.crt" -days "$days" -extfile "$tmp/client.ext" >/dev/null 2>&1
 
 b64() { base64 <"$1" | tr -d '\n'; }
+
+# kube-apiserver's side: the client certificate for the webhook's host
+# (its Service's DNS name; with the port too, which some versions match).
+mkdir -p "$apiserver_dir"
+umask 077
+{
+  printf 'apiVersion: v1\nkind: Config\nusers:\n'
+  for name in "$service.$namespace.svc" "$service.$namespace.svc:443"; do
+    printf -- '- name: "%s"\n  user:\n    client-certificate-data: %s\n    client-key-data: %s\n' \
+      "$name" "$(b64 "$tmp/client.crt")" "$(b64 "$tmp/client.key")"
+  done
+} >"$apiserver_dir/webhook-kubeconfig.yaml"
+sed -e "s|/etc/kubernetes/kubestitch/webhook-kubeconfig.yaml|$apiserver_path/webhook-kubeconfig.yaml|" \
+  "$here/../../control-plane/admission-config.yaml" >"$apiserver_dir/admission-config.yaml"
+echo "self-signed.sh: kube-apiserver's files are in $apiserver_dir: copy them to $apiserver_path on every control-plane node and pass --admission-control-config-file=$apiserver_path/admission-config.yaml" >&2
+
 cat <<YAML
 apiVersion: v1
 kind: Secret
@@ -36,6 +65,7 @@ type: kubernetes.io/tls
 data:
   tls.crt: $(b64 "$tmp/tls.crt")
   tls.key: $(b64 "$tmp/tls.key")
+  ca.crt: $(b64 "$tmp/ca.crt")
 ---
 YAML
 # The webhook of this component, with the CA filled in and cert-manager's

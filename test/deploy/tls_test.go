@@ -1,0 +1,280 @@
+package deploy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubestitch/kubestitch/localcluster"
+)
+
+// tlsSecrets runs deploy/tls.sh: the certificates of OTLP between the
+// agents and the gateways.
+func tlsSecrets(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	return scriptObjects(t, filepath.Join("deploy", "tls.sh"))
+}
+
+// tlsDirs writes what deploy/tls.sh makes as the pods mount it, for
+// collectors run as processes: KUBESTITCH_TLS_DIR of a gateway and of an
+// agent.
+func tlsDirs(t *testing.T) (gateway, agent string) {
+	t.Helper()
+	dirs := map[string]string{}
+	for _, s := range tlsSecretsByName(t, tlsSecrets(t)) {
+		dir := t.TempDir()
+		for k, v := range s.Data {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, k), v, 0o600))
+		}
+		dirs[s.Name] = dir
+	}
+	return dirs["kubestitch-gateway-tls"], dirs["kubestitch-agent-tls"]
+}
+
+// installSecrets are the Secrets every install needs, as its README
+// makes them: the fragment key and the OTLP certificates.
+func installSecrets(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	return append(fragmentKey(t), tlsSecrets(t)...)
+}
+
+// agentCredentials are the gRPC credentials of an agent, from a tlsDirs
+// directory: a client the gateway takes.
+func agentCredentials(t *testing.T, dir string) grpc.DialOption {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	require.NoError(t, err)
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(ca))
+	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		ServerName: "kubestitch-gateway.kubestitch.svc", RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+	}))
+}
+
+// tlsEnv is the environment of collectors run as processes with the
+// install's certificates: the gateway's name, as the pods have it.
+func tlsEnv(dir string) []string {
+	return []string{"KUBESTITCH_TLS_DIR=" + dir, "KUBESTITCH_GATEWAY_TLS_NAME=kubestitch-gateway.kubestitch.svc"}
+}
+
+func tlsSecretsByName(t *testing.T, objs []*unstructured.Unstructured) map[string]corev1.Secret {
+	t.Helper()
+	out := map[string]corev1.Secret{}
+	for _, o := range objs {
+		var s corev1.Secret
+		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &s))
+		out[s.Name] = s
+	}
+	return out
+}
+
+// TestTLSScript (trust finding 7): deploy/tls.sh makes the gateway's and
+// the agents' Secrets, in their namespaces, and with them a real handshake
+// goes through as the shipped configs make it: the agent checks the
+// gateway's certificate for the Service's name, the gateway asks for a
+// client certificate of the install's CA. A client without one, or with
+// one of another CA (another run of the script), is refused.
+func TestTLSScript(t *testing.T) {
+	secrets := tlsSecretsByName(t, tlsSecrets(t))
+	require.Len(t, secrets, 2)
+	gw, agent := secrets["kubestitch-gateway-tls"], secrets["kubestitch-agent-tls"]
+	assert.Equal(t, "kubestitch", gw.Namespace)
+	assert.Equal(t, "kubestitch-node", agent.Namespace)
+	assert.Equal(t, gw.Data["ca.crt"], agent.Data["ca.crt"], "one CA")
+
+	pair := func(s corev1.Secret) tls.Certificate {
+		c, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
+		require.NoError(t, err, s.Name)
+		return c
+	}
+	pool := func(s corev1.Secret) *x509.CertPool {
+		p := x509.NewCertPool()
+		require.True(t, p.AppendCertsFromPEM(s.Data["ca.crt"]))
+		return p
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{pair(gw)}, ClientCAs: pool(gw), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.(*tls.Conn).Handshake()
+				_, _ = c.Write([]byte("ok"))
+			}()
+		}
+	}()
+	// dial handshakes and reads the server's first bytes: with TLS 1.3 a
+	// refused client certificate shows on the first read.
+	dial := func(cfg *tls.Config) error {
+		c, err := tls.Dial("tcp", l.Addr().String(), cfg)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 2)
+		_, err = c.Read(buf)
+		return err
+	}
+	const name = "kubestitch-gateway.kubestitch.svc"
+	assert.NoError(t, dial(&tls.Config{ServerName: name, RootCAs: pool(agent), Certificates: []tls.Certificate{pair(agent)}}), "an agent gets in")
+	assert.NoError(t, dial(&tls.Config{ServerName: name, RootCAs: pool(gw), Certificates: []tls.Certificate{pair(gw)}}), "a gateway gets in (sharded routing)")
+	assert.Error(t, dial(&tls.Config{ServerName: name, RootCAs: pool(agent)}), "no client certificate: refused")
+	other := tlsSecretsByName(t, tlsSecrets(t))["kubestitch-agent-tls"]
+	assert.Error(t, dial(&tls.Config{ServerName: name, RootCAs: pool(agent), Certificates: []tls.Certificate{pair(other)}}), "another CA's client: refused")
+	assert.Error(t, dial(&tls.Config{ServerName: "evil.example", RootCAs: pool(agent), Certificates: []tls.Certificate{pair(agent)}}), "the gateway's certificate names its Service only")
+	leaf, err := x509.ParseCertificate(pair(agent).Certificate[0])
+	require.NoError(t, err)
+	assert.Equal(t, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, leaf.ExtKeyUsage, "the agents' certificate cannot serve")
+}
+
+// podConfig is a collector pod's configuration as it runs: its --config
+// files merged in order.
+func podConfig(t *testing.T, objs []*unstructured.Unstructured, obj *unstructured.Unstructured) *confmap.Conf {
+	t.Helper()
+	conf := confmap.New()
+	for _, f := range podConfigs(t, objs, obj) {
+		var m map[string]any
+		require.NoError(t, yaml.Unmarshal([]byte(f.body), &m), f.name)
+		require.NoError(t, conf.Merge(confmap.NewFromStringMap(m)))
+	}
+	return conf
+}
+
+// TestShippedOTLPIsMutualTLS (trust finding 7): in every overlay the
+// gateway takes OTLP only over gRPC with a client certificate, and every
+// exporter that sends to a gateway (the agents', and sharded the
+// gateways' own routing) presents one and checks the gateway's against
+// the install's CA; the pods mount what deploy/tls.sh makes there; and
+// the backend exporter uses TLS unless the user turns it off.
+func TestShippedOTLPIsMutualTLS(t *testing.T) {
+	const dir = "${env:KUBESTITCH_TLS_DIR:-/etc/kubestitch/tls}"
+	for _, o := range overlays {
+		t.Run(o, func(t *testing.T) {
+			objs := build(t, o)
+			pods := 0
+			for _, obj := range objs {
+				if obj.GetKind() != "Deployment" && obj.GetKind() != "DaemonSet" {
+					continue
+				}
+				pods++
+				conf := podConfig(t, objs, obj)
+				role := obj.GetName()
+				var spec corev1.PodSpec
+				raw, _, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
+				require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec))
+				secret := map[string]string{"kubestitch-gateway": "kubestitch-gateway-tls", "kubestitch-agent": "kubestitch-agent-tls"}[role]
+				require.NotEmpty(t, secret, role)
+				mounted := false
+				for _, v := range spec.Volumes {
+					if v.Secret != nil && v.Secret.SecretName == secret {
+						for _, m := range spec.Containers[0].VolumeMounts {
+							mounted = mounted || m.Name == v.Name && m.MountPath == "/etc/kubestitch/tls" && m.ReadOnly
+						}
+					}
+				}
+				assert.True(t, mounted, "%s mounts %s at /etc/kubestitch/tls, read-only", role, secret)
+
+				if role == "kubestitch-gateway" {
+					protocols, err := conf.Sub("receivers::otlp::protocols")
+					require.NoError(t, err)
+					assert.ElementsMatch(t, []string{"grpc"}, slices.Collect(maps.Keys(protocols.ToStringMap())), "the gateway's OTLP: gRPC only")
+					assert.Equal(t, dir+"/ca.crt", conf.Get("receivers::otlp::protocols::grpc::tls::client_ca_file"), "client certificates asked for")
+					assert.Equal(t, dir+"/tls.crt", conf.Get("receivers::otlp::protocols::grpc::tls::cert_file"))
+					assert.Equal(t, "${env:KUBESTITCH_BACKEND_INSECURE}", conf.Get("exporters::otlp_grpc::tls::insecure"))
+					assert.Equal(t, "false", envOf(spec.Containers[0], "KUBESTITCH_BACKEND_INSECURE"), "TLS to the backend as shipped")
+				}
+				toGateway := map[string]string{}
+				if role == "kubestitch-agent" && o != "sharded" {
+					toGateway["otlp_grpc"] = "exporters::otlp_grpc::tls"
+				}
+				if o == "sharded" {
+					toGateway["loadbalancing"] = "exporters::loadbalancing::protocol::otlp::tls"
+				}
+				for exp, path := range toGateway {
+					assert.NotEqual(t, true, conf.Get(path+"::insecure"), "%s/%s: %s insecure", o, role, exp)
+					assert.Equal(t, dir+"/ca.crt", conf.Get(path+"::ca_file"), "%s/%s: %s checks the gateway", o, role, exp)
+					assert.Equal(t, dir+"/tls.crt", conf.Get(path+"::cert_file"), "%s/%s: %s presents its certificate", o, role, exp)
+					assert.Equal(t, dir+"/tls.key", conf.Get(path+"::key_file"))
+					assert.Equal(t, "${env:KUBESTITCH_GATEWAY_TLS_NAME:-}", conf.Get(path+"::server_name_override"))
+					assert.Equal(t, "kubestitch-gateway.kubestitch.svc", envOf(spec.Containers[0], "KUBESTITCH_GATEWAY_TLS_NAME"), "%s/%s: the name the gateways' certificate carries", o, role)
+				}
+			}
+			assert.Equal(t, 2, pods, "an agent and a gateway")
+		})
+	}
+}
+
+func envOf(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// gatewayRefusesStrangers checks an installed gateway as a pod of the
+// cluster would find it: its NetworkPolicy applied, and OTLP to its pod IP
+// refused to a plaintext sender and to a TLS sender without a client
+// certificate.
+func gatewayRefusesStrangers(t *testing.T, cluster *localcluster.Cluster, install []corev1.Pod) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := cluster.Client.NetworkingV1().NetworkPolicies("kubestitch").Get(ctx, "kubestitch-gateway", metav1.GetOptions{})
+	require.NoError(t, err, "the gateway's NetworkPolicy is applied")
+	ip := ""
+	for _, p := range install {
+		if p.Namespace == "kubestitch" && p.Status.PodIP != "" {
+			ip = p.Status.PodIP
+		}
+	}
+	require.NotEmpty(t, ip, "a gateway pod's IP")
+	dial := grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		return cluster.DialClusterNetwork(ctx, "tcp", addr)
+	})
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("stranger")
+	for name, creds := range map[string]credentials.TransportCredentials{
+		"plaintext":             insecure.NewCredentials(),
+		"no client certificate": credentials.NewTLS(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // the stranger trusts anything; the gateway must not
+	} {
+		conn, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(ip, "4317"), dial, grpc.WithTransportCredentials(creds))
+		require.NoError(t, err)
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = ptraceotlp.NewGRPCClient(conn).Export(callCtx, ptraceotlp.NewExportRequestFromTraces(td))
+		cancel()
+		_ = conn.Close()
+		assert.Error(t, err, "%s OTLP from the cluster network is refused", name)
+		t.Logf("%s OTLP to gateway %s: %v", name, ip, err)
+	}
+}
