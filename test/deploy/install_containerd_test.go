@@ -80,7 +80,7 @@ func TestInstallOnContainerd(t *testing.T) {
 
 	be := &backends{t: t, sinks: map[string]*otlpsink.Sink{}}
 	serveBackend(t, cluster, be)
-	objs := buildWithImage(t, "sharded", image)
+	objs := withPlaintextBackend(t, buildWithImage(t, "sharded", image))
 	apply(t, cluster.RESTConfig, append(objs, installSecrets(t)...))
 	metrics := podMetricsClient(cluster)
 

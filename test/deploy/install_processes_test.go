@@ -113,7 +113,7 @@ func startInstall(t *testing.T, opts localcluster.Options) (*localcluster.Cluste
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317}}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	apply(t, cluster.RESTConfig, append(build(t, "sharded"), installSecrets(t)...))
+	apply(t, cluster.RESTConfig, append(withPlaintextBackend(t, build(t, "sharded")), installSecrets(t)...))
 	server, err := url.Parse(cluster.Server)
 	require.NoError(t, err)
 	runner.Start(cluster.Client, server.Host)

@@ -278,3 +278,30 @@ func gatewayRefusesStrangers(t *testing.T, cluster *localcluster.Cluster, instal
 		t.Logf("%s OTLP to gateway %s: %v", name, ip, err)
 	}
 }
+
+// withPlaintextBackend sets the gateways' KUBESTITCH_BACKEND_INSECURE to
+// "true", as a user whose in-cluster backend speaks plaintext OTLP does in
+// an overlay of theirs: the test's backend is a plaintext listener. The
+// hops between agents and gateways stay mutual TLS.
+func withPlaintextBackend(t *testing.T, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	t.Helper()
+	set := 0
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" || o.GetName() != "kubestitch-gateway" {
+			continue
+		}
+		cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		for _, c := range cs {
+			env, _ := c.(map[string]any)["env"].([]any)
+			for _, e := range env {
+				if m := e.(map[string]any); m["name"] == "KUBESTITCH_BACKEND_INSECURE" {
+					m["value"] = "true"
+					set++
+				}
+			}
+		}
+		require.NoError(t, unstructured.SetNestedSlice(o.Object, cs, "spec", "template", "spec", "containers"))
+	}
+	require.Equal(t, 1, set, "the gateway's KUBESTITCH_BACKEND_INSECURE")
+	return objs
+}
