@@ -11,10 +11,11 @@
 # tls.key. The gateway takes OTLP only from a client certificate of this
 # CA; the agents check the gateway's against it. The CA's key is made in a
 # temp dir that is removed on exit: it signs these two and is gone, so
-# nothing in the cluster can mint another client. Re-run (and restart
-# nothing: the collectors re-read the files) before the certificates
-# expire (KUBESTITCH_CERT_DAYS, 365 by default); both Secrets change
-# together, so apply them together.
+# nothing in the cluster can mint another client. Re-run before the
+# certificates expire (KUBESTITCH_CERT_DAYS, 365 by default): each run
+# makes a new CA, which the collectors' exporters read only at start, so
+# apply both Secrets together and restart the gateways and the agents
+# (deploy/README.md, Trust: mutual TLS).
 set -euo pipefail
 gateway_ns="${KUBESTITCH_NAMESPACE:-kubestitch}"
 agent_ns="${KUBESTITCH_AGENT_NAMESPACE:-kubestitch-node}"

@@ -73,6 +73,7 @@ receivers:
     tls:
       cert_file: ../receiver/k8sadmissionreceiver/testdata/lifecycle/tls.crt
       key_file: ../receiver/k8sadmissionreceiver/testdata/lifecycle/tls.key
+      client_ca_file: ../receiver/k8sadmissionreceiver/testdata/lifecycle/tls.crt
 processors:
   STITCH:
     accept_unsigned_fragments: true

@@ -152,3 +152,132 @@ func TestComponentSpanUnderAnAppsRequestStaysInTheAppsTrace(t *testing.T) {
 		})
 	}
 }
+
+// kubeletSyncPod adds, in td, the kubelet's syncPod of pod-1 (its root,
+// naming the pod) and a CRI client span under it.
+func kubeletSyncPod(td ptrace.Traces, trace pcommon.TraceID, at time.Time) (root, child ptrace.Span) {
+	root = serviceSpan(td, "kubelet", trace, pcommon.SpanID{}, pcommon.SpanID{0xb1}, at)
+	root.SetName("syncPod")
+	root.Attributes().PutStr(fragment.KeyPodUID, "pod-1")
+	child = serviceSpan(td, "kubelet", trace, root.SpanID(), pcommon.SpanID{0xb2}, at)
+	child.SetName("runtime.v1.RuntimeService/RunPodSandbox")
+	return root, child
+}
+
+// TestSyncPodAfterRootWaitStillJoins: a pull longer than root_wait lets a
+// pod start's CRI spans leave as a trace of their own, but their syncPod,
+// which names the pod, still joins the pod's operation when it comes.
+func TestSyncPodAfterRootWaitStillJoins(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	podStartingAt(t, h, at)
+	tr := randomTrace(21)
+	kubelet := ptrace.NewTraces()
+	root, child := kubeletSyncPod(kubelet, tr, at(30))
+	early := ptrace.NewTraces()
+	child.CopyTo(serviceSpan(early, "kubelet", tr, root.SpanID(), child.SpanID(), at(30)))
+	h.feed(t, early)
+	h.drain() // root_wait runs out: the CRI span leaves as it is
+	late := ptrace.NewTraces()
+	root.CopyTo(serviceSpan(late, "kubelet", tr, pcommon.SpanID{}, root.SpanID(), at(30)))
+	late.ResourceSpans().At(0).Resource().Attributes().PutStr(fragment.KeyServiceName, "kubelet")
+	h.feed(t, late)
+	h.drain()
+	var rootTrace pcommon.TraceID
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.Name() == "syncPod" {
+			rootTrace = s.TraceID()
+		}
+	})
+	assert.Equal(t, fragment.TraceID("rs-1", "gen:1"), rootTrace, "the late syncPod joined its pod's operation")
+}
+
+// TestRemoteParentJoinsOnceAComponentRootComes: kube-apiserver's span of a
+// request the kubelet made (its parent in the kubelet, flagged remote)
+// waits for the trace's root; when that root is the kubelet's, the trace
+// joins, the apiserver span with it.
+func TestRemoteParentJoinsOnceAComponentRootComes(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	podStartingAt(t, h, at)
+	tr := randomTrace(22)
+	api := newSpanMaker()
+	srv := api.span("apiserver", tr, pcommon.SpanID{0xb2}, "PATCH", at(31), 4*time.Millisecond)
+	srv.SetFlags(remoteParentFlags | 1)
+	srv.Attributes().PutStr("http.request.method", "PATCH")
+	srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
+	srvID := srv.SpanID()
+	before := h.sink.SpanCount()
+	h.feed(t, api.td)
+	assert.Equal(t, before, h.sink.SpanCount(), "the apiserver span waits for its trace's root")
+	kubelet := ptrace.NewTraces()
+	kubeletSyncPod(kubelet, tr, at(30))
+	h.feed(t, kubelet)
+	h.drain()
+	podTrace := fragment.TraceID("rs-1", "gen:1")
+	n := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.SpanID() == srvID || s.Name() == "syncPod" {
+			n++
+			assert.Equal(t, podTrace, s.TraceID(), "%s joined the pod's operation", s.Name())
+		}
+	})
+	assert.Equal(t, 2, n)
+}
+
+// TestRemoteParentWithoutItsRootPassesAfterRootWait: a request whose
+// caller never exports (or exports elsewhere) leaves after root_wait as
+// it came, its IDs untouched.
+func TestRemoteParentWithoutItsRootPassesAfterRootWait(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	podStartingAt(t, h, at)
+	tr := randomTrace(23)
+	api := newSpanMaker()
+	srv := api.span("apiserver", tr, pcommon.SpanID{0xc1}, "PATCH", at(31), 4*time.Millisecond)
+	srv.SetFlags(remoteParentFlags | 1)
+	srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
+	srvID := srv.SpanID()
+	before := h.sink.SpanCount()
+	h.feed(t, api.td)
+	h.clock = h.clock.Add(h.p.cfg.RootWait / 2)
+	h.flush()
+	assert.Equal(t, before, h.sink.SpanCount(), "within root_wait it waits")
+	h.drain()
+	found := false
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.SpanID() == srvID {
+			found = true
+			assert.Equal(t, tr, s.TraceID(), "its own trace")
+			assert.Equal(t, pcommon.SpanID{0xc1}, s.ParentSpanID(), "its own parent")
+		}
+	})
+	assert.True(t, found, "it left")
+}
+
+// TestComponentRootAfterAnAppsSpanPasses: a trace the kubelet started
+// that reached an app (the app continued the kubelet's context) holds the
+// app's span: when the app's span came first and passed, the kubelet's
+// root, which names the pod, passes too: the trace stays whole.
+func TestComponentRootAfterAnAppsSpanPasses(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	podStartingAt(t, h, at)
+	tr := randomTrace(24)
+	app := ptrace.NewTraces()
+	appChild := serviceSpan(app, "checkout", tr, pcommon.SpanID{0xb1}, pcommon.SpanID{0xd1}, at(30))
+	appChild.SetFlags(remoteParentFlags | 1)
+	h.feed(t, app)
+	kubelet := ptrace.NewTraces()
+	kubeletSyncPod(kubelet, tr, at(30))
+	h.feed(t, kubelet)
+	h.drain()
+	n := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.SpanID() == (pcommon.SpanID{0xd1}) || s.Name() == "syncPod" {
+			n++
+			assert.Equal(t, tr, s.TraceID(), "%s stays in its trace", s.Name())
+		}
+	})
+	assert.Equal(t, 2, n)
+}

@@ -36,14 +36,23 @@ type passedSet struct {
 // come within the senders' export interval (5 s).
 const passedSetBits = 16
 
-func (s passedSet) add(id pcommon.TraceID) {
-	x := s.hash.sum(id)
-	s.fps[x>>(64-passedSetBits)] = x | 1
+// foreignBit marks, in a fingerprint's second bit, a trace that passed
+// because it holds a span of a service outside join_services.
+const foreignBit = 2
+
+func (s passedSet) add(id pcommon.TraceID, foreign bool) {
+	x := s.hash.sum(id)&^foreignBit | 1
+	if foreign {
+		x |= foreignBit
+	}
+	s.fps[x>>(64-passedSetBits)] = x
 }
 
-func (s passedSet) has(id pcommon.TraceID) bool {
-	x := s.hash.sum(id)
-	return s.fps[x>>(64-passedSetBits)] == x|1
+// has says whether the trace passed, and whether for a foreign span.
+func (s passedSet) has(id pcommon.TraceID) (passed, foreign bool) {
+	x := s.hash.sum(id)&^foreignBit | 1
+	fp := s.fps[x>>(64-passedSetBits)]
+	return fp&^foreignBit == x, fp&foreignBit != 0
 }
 
 // keptFilter is a one-bit-per-slot filter of the kept traces in two

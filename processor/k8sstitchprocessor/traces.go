@@ -247,22 +247,28 @@ func (t *traceTable) settle(now time.Time) {
 // in the passed set.
 func (t *traceTable) keep(ts *traceState) {
 	if !ts.join {
-		t.passed.add(ts.id)
+		t.passed.add(ts.id, ts.foreign)
 		return
 	}
 	t.decided.set(ts.id, traceDecision{newTrace: ts.newTrace, parent: ts.parent, hint: ts.hint.kind})
 	t.filter.add(ts.id)
 }
 
-// passedBefore says whether earlier spans of ts's trace passed (in an
-// earlier batch), asking the passed set once per state: the lookup is a
-// cache miss, worth it only for a trace about to join or wait.
+// passedBefore says whether ts's trace must pass because earlier spans of
+// it passed (in an earlier batch), asking the passed set once per state:
+// the lookup is a cache miss, worth it only for a trace about to join or
+// wait. Before its root came, spans that passed would be orphaned in the
+// operation; once the root is here it may join, unless the trace passed
+// for a span of a service outside join_services (an app's, which stays
+// whole). A trace whose spans waited out root_wait without their root
+// still joins when the root comes (a pull longer than root_wait).
 func (t *traceTable) passedBefore(ts *traceState) bool {
 	if ts.checkedPassed {
 		return false
 	}
 	ts.checkedPassed = true
-	return t.passed.has(ts.id)
+	passed, foreign := t.passed.has(ts.id)
+	return passed && (!ts.rootSeen || foreign)
 }
 
 // decideWaiting is, outside a batch, the state of a trace whose spans
@@ -295,7 +301,8 @@ func (t *traceTable) pendingState(id pcommon.TraceID) *traceState {
 		ts.follow(d)
 		return ts
 	}
-	ts.decided, ts.checkedPassed = t.passed.has(id), true
+	passed, _ := t.passed.has(id)
+	ts.decided, ts.checkedPassed = passed, true
 	t.pending[id] = ts
 	t.filter.add(id)
 	return ts

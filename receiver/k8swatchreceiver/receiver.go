@@ -38,7 +38,9 @@ type watchReceiver struct {
 	version string
 	// key signs every fragment, so that k8sstitch knows it came from here
 	// (zero: fragments leave unsigned).
-	key    fragment.Key
+	key fragment.Key
+	// health reports the informers' failures as the component's status.
+	health *watchHealth
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -91,6 +93,7 @@ func (r *watchReceiver) Start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
+	r.health = newWatchHealth(host)
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Go(func() { r.quietLoop(runCtx) })
@@ -142,6 +145,7 @@ func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc d
 			kind := s.kind
 			_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 				r.tel.K8swatchWatchErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+				r.health.failed(kind, ns, inf, err)
 				r.set.Logger.Warn("k8swatch: list/watch failed; retrying with backoff (check RBAC: get/list/watch on this kind)",
 					zap.String("kind", kind), zap.String("namespace", ns), zap.Error(err))
 			})
@@ -281,6 +285,7 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 			}
 			// Changes that emitted nothing (an object gone quietly).
 			r.storage.persist(ctx, r.tracker)
+			r.health.check()
 		}
 	}
 }

@@ -183,6 +183,9 @@ func podConfigs(t *testing.T, objs []*unstructured.Unstructured, obj *unstructur
 	require.NotNil(t, data, "%s mounts its config, ConfigMap %q", obj.GetName(), conf)
 	var out []configFile
 	for _, a := range spec.Containers[0].Args {
+		if strings.HasPrefix(a, "--feature-gates=") {
+			continue
+		}
 		name, ok := strings.CutPrefix(a, "--config=/conf/")
 		require.True(t, ok, "%s: arg %q", obj.GetName(), a)
 		body, ok := data[name]
@@ -213,6 +216,13 @@ func TestConfigMapsValidate(t *testing.T) {
 			}
 			// The state directory is a volume in the pod.
 			cmdArgs = append(cmdArgs, "--config", "yaml:extensions::file_storage::directory: "+t.TempDir())
+			// The feature gates of its args, as the pod runs it.
+			cs, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
+			for _, a := range cs[0].(map[string]any)["args"].([]any) {
+				if strings.HasPrefix(a.(string), "--feature-gates=") {
+					cmdArgs = append(cmdArgs, a.(string))
+				}
+			}
 			cmd := exec.Command(bin, cmdArgs...)
 			cmd.Env = append(os.Environ(), podEnv...)
 			out, err := cmd.CombinedOutput()
@@ -327,7 +337,9 @@ func loopbackOverrides() []string {
 // agentLoopbackOverrides are loopbackOverrides for an agent, which takes
 // OTLP/HTTP too.
 func agentLoopbackOverrides() []string {
-	return append(loopbackOverrides(), "yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}")
+	return append(loopbackOverrides(), "yaml:receivers::otlp::protocols::http::endpoint: ${env:KUBESTITCH_OTLP_HTTP_ENDPOINT}",
+		// Its liveness port, the pod's own in a pod.
+		"yaml:extensions::health_check/live::endpoint: 127.0.0.1:0")
 }
 
 // gatewayLoopbackOverrides are loopbackOverrides for a gateway, whose

@@ -127,6 +127,15 @@ func TestInstallOnContainerd(t *testing.T) {
 		return err == nil && l.Spec.HolderIdentity != nil
 	}, time.Minute, 200*time.Millisecond, "a gateway takes the k8swatch Lease, with its own ServiceAccount's permissions")
 	waitRing(t, cluster, metrics, "every load-balancing exporter has the 3 gateways in its ring")
+	// Spans sent before a ring resolved waited in the queue and were
+	// routed again (#33): none was rejected on the way up.
+	for _, p := range installPods(t, cluster) {
+		s, err := metrics(&p)
+		require.NoError(t, err)
+		for _, name := range []string{"otelcol_exporter_send_failed_spans", "otelcol_exporter_enqueue_failed_spans"} {
+			assert.Zero(t, sum(s.Values(name, "exporter", "loadbalancing")), "%s/%s: %s", p.Namespace, p.Name, name)
+		}
+	}
 
 	// Workloads on both nodes, their rollouts each whole at one gateway,
 	// with the nodes' own lanes.
@@ -256,6 +265,9 @@ func TestInstallOnContainerd(t *testing.T) {
 	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
 	afterDeath(ns, inFlight, lost)
 	logNodeMemory(t, cluster)
+
+	// 4. An agent that cannot watch says so.
+	agentWithoutRBACGoesUnready(t, cluster, metrics)
 }
 
 // logNodeMemory logs the resident memory (now, peak) of each real node's

@@ -264,19 +264,32 @@ func gatewayRefusesStrangers(t *testing.T, cluster *localcluster.Cluster, instal
 	})
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("stranger")
+	export := func(creds credentials.TransportCredentials) error {
+		conn, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(ip, "4317"), dial, grpc.WithTransportCredentials(creds))
+		require.NoError(t, err)
+		defer conn.Close()
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err = ptraceotlp.NewGRPCClient(conn).Export(callCtx, ptraceotlp.NewExportRequestFromTraces(td))
+		return err
+	}
 	for name, creds := range map[string]credentials.TransportCredentials{
 		"plaintext":             insecure.NewCredentials(),
 		"no client certificate": credentials.NewTLS(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // the stranger trusts anything; the gateway must not
 	} {
-		conn, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(ip, "4317"), dial, grpc.WithTransportCredentials(creds))
-		require.NoError(t, err)
-		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = ptraceotlp.NewGRPCClient(conn).Export(callCtx, ptraceotlp.NewExportRequestFromTraces(td))
-		cancel()
-		_ = conn.Close()
+		err := export(creds)
 		assert.Error(t, err, "%s OTLP from the cluster network is refused", name)
 		t.Logf("%s OTLP to gateway %s: %v", name, ip, err)
 	}
+	// The control: the same dial with the agents' certificate gets in.
+	secret, err := cluster.Client.CoreV1().Secrets("kubestitch-node").Get(ctx, "kubestitch-agent-tls", metav1.GetOptions{})
+	require.NoError(t, err)
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(secret.Data["ca.crt"]))
+	assert.NoError(t, export(credentials.NewTLS(&tls.Config{ServerName: "kubestitch-gateway.kubestitch.svc", RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})),
+		"the same dial with the agents' certificate gets in")
 }
 
 // withPlaintextBackend sets the gateways' KUBESTITCH_BACKEND_INSECURE to

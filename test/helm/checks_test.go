@@ -58,11 +58,15 @@ func checkPod(t *testing.T, spec corev1.PodSpec, cfg map[string]any, want podWan
 	}
 	assert.Equal(t, want.ports, got, "the container ports")
 	health := listener{}
+	healthPorts := map[int32]bool{}
 	var served []int32
 	for _, l := range listeners(t, cfg) {
 		switch {
 		case l.component == "health_check":
 			health = l
+			healthPorts[l.port] = true
+		case strings.HasPrefix(l.component, "health_check/"):
+			healthPorts[l.port] = true
 		case !l.loopback():
 			served = append(served, l.port)
 		}
@@ -71,15 +75,18 @@ func checkPod(t *testing.T, spec corev1.PodSpec, cfg map[string]any, want podWan
 	slices.Sort(served)
 	assert.Equal(t, served, published, "the ports published are the ports the config serves off loopback (health_check aside: the probes')")
 
-	// Probes: no host (the chart has none), at health_check's port, which
-	// listens on the pod's IP where the kubelet probes.
+	// Probes: no host (the chart has none), at a health_check's port,
+	// which listens on the pod's IP where the kubelet probes; readiness at
+	// health_check's own (the agent's reads the components' status; its
+	// liveness probe has a health_check/live of its own).
 	require.NotZero(t, health.port, "health_check has an endpoint")
 	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
 		if assert.NotNil(t, p, "%s probe", name) && assert.NotNil(t, p.HTTPGet, "%s probe: httpGet", name) {
 			assert.Empty(t, p.HTTPGet.Host, "%s probe: no host, the pod's IP", name)
-			assert.Equal(t, health.port, p.HTTPGet.Port.IntVal, "%s probe: health_check's port", name)
+			assert.True(t, healthPorts[p.HTTPGet.Port.IntVal], "%s probe: a health_check's port", name)
 		}
 	}
+	assert.Equal(t, health.port, c.ReadinessProbe.HTTPGet.Port.IntVal, "readiness probe: health_check's port")
 	assert.Equal(t, want.ipField, fieldRefOf(t, env, health.host), "health_check listens on the pod's IP")
 	for _, l := range listeners(t, cfg) {
 		if !l.loopback() && l.host != "0.0.0.0" {

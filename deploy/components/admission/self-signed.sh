@@ -12,7 +12,8 @@
 # certificate, embedded) and admission-config.yaml, for the control plane's
 # /etc/kubernetes/kubestitch/ (README.md). The CA's key is made in a temp
 # dir that is removed on exit. Re-run before the certificates expire (1
-# year, KUBESTITCH_CERT_DAYS), and install both sides.
+# year, KUBESTITCH_CERT_DAYS): a run makes a new CA, so install both sides
+# and restart kube-apiserver (it reads the kubeconfig at start).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 service="${KUBESTITCH_SERVICE:-kubestitch-gateway}"
@@ -42,8 +43,8 @@ b64() { base64 <"$1" | tr -d '\n'; }
 
 # kube-apiserver's side: the client certificate for the webhook's host
 # (its Service's DNS name; with the port too, which some versions match).
-mkdir -p "$apiserver_dir"
 umask 077
+mkdir -p "$apiserver_dir"
 {
   printf 'apiVersion: v1\nkind: Config\nusers:\n'
   for name in "$service.$namespace.svc" "$service.$namespace.svc:443"; do
@@ -53,7 +54,7 @@ umask 077
 } >"$apiserver_dir/webhook-kubeconfig.yaml"
 sed -e "s|/etc/kubernetes/kubestitch/webhook-kubeconfig.yaml|$apiserver_path/webhook-kubeconfig.yaml|" \
   "$here/../../control-plane/admission-config.yaml" >"$apiserver_dir/admission-config.yaml"
-echo "self-signed.sh: kube-apiserver's files are in $apiserver_dir: copy them to $apiserver_path on every control-plane node and pass --admission-control-config-file=$apiserver_path/admission-config.yaml" >&2
+echo "self-signed.sh: kube-apiserver's files are in $apiserver_dir (its client key: keep it out of version control): copy them to $apiserver_path on every control-plane node, pass --admission-control-config-file=$apiserver_path/admission-config.yaml and restart kube-apiserver" >&2
 
 cat <<YAML
 apiVersion: v1
