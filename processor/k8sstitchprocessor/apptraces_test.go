@@ -281,3 +281,34 @@ func TestComponentRootAfterAnAppsSpanPasses(t *testing.T) {
 	})
 	assert.Equal(t, 2, n)
 }
+
+// TestAppMarkSurvivesSpansThatPassBeforeTheRoot: the app's span passes
+// first; then the kubelet's CRI spans, without their root, pass because
+// the trace did; then syncPod comes. The trace passed for an app's span,
+// and that must not be forgotten when the CRI spans pass: syncPod passes
+// too, and the trace stays whole.
+func TestAppMarkSurvivesSpansThatPassBeforeTheRoot(t *testing.T) {
+	h := newHarness(t, nil)
+	at := shakeClock
+	podStartingAt(t, h, at)
+	tr := randomTrace(25)
+	app := ptrace.NewTraces()
+	serviceSpan(app, "checkout", tr, pcommon.SpanID{0xb1}, pcommon.SpanID{0xd1}, at(30)).SetFlags(remoteParentFlags | 1)
+	h.feed(t, app)
+	kubelet := ptrace.NewTraces()
+	root, child := kubeletSyncPod(kubelet, tr, at(30))
+	cri := ptrace.NewTraces()
+	child.CopyTo(serviceSpan(cri, "kubelet", tr, root.SpanID(), child.SpanID(), at(30)))
+	h.feed(t, cri)
+	late := ptrace.NewTraces()
+	root.CopyTo(serviceSpan(late, "kubelet", tr, pcommon.SpanID{}, root.SpanID(), at(30)))
+	h.feed(t, late)
+	h.drain()
+	n := 0
+	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.TraceID() == tr {
+			n++
+		}
+	})
+	assert.Equal(t, 3, n, "the app's span, the CRI span and syncPod stay in their trace")
+}

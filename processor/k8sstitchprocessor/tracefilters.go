@@ -40,12 +40,16 @@ const passedSetBits = 16
 // because it holds a span of a service outside join_services.
 const foreignBit = 2
 
+// add records that the trace passed, for a foreign span if foreign. A
+// trace that passed for a foreign span stays marked when later spans of it
+// pass for another reason (its CRI spans before their root).
 func (s passedSet) add(id pcommon.TraceID, foreign bool) {
 	x := s.hash.sum(id)&^foreignBit | 1
-	if foreign {
+	slot := &s.fps[x>>(64-passedSetBits)]
+	if foreign || *slot == x|foreignBit {
 		x |= foreignBit
 	}
-	s.fps[x>>(64-passedSetBits)] = x
+	*slot = x
 }
 
 // has says whether the trace passed, and whether for a foreign span.

@@ -74,3 +74,17 @@ func (h *watchHealth) check() {
 		componentstatus.ReportStatus(h.host, componentstatus.NewEvent(componentstatus.StatusOK))
 	}
 }
+
+// forget drops the failures of informers that stopped (leadership lost,
+// shutdown): they will never sync again, and a new watch makes new ones.
+func (h *watchHealth) forget(stopped []cache.SharedIndexInformer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, f := range h.failing {
+		for _, inf := range stopped {
+			if f.inf == inf {
+				delete(h.failing, key)
+			}
+		}
+	}
+}

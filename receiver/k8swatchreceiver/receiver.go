@@ -144,6 +144,9 @@ func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc d
 			_ = inf.SetTransform(newTransform(r.allow, r.transformNode()))
 			kind := s.kind
 			_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+				if ctx.Err() != nil {
+					return // stopping: leadership lost or shutdown, not a failure
+				}
 				r.tel.K8swatchWatchErrors.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
 				r.health.failed(kind, ns, inf, err)
 				r.set.Logger.Warn("k8swatch: list/watch failed; retrying with backoff (check RBAC: get/list/watch on this kind)",
@@ -161,6 +164,7 @@ func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc d
 		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
 	wg.Wait()
+	r.health.forget(informers)
 }
 
 func (r *watchReceiver) handler(kind string) cache.ResourceEventHandler {
