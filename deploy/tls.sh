@@ -24,25 +24,15 @@ days="${KUBESTITCH_CERT_DAYS:-365}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
-key "$tmp/ca.key"
-openssl req -x509 -new -key "$tmp/ca.key" -out "$tmp/ca.crt" -days "$days" \
-  -subj "/CN=kubestitch-otlp-ca" >/dev/null 2>&1
-# cert NAME CN EXTENSIONS: a certificate signed by the CA.
-cert() {
-  key "$tmp/$1.key"
-  openssl req -new -key "$tmp/$1.key" -out "$tmp/$1.csr" -subj "/CN=$2" >/dev/null 2>&1
-  printf '%b' "$3" >"$tmp/$1.ext"
-  openssl x509 -req -in "$tmp/$1.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial \
-    -out "$tmp/$1.crt" -days "$days" -extfile "$tmp/$1.ext" >/dev/null 2>&1
-}
+# shellcheck source=certs.sh
+. "$(dirname "$0")/certs.sh"
+ca kubestitch-otlp-ca
 # The gateways serve under their Service's name (the sharded agents and
 # gateways dial pod IPs and check this name: server_name_override).
 cert gateway "$service.$gateway_ns.svc" \
   "subjectAltName=DNS:$service.$gateway_ns.svc,DNS:$service.$gateway_ns.svc.cluster.local\nextendedKeyUsage=serverAuth,clientAuth\n"
 cert agent "kubestitch-agent" "extendedKeyUsage=clientAuth\n"
 
-b64() { base64 <"$1" | tr -d '\n'; }
 secret() { # NAME NAMESPACE CERT
   cat <<YAML
 apiVersion: v1

@@ -95,15 +95,7 @@ func TestAppTraceJoinsWhenItsServiceIsListed(t *testing.T) {
 	podStartingAt(t, h, at)
 	h.feed(t, decoratedAppTrace(randomTrace(11), at(20)))
 	h.drain()
-	podTrace := fragment.TraceID("rs-1", "gen:1")
-	n := 0
-	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
-		if s.Name() == "GET /cart" || s.Name() == "SELECT cart" {
-			n++
-			assert.Equal(t, podTrace, s.TraceID(), "%s is in its pod's operation", s.Name())
-		}
-	})
-	assert.Equal(t, 2, n)
+	assert.Equal(t, 2, inTrace(t, h.output(), fragment.TraceID("rs-1", "gen:1"), appSpanNamed, "is in its pod's operation"))
 }
 
 // TestComponentSpanUnderAnAppsRequestStaysInTheAppsTrace: an app that
@@ -123,19 +115,12 @@ func TestComponentSpanUnderAnAppsRequestStaysInTheAppsTrace(t *testing.T) {
 			podStartingAt(t, h, at)
 			appTrace := randomTrace(12)
 			app := decoratedAppTrace(appTrace, at(20))
-			api := newSpanMaker()
-			srv := api.span("apiserver", appTrace, pcommon.SpanID{0xa2}, "POST", at(21), 4*time.Millisecond)
-			srv.SetKind(ptrace.SpanKindServer)
-			srv.SetFlags(remoteParentFlags | 1) // as the Go SDK exports it
-			srv.Attributes().PutStr("http.request.method", "POST")
-			srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
-			srv.Attributes().PutStr(fragment.KeyPodUID, "pod-1")
-			srvID := srv.SpanID() // the processor takes the span from its batch
+			api, srvID := remoteAPIRequest(appTrace, pcommon.SpanID{0xa2}, "POST", at(21))
 			if appFirst {
 				h.feed(t, app)
-				h.feed(t, api.td)
+				h.feed(t, api)
 			} else {
-				h.feed(t, api.td)
+				h.feed(t, api)
 				h.feed(t, app)
 			}
 			h.drain()
@@ -153,16 +138,48 @@ func TestComponentSpanUnderAnAppsRequestStaysInTheAppsTrace(t *testing.T) {
 	}
 }
 
-// kubeletSyncPod adds, in td, the kubelet's syncPod of pod-1 (its root,
-// naming the pod) and a CRI client span under it.
-func kubeletSyncPod(td ptrace.Traces, trace pcommon.TraceID, at time.Time) (root, child ptrace.Span) {
-	root = serviceSpan(td, "kubelet", trace, pcommon.SpanID{}, pcommon.SpanID{0xb1}, at)
+// kubeletSyncPod adds the kubelet's syncPod of pod-1 (its root, naming the
+// pod, span ID b1) to rootTD and a CRI client span under it to childTD
+// (the same batch, or an earlier one: the kubelet exports the child
+// first).
+func kubeletSyncPod(rootTD, childTD ptrace.Traces, trace pcommon.TraceID, at time.Time) {
+	root := serviceSpan(rootTD, "kubelet", trace, pcommon.SpanID{}, pcommon.SpanID{0xb1}, at)
 	root.SetName("syncPod")
 	root.Attributes().PutStr(fragment.KeyPodUID, "pod-1")
-	child = serviceSpan(td, "kubelet", trace, root.SpanID(), pcommon.SpanID{0xb2}, at)
-	child.SetName("runtime.v1.RuntimeService/RunPodSandbox")
-	return root, child
+	serviceSpan(childTD, "kubelet", trace, root.SpanID(), pcommon.SpanID{0xb2}, at).SetName("runtime.v1.RuntimeService/RunPodSandbox")
 }
+
+// remoteAPIRequest is kube-apiserver's server span of a write to pod-1's
+// status (naming the pod by path and UID: the strongest hints) made by a
+// caller in another process (parent), flagged remote as the Go SDK
+// exports it.
+func remoteAPIRequest(trace pcommon.TraceID, parent pcommon.SpanID, method string, at time.Time) (ptrace.Traces, pcommon.SpanID) {
+	api := newSpanMaker()
+	srv := api.span("apiserver", trace, parent, method, at, 4*time.Millisecond)
+	srv.SetKind(ptrace.SpanKindServer)
+	srv.SetFlags(remoteParentFlags | 1)
+	srv.Attributes().PutStr("http.request.method", method)
+	srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
+	srv.Attributes().PutStr(fragment.KeyPodUID, "pod-1")
+	return api.td, srv.SpanID()
+}
+
+// inTrace asserts that every span of out that match picks is in trace
+// want, and returns how many there are.
+func inTrace(t *testing.T, out ptrace.Traces, want pcommon.TraceID, match func(ptrace.Span) bool, what string) int {
+	t.Helper()
+	n := 0
+	forEachSpan(out, func(_ pcommon.Map, s ptrace.Span) {
+		if match(s) {
+			n++
+			assert.Equal(t, want, s.TraceID(), "%s %s", s.Name(), what)
+		}
+	})
+	return n
+}
+
+// appSpanNamed picks decoratedAppTrace's spans.
+func appSpanNamed(s ptrace.Span) bool { return s.Name() == "GET /cart" || s.Name() == "SELECT cart" }
 
 // TestSyncPodAfterRootWaitStillJoins: a pull longer than root_wait lets a
 // pod start's CRI spans leave as a trace of their own, but their syncPod,
@@ -172,24 +189,14 @@ func TestSyncPodAfterRootWaitStillJoins(t *testing.T) {
 	at := shakeClock
 	podStartingAt(t, h, at)
 	tr := randomTrace(21)
-	kubelet := ptrace.NewTraces()
-	root, child := kubeletSyncPod(kubelet, tr, at(30))
-	early := ptrace.NewTraces()
-	child.CopyTo(serviceSpan(early, "kubelet", tr, root.SpanID(), child.SpanID(), at(30)))
+	late, early := ptrace.NewTraces(), ptrace.NewTraces()
+	kubeletSyncPod(late, early, tr, at(30))
 	h.feed(t, early)
 	h.drain() // root_wait runs out: the CRI span leaves as it is
-	late := ptrace.NewTraces()
-	root.CopyTo(serviceSpan(late, "kubelet", tr, pcommon.SpanID{}, root.SpanID(), at(30)))
-	late.ResourceSpans().At(0).Resource().Attributes().PutStr(fragment.KeyServiceName, "kubelet")
 	h.feed(t, late)
 	h.drain()
-	var rootTrace pcommon.TraceID
-	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
-		if s.Name() == "syncPod" {
-			rootTrace = s.TraceID()
-		}
-	})
-	assert.Equal(t, fragment.TraceID("rs-1", "gen:1"), rootTrace, "the late syncPod joined its pod's operation")
+	syncPod := func(s ptrace.Span) bool { return s.Name() == "syncPod" }
+	assert.Equal(t, 1, inTrace(t, h.output(), fragment.TraceID("rs-1", "gen:1"), syncPod, "joined its pod's operation, late"))
 }
 
 // TestRemoteParentJoinsOnceAComponentRootComes: kube-apiserver's span of a
@@ -201,28 +208,16 @@ func TestRemoteParentJoinsOnceAComponentRootComes(t *testing.T) {
 	at := shakeClock
 	podStartingAt(t, h, at)
 	tr := randomTrace(22)
-	api := newSpanMaker()
-	srv := api.span("apiserver", tr, pcommon.SpanID{0xb2}, "PATCH", at(31), 4*time.Millisecond)
-	srv.SetFlags(remoteParentFlags | 1)
-	srv.Attributes().PutStr("http.request.method", "PATCH")
-	srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
-	srvID := srv.SpanID()
+	api, srvID := remoteAPIRequest(tr, pcommon.SpanID{0xb2}, "PATCH", at(31))
 	before := h.sink.SpanCount()
-	h.feed(t, api.td)
+	h.feed(t, api)
 	assert.Equal(t, before, h.sink.SpanCount(), "the apiserver span waits for its trace's root")
 	kubelet := ptrace.NewTraces()
-	kubeletSyncPod(kubelet, tr, at(30))
+	kubeletSyncPod(kubelet, kubelet, tr, at(30))
 	h.feed(t, kubelet)
 	h.drain()
-	podTrace := fragment.TraceID("rs-1", "gen:1")
-	n := 0
-	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
-		if s.SpanID() == srvID || s.Name() == "syncPod" {
-			n++
-			assert.Equal(t, podTrace, s.TraceID(), "%s joined the pod's operation", s.Name())
-		}
-	})
-	assert.Equal(t, 2, n)
+	joined := func(s ptrace.Span) bool { return s.SpanID() == srvID || s.Name() == "syncPod" }
+	assert.Equal(t, 2, inTrace(t, h.output(), fragment.TraceID("rs-1", "gen:1"), joined, "joined the pod's operation"))
 }
 
 // TestRemoteParentWithoutItsRootPassesAfterRootWait: a request whose
@@ -233,13 +228,9 @@ func TestRemoteParentWithoutItsRootPassesAfterRootWait(t *testing.T) {
 	at := shakeClock
 	podStartingAt(t, h, at)
 	tr := randomTrace(23)
-	api := newSpanMaker()
-	srv := api.span("apiserver", tr, pcommon.SpanID{0xc1}, "PATCH", at(31), 4*time.Millisecond)
-	srv.SetFlags(remoteParentFlags | 1)
-	srv.Attributes().PutStr("http.target", "/api/v1/namespaces/default/pods/pod-1/status")
-	srvID := srv.SpanID()
+	api, srvID := remoteAPIRequest(tr, pcommon.SpanID{0xc1}, "PATCH", at(31))
 	before := h.sink.SpanCount()
-	h.feed(t, api.td)
+	h.feed(t, api)
 	h.clock = h.clock.Add(h.p.cfg.RootWait / 2)
 	h.flush()
 	assert.Equal(t, before, h.sink.SpanCount(), "within root_wait it waits")
@@ -269,17 +260,11 @@ func TestComponentRootAfterAnAppsSpanPasses(t *testing.T) {
 	appChild.SetFlags(remoteParentFlags | 1)
 	h.feed(t, app)
 	kubelet := ptrace.NewTraces()
-	kubeletSyncPod(kubelet, tr, at(30))
+	kubeletSyncPod(kubelet, kubelet, tr, at(30))
 	h.feed(t, kubelet)
 	h.drain()
-	n := 0
-	forEachSpan(h.output(), func(_ pcommon.Map, s ptrace.Span) {
-		if s.SpanID() == (pcommon.SpanID{0xd1}) || s.Name() == "syncPod" {
-			n++
-			assert.Equal(t, tr, s.TraceID(), "%s stays in its trace", s.Name())
-		}
-	})
-	assert.Equal(t, 2, n)
+	appOrRoot := func(s ptrace.Span) bool { return s.SpanID() == (pcommon.SpanID{0xd1}) || s.Name() == "syncPod" }
+	assert.Equal(t, 2, inTrace(t, h.output(), tr, appOrRoot, "stays in its trace"))
 }
 
 // TestAppMarkSurvivesSpansThatPassBeforeTheRoot: the app's span passes
@@ -295,13 +280,9 @@ func TestAppMarkSurvivesSpansThatPassBeforeTheRoot(t *testing.T) {
 	app := ptrace.NewTraces()
 	serviceSpan(app, "checkout", tr, pcommon.SpanID{0xb1}, pcommon.SpanID{0xd1}, at(30)).SetFlags(remoteParentFlags | 1)
 	h.feed(t, app)
-	kubelet := ptrace.NewTraces()
-	root, child := kubeletSyncPod(kubelet, tr, at(30))
-	cri := ptrace.NewTraces()
-	child.CopyTo(serviceSpan(cri, "kubelet", tr, root.SpanID(), child.SpanID(), at(30)))
+	late, cri := ptrace.NewTraces(), ptrace.NewTraces()
+	kubeletSyncPod(late, cri, tr, at(30))
 	h.feed(t, cri)
-	late := ptrace.NewTraces()
-	root.CopyTo(serviceSpan(late, "kubelet", tr, pcommon.SpanID{}, root.SpanID(), at(30)))
 	h.feed(t, late)
 	h.drain()
 	n := 0

@@ -160,14 +160,27 @@ var podEnv = []string{"MY_POD_IP=127.0.0.1", "K8S_NODE_NAME=kwok-node-0", "POD_N
 // configFile is one --config file of a collector pod.
 type configFile struct{ name, body string }
 
+// secretMount is where the pod's first container mounts the Secret name.
+func secretMount(spec corev1.PodSpec, name string) (corev1.VolumeMount, bool) {
+	for _, v := range spec.Volumes {
+		if v.Secret == nil || v.Secret.SecretName != name {
+			continue
+		}
+		for _, m := range spec.Containers[0].VolumeMounts {
+			if m.Name == v.Name {
+				return m, true
+			}
+		}
+	}
+	return corev1.VolumeMount{}, false
+}
+
 // podConfigs are the --config files a collector pod (a Deployment or
 // DaemonSet of objs) runs, in the order of its container args, from the
 // ConfigMap mounted at /conf.
 func podConfigs(t *testing.T, objs []*unstructured.Unstructured, obj *unstructured.Unstructured) []configFile {
 	t.Helper()
-	var spec corev1.PodSpec
-	raw, _, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
-	require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec))
+	spec := podSpec(t, obj)
 	conf := ""
 	for _, v := range spec.Volumes {
 		if v.Name == "conf" && v.ConfigMap != nil {
@@ -217,10 +230,9 @@ func TestConfigMapsValidate(t *testing.T) {
 			// The state directory is a volume in the pod.
 			cmdArgs = append(cmdArgs, "--config", "yaml:extensions::file_storage::directory: "+t.TempDir())
 			// The feature gates of its args, as the pod runs it.
-			cs, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
-			for _, a := range cs[0].(map[string]any)["args"].([]any) {
-				if strings.HasPrefix(a.(string), "--feature-gates=") {
-					cmdArgs = append(cmdArgs, a.(string))
+			for _, a := range podSpec(t, obj).Containers[0].Args {
+				if strings.HasPrefix(a, "--feature-gates=") {
+					cmdArgs = append(cmdArgs, a)
 				}
 			}
 			cmd := exec.Command(bin, cmdArgs...)

@@ -393,37 +393,28 @@ func serveBackend(t *testing.T, cluster *localcluster.Cluster, be *backends) {
 	l, err := cluster.ListenClusterNetwork(0)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				// A gateway can connect before the kubelet has written its
-				// pod IP into the pod's status.
-				pod := podByIP(cluster, ip)
-				for deadline := time.Now().Add(30 * time.Second); pod == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-					pod = podByIP(cluster, ip)
-				}
-				if pod == "" {
-					pod = "unknown " + ip
-				}
-				var d net.Dialer
-				up, err := d.DialContext(ctx, "tcp", be.endpoint(pod))
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				done := make(chan struct{}, 2)
-				go func() { io.Copy(up, c); done <- struct{}{} }() //nolint:errcheck
-				go func() { io.Copy(c, up); done <- struct{}{} }() //nolint:errcheck
-				<-done
-			}()
+	acceptEach(l, func(c net.Conn) {
+		ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		// A gateway can connect before the kubelet has written its
+		// pod IP into the pod's status.
+		pod := podByIP(cluster, ip)
+		for deadline := time.Now().Add(30 * time.Second); pod == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			pod = podByIP(cluster, ip)
 		}
-	}()
+		if pod == "" {
+			pod = "unknown " + ip
+		}
+		var d net.Dialer
+		up, err := d.DialContext(ctx, "tcp", be.endpoint(pod))
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		done := make(chan struct{}, 2)
+		go func() { io.Copy(up, c); done <- struct{}{} }() //nolint:errcheck
+		go func() { io.Copy(c, up); done <- struct{}{} }() //nolint:errcheck
+		<-done
+	})
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	p, _ := strconv.Atoi(port)
 	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "observability"}}, metav1.CreateOptions{})

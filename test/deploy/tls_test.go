@@ -24,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubestitch/kubestitch/localcluster"
 )
@@ -63,21 +62,41 @@ func installSecrets(t *testing.T) []*unstructured.Unstructured {
 // directory: a client the gateway takes.
 func agentCredentials(t *testing.T, dir string) grpc.DialOption {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
-	require.NoError(t, err)
-	ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	data := map[string][]byte{}
+	for _, k := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		b, err := os.ReadFile(filepath.Join(dir, k))
+		require.NoError(t, err)
+		data[k] = b
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(t, data)))
+}
+
+// gatewayTLSName is the name the gateways' certificate carries
+// (deploy/tls.sh), which every client checks.
+const gatewayTLSName = "kubestitch-gateway.kubestitch.svc"
+
+// tlsMaterial is a deploy/tls.sh Secret's certificate and its CA.
+func tlsMaterial(t *testing.T, data map[string][]byte) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	pair, err := tls.X509KeyPair(data["tls.crt"], data["tls.key"])
 	require.NoError(t, err)
 	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(ca))
-	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		ServerName: "kubestitch-gateway.kubestitch.svc", RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
-	}))
+	require.True(t, pool.AppendCertsFromPEM(data["ca.crt"]))
+	return pair, pool
+}
+
+// clientTLS is a client of the gateways with a deploy/tls.sh Secret's
+// certificate, as the shipped exporters are.
+func clientTLS(t *testing.T, data map[string][]byte) *tls.Config {
+	t.Helper()
+	pair, pool := tlsMaterial(t, data)
+	return &tls.Config{ServerName: gatewayTLSName, RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 }
 
 // tlsEnv is the environment of collectors run as processes with the
 // install's certificates: the gateway's name, as the pods have it.
 func tlsEnv(dir string) []string {
-	return []string{"KUBESTITCH_TLS_DIR=" + dir, "KUBESTITCH_GATEWAY_TLS_NAME=kubestitch-gateway.kubestitch.svc"}
+	return []string{"KUBESTITCH_TLS_DIR=" + dir, "KUBESTITCH_GATEWAY_TLS_NAME=" + gatewayTLSName}
 }
 
 func tlsSecretsByName(t *testing.T, objs []*unstructured.Unstructured) map[string]corev1.Secret {
@@ -105,34 +124,16 @@ func TestTLSScript(t *testing.T) {
 	assert.Equal(t, "kubestitch-node", agent.Namespace)
 	assert.Equal(t, gw.Data["ca.crt"], agent.Data["ca.crt"], "one CA")
 
-	pair := func(s corev1.Secret) tls.Certificate {
-		c, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
-		require.NoError(t, err, s.Name)
-		return c
-	}
-	pool := func(s corev1.Secret) *x509.CertPool {
-		p := x509.NewCertPool()
-		require.True(t, p.AppendCertsFromPEM(s.Data["ca.crt"]))
-		return p
-	}
+	gwPair, gwPool := tlsMaterial(t, gw.Data)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{pair(gw)}, ClientCAs: pool(gw), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{gwPair}, ClientCAs: gwPool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.(*tls.Conn).Handshake()
-				_, _ = c.Write([]byte("ok"))
-			}()
-		}
-	}()
+	acceptEach(l, func(c net.Conn) {
+		_ = c.(*tls.Conn).Handshake()
+		_, _ = c.Write([]byte("ok"))
+	})
 	// dial handshakes and reads the server's first bytes: with TLS 1.3 a
 	// refused client certificate shows on the first read.
 	dial := func(cfg *tls.Config) error {
@@ -145,29 +146,19 @@ func TestTLSScript(t *testing.T) {
 		_, err = c.Read(buf)
 		return err
 	}
-	const name = "kubestitch-gateway.kubestitch.svc"
-	assert.NoError(t, dial(&tls.Config{ServerName: name, RootCAs: pool(agent), Certificates: []tls.Certificate{pair(agent)}}), "an agent gets in")
-	assert.NoError(t, dial(&tls.Config{ServerName: name, RootCAs: pool(gw), Certificates: []tls.Certificate{pair(gw)}}), "a gateway gets in (sharded routing)")
-	assert.Error(t, dial(&tls.Config{ServerName: name, RootCAs: pool(agent)}), "no client certificate: refused")
-	other := tlsSecretsByName(t, tlsSecrets(t))["kubestitch-agent-tls"]
-	assert.Error(t, dial(&tls.Config{ServerName: name, RootCAs: pool(agent), Certificates: []tls.Certificate{pair(other)}}), "another CA's client: refused")
-	assert.Error(t, dial(&tls.Config{ServerName: "evil.example", RootCAs: pool(agent), Certificates: []tls.Certificate{pair(agent)}}), "the gateway's certificate names its Service only")
-	leaf, err := x509.ParseCertificate(pair(agent).Certificate[0])
+	agentPair, agentPool := tlsMaterial(t, agent.Data)
+	assert.NoError(t, dial(clientTLS(t, agent.Data)), "an agent gets in")
+	assert.NoError(t, dial(clientTLS(t, gw.Data)), "a gateway gets in (sharded routing)")
+	assert.Error(t, dial(&tls.Config{ServerName: gatewayTLSName, RootCAs: agentPool}), "no client certificate: refused")
+	other := clientTLS(t, tlsSecretsByName(t, tlsSecrets(t))["kubestitch-agent-tls"].Data)
+	other.RootCAs = agentPool
+	assert.Error(t, dial(other), "another CA's client: refused")
+	wrongName := clientTLS(t, agent.Data)
+	wrongName.ServerName = "evil.example"
+	assert.Error(t, dial(wrongName), "the gateway's certificate names its Service only")
+	leaf, err := x509.ParseCertificate(agentPair.Certificate[0])
 	require.NoError(t, err)
 	assert.Equal(t, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, leaf.ExtKeyUsage, "the agents' certificate cannot serve")
-}
-
-// podConfig is a collector pod's configuration as it runs: its --config
-// files merged in order.
-func podConfig(t *testing.T, objs []*unstructured.Unstructured, obj *unstructured.Unstructured) *confmap.Conf {
-	t.Helper()
-	conf := confmap.New()
-	for _, f := range podConfigs(t, objs, obj) {
-		var m map[string]any
-		require.NoError(t, yaml.Unmarshal([]byte(f.body), &m), f.name)
-		require.NoError(t, conf.Merge(confmap.NewFromStringMap(m)))
-	}
-	return conf
 }
 
 // TestShippedOTLPIsMutualTLS (trust finding 7): in every overlay the
@@ -187,22 +178,13 @@ func TestShippedOTLPIsMutualTLS(t *testing.T) {
 					continue
 				}
 				pods++
-				conf := podConfig(t, objs, obj)
+				conf := confmap.NewFromStringMap(mergedConfig(t, objs, obj))
 				role := obj.GetName()
-				var spec corev1.PodSpec
-				raw, _, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
-				require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec))
+				spec := podSpec(t, obj)
 				secret := map[string]string{"kubestitch-gateway": "kubestitch-gateway-tls", "kubestitch-agent": "kubestitch-agent-tls"}[role]
 				require.NotEmpty(t, secret, role)
-				mounted := false
-				for _, v := range spec.Volumes {
-					if v.Secret != nil && v.Secret.SecretName == secret {
-						for _, m := range spec.Containers[0].VolumeMounts {
-							mounted = mounted || m.Name == v.Name && m.MountPath == "/etc/kubestitch/tls" && m.ReadOnly
-						}
-					}
-				}
-				assert.True(t, mounted, "%s mounts %s at /etc/kubestitch/tls, read-only", role, secret)
+				m, ok := secretMount(spec, secret)
+				assert.True(t, ok && m.MountPath == "/etc/kubestitch/tls" && m.ReadOnly, "%s mounts %s at /etc/kubestitch/tls, read-only", role, secret)
 
 				if role == "kubestitch-gateway" {
 					protocols, err := conf.Sub("receivers::otlp::protocols")
@@ -226,7 +208,7 @@ func TestShippedOTLPIsMutualTLS(t *testing.T) {
 					assert.Equal(t, dir+"/tls.crt", conf.Get(path+"::cert_file"), "%s/%s: %s presents its certificate", o, role, exp)
 					assert.Equal(t, dir+"/tls.key", conf.Get(path+"::key_file"))
 					assert.Equal(t, "${env:KUBESTITCH_GATEWAY_TLS_NAME:-}", conf.Get(path+"::server_name_override"))
-					assert.Equal(t, "kubestitch-gateway.kubestitch.svc", envOf(spec.Containers[0], "KUBESTITCH_GATEWAY_TLS_NAME"), "%s/%s: the name the gateways' certificate carries", o, role)
+					assert.Equal(t, gatewayTLSName, envOf(spec.Containers[0], "KUBESTITCH_GATEWAY_TLS_NAME"), "%s/%s: the name the gateways' certificate carries", o, role)
 				}
 			}
 			assert.Equal(t, 2, pods, "an agent and a gateway")
@@ -284,12 +266,7 @@ func gatewayRefusesStrangers(t *testing.T, cluster *localcluster.Cluster, instal
 	// The control: the same dial with the agents' certificate gets in.
 	secret, err := cluster.Client.CoreV1().Secrets("kubestitch-node").Get(ctx, "kubestitch-agent-tls", metav1.GetOptions{})
 	require.NoError(t, err)
-	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(secret.Data["ca.crt"]))
-	assert.NoError(t, export(credentials.NewTLS(&tls.Config{ServerName: "kubestitch-gateway.kubestitch.svc", RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})),
-		"the same dial with the agents' certificate gets in")
+	assert.NoError(t, export(credentials.NewTLS(clientTLS(t, secret.Data))), "the same dial with the agents' certificate gets in")
 }
 
 // withPlaintextBackend sets the gateways' KUBESTITCH_BACKEND_INSECURE to
@@ -317,4 +294,21 @@ func withPlaintextBackend(t *testing.T, objs []*unstructured.Unstructured) []*un
 	}
 	require.Equal(t, 1, set, "the gateway's KUBESTITCH_BACKEND_INSECURE")
 	return objs
+}
+
+// acceptEach serves every connection l accepts with handle, on a goroutine
+// of its own, until l is closed; handle's connection is closed after it.
+func acceptEach(l net.Listener, handle func(net.Conn)) {
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
 }

@@ -56,17 +56,9 @@ func TestEveryCollectorSignsOrVerifies(t *testing.T) {
 			if obj.GetKind() != "DaemonSet" && obj.GetKind() != "Deployment" {
 				continue
 			}
-			var spec corev1.PodSpec
-			raw, _, _ := unstructured.NestedMap(obj.Object, "spec", "template", "spec")
-			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec))
-			keyDir := ""
-			for _, m := range spec.Containers[0].VolumeMounts {
-				for _, v := range spec.Volumes {
-					if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == "kubestitch-fragment-key" {
-						keyDir = m.MountPath
-					}
-				}
-			}
+			spec := podSpec(t, obj)
+			m, _ := secretMount(spec, "kubestitch-fragment-key")
+			keyDir := m.MountPath
 			require.NotEmpty(t, keyDir, "%s: %s mounts the fragment key", o, obj.GetName())
 			want := path.Join(keyDir, "key")
 			// The pod's configs, merged in the order of its args.

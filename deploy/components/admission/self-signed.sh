@@ -24,22 +24,14 @@ apiserver_path="${KUBESTITCH_APISERVER_CONFIG_PATH:-/etc/kubernetes/kubestitch}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$tmp/ca.key" -out "$tmp/ca.crt" -days "$days" \
-  -subj "/CN=kubestitch-webhook-ca" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$tmp/tls.key" -out "$tmp/tls.csr" -subj "/CN=$service.$namespace.svc" >/dev/null 2>&1
-printf 'subjectAltName=DNS:%s.%s.svc,DNS:%s.%s.svc.cluster.local\nextendedKeyUsage=serverAuth\n' \
-  "$service" "$namespace" "$service" "$namespace" >"$tmp/ext"
-openssl x509 -req -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial \
-  -out "$tmp/tls.crt" -days "$days" -extfile "$tmp/ext" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$tmp/client.key" -out "$tmp/client.csr" -subj "/CN=kube-apiserver-kubestitch-webhook-client" >/dev/null 2>&1
-printf 'extendedKeyUsage=clientAuth\n' >"$tmp/client.ext"
-openssl x509 -req -in "$tmp/client.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial \
-  -out "$tmp/client.crt" -days "$days" -extfile "$tmp/client.ext" >/dev/null 2>&1
-
-b64() { base64 <"$1" | tr -d '\n'; }
+# shellcheck source=../../certs.sh
+. "$here/../../certs.sh"
+ca kubestitch-webhook-ca
+# The serving certificate (its CN and tls.crt/tls.key in the Secret), and
+# kube-apiserver's client certificate.
+cert tls "$service.$namespace.svc" \
+  "subjectAltName=DNS:$service.$namespace.svc,DNS:$service.$namespace.svc.cluster.local\nextendedKeyUsage=serverAuth\n"
+cert client kube-apiserver-kubestitch-webhook-client "extendedKeyUsage=clientAuth\n"
 
 # kube-apiserver's side: the client certificate for the webhook's host
 # (its Service's DNS name; with the port too, which some versions match).
