@@ -51,6 +51,12 @@ const (
 	// first list): it closes that operation where a processor still holds
 	// it open, and is dropped everywhere else.
 	KeyResumed = "kubestitch.fragment.resumed"
+	// KeyReannounced is true on a trigger span a watcher sends again while
+	// its operation is open (k8swatch's reannounce_interval): a processor
+	// that knows the operation drops it; one that does not (the namespace's
+	// new owner after a gateway's death) opens the operation from it, with
+	// the same IDs, and the rest of the operation joins there.
+	KeyReannounced = "kubestitch.fragment.reannounced"
 )
 
 // Keys the processor writes when it rewrites an app span.

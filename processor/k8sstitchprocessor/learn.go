@@ -45,7 +45,8 @@ type fragInfo struct {
 	key   fragmentKey
 	valid bool
 	// unneeded: a resumed object span for an operation not held open
-	// here; it is dropped like a repeat.
+	// here, a reannounced trigger of an operation known here; it is
+	// dropped like a repeat.
 	unneeded bool
 }
 
@@ -98,7 +99,7 @@ func (p *stitchProcessor) learn(td ptrace.Traces) {
 					f := fragInfo{key: a.fk}
 					switch {
 					case !a.fk.valid():
-					case a.fk.resumed && !p.holdsOpen(a.fk):
+					case a.fk.resumed && !p.holdsOpen(a.fk), a.fk.reannounced && p.knowsOp(a.fk):
 						f.valid, f.unneeded = true, true
 					case p.repeat(s, a.fk), p.retired(a.fk.uid):
 						// Dropped before it teaches anything: a replayed
@@ -219,6 +220,24 @@ func (p *stitchProcessor) holdsOpen(fk fragmentKey) bool {
 	}
 	for _, r := range o.Ops {
 		if !r.Closed && (r.Trigger == fk.trigger || !r.Start.After(fk.triggerTime)) {
+			return true
+		}
+	}
+	return false
+}
+
+// knowsOp says whether a reannounced trigger's operation, or a later one
+// of its object, is known here: the trigger came before (the operation's
+// own gateway), and the repeat is dropped. Otherwise this gateway took
+// the namespace over from one that died, and the trigger opens the
+// operation here, with the IDs its first sending had.
+func (p *stitchProcessor) knowsOp(fk fragmentKey) bool {
+	o := p.graph.get(fk.uid)
+	if o == nil {
+		return false
+	}
+	for _, r := range o.Ops {
+		if r.Trigger == fk.trigger || r.Start.After(fk.triggerTime) {
 			return true
 		}
 	}

@@ -135,6 +135,9 @@ type fragmentKey struct {
 	// resumed: an object span sent for an operation that converged out of
 	// a watcher's sight (fragment.KeyResumed).
 	resumed bool
+	// reannounced: a trigger sent again while its operation is open
+	// (fragment.KeyReannounced).
+	reannounced bool
 }
 
 // valid says whether a fragment carries what a join needs.

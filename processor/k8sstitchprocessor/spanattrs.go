@@ -51,6 +51,8 @@ func (a *spanAttrs) scan(s ptrace.Span) {
 			a.fk.triggerTime = time.Unix(0, v.Int())
 		case fragment.KeyResumed:
 			a.fk.resumed = v.Bool()
+		case fragment.KeyReannounced:
+			a.fk.reannounced = v.Bool()
 		case "http.target":
 			a.target = v.Str()
 		case "http.request.method", "http.method":

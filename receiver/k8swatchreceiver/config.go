@@ -71,6 +71,12 @@ type Config struct {
 	// QuietPeriod closes an operation of a custom resource without status
 	// after this long without a change. Default: 30s.
 	QuietPeriod time.Duration `mapstructure:"quiet_period"`
+	// ReannounceInterval is how often the trigger of each open operation
+	// is sent again, with the same IDs, until the operation ends: a
+	// processor that lost the operation (a gateway that died, its
+	// namespaces moved to another) learns it again from the next one,
+	// and one that has it drops the repeat. 0 turns it off. Default: 2s.
+	ReannounceInterval time.Duration `mapstructure:"reannounce_interval"`
 	// AnnotationAllowList names the only annotations copied into spans.
 	// Default: [].
 	AnnotationAllowList []string `mapstructure:"annotation_allow_list"`
@@ -168,6 +174,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.QuietPeriod <= 0 {
 		return errors.New("quiet_period must be positive")
+	}
+	if cfg.ReannounceInterval < 0 {
+		return errors.New("reannounce_interval must be 0 (off) or positive")
 	}
 	if le := cfg.LeaderElection; le.Enabled {
 		if cfg.Mode != ModeCluster {

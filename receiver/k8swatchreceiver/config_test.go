@@ -48,6 +48,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no kinds", func(c *Config) { c.Kinds = nil }, "kinds must name at least one kind, or custom_resources one resource"},
 		{"custom resource", func(c *Config) { c.CustomResources = []CustomResource{{Group: "x.io"}} }, "custom_resources[0]: version and resource must be set"},
 		{"quiet", func(c *Config) { c.QuietPeriod = 0 }, "quiet_period must be positive"},
+		{"reannounce", func(c *Config) { c.ReannounceInterval = -time.Second }, "reannounce_interval must be 0 (off) or positive"},
 		{"election in node mode", func(c *Config) {
 			c.Mode, c.NodeName, c.LeaderElection.Enabled = ModeNode, "n", true
 		}, "leader_election is only for cluster mode"},

@@ -13,11 +13,15 @@ import (
 )
 
 const (
-	defaultQuietPeriod   = 30 * time.Second
-	defaultLeaseName     = "kubestitch-k8swatch"
-	defaultLeaseDuration = 15 * time.Second
-	defaultRenewDeadline = 10 * time.Second
-	defaultRetryPeriod   = 2 * time.Second
+	defaultQuietPeriod = 30 * time.Second
+	// defaultReannounceInterval is below k8s_stitch's default wait (3s):
+	// a child that reached a namespace's new owner before its operation's
+	// trigger still finds the operation before it stops waiting.
+	defaultReannounceInterval = 2 * time.Second
+	defaultLeaseName          = "kubestitch-k8swatch"
+	defaultLeaseDuration      = 15 * time.Second
+	defaultRenewDeadline      = 10 * time.Second
+	defaultRetryPeriod        = 2 * time.Second
 )
 
 // NewFactory returns the factory of the k8s_watch receiver (formerly k8swatch).
@@ -34,10 +38,11 @@ func NewFactory() receiver.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		AuthType:    AuthTypeServiceAccount,
-		Mode:        ModeCluster,
-		Kinds:       append([]string(nil), builtinKinds...),
-		QuietPeriod: defaultQuietPeriod,
+		AuthType:           AuthTypeServiceAccount,
+		Mode:               ModeCluster,
+		Kinds:              append([]string(nil), builtinKinds...),
+		QuietPeriod:        defaultQuietPeriod,
+		ReannounceInterval: defaultReannounceInterval,
 		// Messages show why a step failed, but an exec probe's output (an
 		// Unhealthy Event) can hold a token: as shipped, only the
 		// messages of reasons Kubernetes writes itself from what it

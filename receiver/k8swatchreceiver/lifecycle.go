@@ -128,15 +128,21 @@ func (t *tracker) resume(st *objectState, at time.Time) []fragmentSpan {
 
 // quiet closes operations of objects without a status rule that saw no
 // change for period: the generic rule of the design for custom resources.
-func (t *tracker) quiet(now time.Time, period time.Duration) []fragmentSpan {
+// It also sends the trigger of every open operation again every
+// reannounce (0: never; see reannounceOpen).
+func (t *tracker) quiet(now time.Time, period, reannounce time.Duration) []fragmentSpan {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.pruneEarly(now)
 	var out []fragmentSpan
-	// One pass over every object a second: the quiet rule, and the SLI
-	// spans whose Scheduled Event is overdue (sli.go).
+	// One pass over every object a second: the quiet rule, the SLI
+	// spans whose Scheduled Event is overdue (sli.go), the reannounced
+	// triggers.
 	for uid, st := range t.states {
 		out = append(out, t.sliOverdue(st, now)...)
+		if f, ok := reannounceOpen(st, now, reannounce); ok {
+			out = append(out, f)
+		}
 		if !st.Quiet || st.Done || st.Trigger == fragment.TriggerDelete || now.Sub(st.LastChange) < period {
 			continue
 		}
@@ -144,6 +150,31 @@ func (t *tracker) quiet(now time.Time, period time.Duration) []fragmentSpan {
 		t.markChanged(uid)
 	}
 	return out
+}
+
+// reannounceOpen is the trigger span of st's open operation, sent again
+// (the same IDs, marked fragment.KeyReannounced) once every interval
+// while the operation is open. The operation's spans go to the gateway
+// that owns its namespace; when that gateway dies, its namespaces move to
+// others that never saw the trigger, and without it the rest of the
+// operation there would open traces of its own. An operation open past
+// resumeWindow (a pod that never starts) is no longer sent: the
+// processor has timed it out by then.
+func reannounceOpen(st *objectState, now time.Time, interval time.Duration) (fragmentSpan, bool) {
+	if interval <= 0 || st.Trigger == "" || st.Done || now.Sub(st.TriggerTime) > resumeWindow {
+		return fragmentSpan{}, false
+	}
+	if st.announced.IsZero() { // sent moments ago, when it started
+		st.announced = now
+		return fragmentSpan{}, false
+	}
+	if now.Sub(st.announced) < interval {
+		return fragmentSpan{}, false
+	}
+	st.announced = now
+	f := triggerSpan(st, st.TriggerTime, true)
+	f.part = reannounced{}
+	return f, true
 }
 
 // gone is called for a DELETED watch event: the deletion operation ends.
@@ -193,6 +224,7 @@ func (t *tracker) end(st *objectState, at time.Time) []fragmentSpan {
 func (t *tracker) startTrigger(st *objectState, trigger string, at time.Time, history bool) {
 	v := &st.view
 	st.Trigger, st.Done, st.Emitted, st.pending, st.eventSteps = trigger, false, nil, nil, 0
+	st.announced = time.Time{}
 	st.TriggerTime, st.TimeSource = at, fragment.TimeSourceWatch
 	own := ownTriggerTime(v, trigger)
 	switch {

@@ -28,7 +28,10 @@ type objectState struct {
 
 	pending []spanEvent
 	view    objectView
-	sli     *podSLI
+	// announced is when the open operation's trigger was last sent
+	// again (reannounce); zero until a tick first sees it open.
+	announced time.Time
+	sli       *podSLI
 	// eventSteps counts the steps Events made for the open operation
 	// (blocked steps, image pulls), at most maxEventSteps: anyone who may
 	// write Events in the object's namespace could otherwise grow

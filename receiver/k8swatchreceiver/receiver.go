@@ -283,7 +283,7 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			r.emit(r.retry.take())
-			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod))
+			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod, r.cfg.ReannounceInterval))
 			if n := r.tracker.takeDroppedEvents(); n > 0 {
 				r.tel.K8swatchEventsDropped.Add(ctx, n)
 			}

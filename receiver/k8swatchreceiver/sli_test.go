@@ -120,13 +120,13 @@ func TestSLIWithoutScheduledEventTakesTheCondition(t *testing.T) {
 	tr.observe(viewPod(p, nil), t0, false)
 	tr.observe(viewPod(running(scheduled(p, t0.Add(time.Second)), t0.Add(2*time.Second)), nil), t0.Add(2200*time.Millisecond), false)
 
-	assert.Empty(t, sliDurations(tr.quiet(t0.Add(4*time.Second), time.Hour)), "waits for the Event a while")
-	out := tr.quiet(t0.Add(8*time.Second), time.Hour)
+	assert.Empty(t, sliDurations(tr.quiet(t0.Add(4*time.Second), time.Hour, 0)), "waits for the Event a while")
+	out := tr.quiet(t0.Add(8*time.Second), time.Hour, 0)
 	d := sliDurations(out)
 	require.Len(t, d, 5)
 	assert.Equal(t, time.Second, d[fragment.SLICreateToSchedule], "PodScheduled's lastTransitionTime")
 	assert.Equal(t, "condition", sliOf(out[0].part).scheduleSource)
-	assert.Empty(t, tr.quiet(t0.Add(20*time.Second), time.Hour), "sent once")
+	assert.Empty(t, tr.quiet(t0.Add(20*time.Second), time.Hour, 0), "sent once")
 }
 
 func TestSLIOnlyForPodStartsTheWatchSaw(t *testing.T) {
@@ -135,7 +135,7 @@ func TestSLIOnlyForPodStartsTheWatchSaw(t *testing.T) {
 		p := running(scheduled(testPod("pod-1"), t0), t0.Add(time.Second))
 		tr.observe(viewPod(p, nil), t0.Add(time.Minute), true)
 		assert.Empty(t, sliDurations(tr.event(scheduledEvent("pod-1", t0))))
-		assert.Empty(t, sliDurations(tr.quiet(t0.Add(time.Hour), time.Hour)))
+		assert.Empty(t, sliDurations(tr.quiet(t0.Add(time.Hour), time.Hour, 0)))
 	})
 	t.Run("first seen running, then updated", func(t *testing.T) {
 		// A watcher that starts after the pod ran: its next update is no
@@ -148,7 +148,7 @@ func TestSLIOnlyForPodStartsTheWatchSaw(t *testing.T) {
 		p = p.DeepCopy()
 		p.ResourceVersion = "9"
 		assert.Empty(t, sliDurations(tr.observe(viewPod(p, nil), t0.Add(2*time.Minute), false)))
-		assert.Empty(t, sliDurations(tr.quiet(t0.Add(time.Hour), time.Hour)))
+		assert.Empty(t, sliDurations(tr.quiet(t0.Add(time.Hour), time.Hour, 0)))
 	})
 	t.Run("pending at the initial list, running later", func(t *testing.T) {
 		tr := newTracker()
@@ -184,7 +184,7 @@ func TestSLIScheduledEventBeforeThePod(t *testing.T) {
 		}
 	}
 
-	tr.quiet(t0.Add(time.Minute), time.Hour)
+	tr.quiet(t0.Add(time.Minute), time.Hour, 0)
 	assert.Empty(t, tr.earlyScheduled, "another node's pod's Event leaves after its TTL")
 	for i := range maxEarlyScheduled + 10 {
 		tr.event(scheduledEvent("p"+strconv.Itoa(i), t0.Add(time.Minute)))
@@ -220,7 +220,7 @@ func TestSLIPhasesAreTheWatchersOwnMoments(t *testing.T) {
 		out = append(out, tr.observe(viewPod(running(scheduled(p, t0), at.started.Truncate(time.Second)), nil), at.started.Add(5*time.Millisecond), false)...)
 	}
 	// Whatever waits for a Scheduled Event goes by now.
-	out = append(out, tr.quiet(t0.Add(10*time.Second), time.Hour)...)
+	out = append(out, tr.quiet(t0.Add(10*time.Second), time.Hour, 0)...)
 	got := map[string]map[string]fragmentSpan{}
 	for _, f := range out {
 		if f.level != fragment.LevelSLI {
@@ -303,7 +303,7 @@ func TestSLIDeliveriesThatLagAreNotMoments(t *testing.T) {
 		tr.event(eventView{uid: "s", objectUID: "pod-1", reason: "Scheduled", at: t0, timeSource: fragment.TimeSourceObject})
 		out := tr.observe(viewPod(running(scheduled(p, t0), t0), nil), t0.Add(900*time.Millisecond), false)
 		assert.Empty(t, sliDurations(out), "no precise schedule yet: waits")
-		out = tr.quiet(t0.Add(10*time.Second), time.Hour)
+		out = tr.quiet(t0.Add(10*time.Second), time.Hour, 0)
 		require.Len(t, sliDurations(out), 5)
 		assert.Equal(t, "condition", sliOf(out[0].part).scheduleSource)
 		assert.True(t, sliOf(out[0].part).secondPrecision)

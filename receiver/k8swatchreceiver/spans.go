@@ -97,6 +97,12 @@ func triggerSpan(st *objectState, at time.Time, history bool) fragmentSpan {
 	return fragmentSpan{spanHead: h, part: noPart{}}
 }
 
+// reannounced marks a trigger span sent again while its operation is open
+// (reannounceOpen).
+type reannounced struct{ noPart }
+
+func (reannounced) putDetail(a pcommon.Map) { a.PutBool(fragment.KeyReannounced, true) }
+
 // objectPart is what an object span adds: how its operation ended, the
 // Events about it, and the first cause that blocked it.
 type objectPart struct {

@@ -181,16 +181,21 @@ func TestInstallOnContainerd(t *testing.T) {
 		}
 		return ptr.Deref(l.Spec.HolderIdentity, "")
 	}
-	// afterDeath logs what the rollout in flight kept, then checks that
-	// the next rollout of ns, and one in every other namespace, is whole
-	// at one gateway other than not.
-	afterDeath := func(ns, inFlight, not string) {
+	// afterDeath checks that the rollout in flight is whole at the
+	// backend (#33: the reannounced triggers carry it over to the
+	// namespace's new owner), then that the next rollout of ns, and one
+	// in every other namespace, is whole at one gateway other than not.
+	var reports []deathReport
+	afterDeath := func(death, ns, inFlight, not string, recovered time.Duration) {
 		waitConverged(t, cluster, ns)
-		time.Sleep(15 * time.Second) // k8s_stitch's wait, the agents' retries
-		expect := tracecheck.Expect{Root: fragment.PhaseDeploymentRollout, Services: []string{"apiserver", "kube-scheduler", "kube-controller-manager"}, ClockTolerance: time.Second}
-		for gw, tr := range be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", inFlight) {
-			t.Logf("%s %s in flight at %s: %d pod.ready of 3, checker: %v", ns, inFlight, gw, tracecheck.Count(tr, fragment.PhasePodReady), tracecheck.Check(tr, expect))
-		}
+		var r deathReport
+		assert.Eventually(t, func() bool {
+			r = inFlightReport(be, death, ns, inFlight, 3, recovered)
+			return r.whole
+		}, 30*time.Second, time.Second)
+		t.Logf("the rollout in flight: %s", r)
+		assert.True(t, r.whole, "the rollout in flight: %s", r)
+		reports = append(reports, r)
 		owner[ns] = wholeAtOneGateway(t, be, ns, roll(ns), 3, not)
 		for _, n := range namespaces {
 			if n != ns {
@@ -225,7 +230,7 @@ func TestInstallOnContainerd(t *testing.T) {
 	}, 2*time.Minute, 200*time.Millisecond, "the kubelet restarts the gateway's container and it is ready again")
 	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
 	t.Logf("container restart: %v from the SIGKILL until the gateway was ready and in every ring", time.Since(killed))
-	afterDeath(ns, inFlight, "")
+	afterDeath("owner's collector SIGKILLed", ns, inFlight, "", time.Since(killed))
 
 	// 2. A gateway lost with its pod.
 	ns = nonHolderNS()
@@ -246,24 +251,41 @@ func TestInstallOnContainerd(t *testing.T) {
 	}, 2*time.Minute, 200*time.Millisecond, "the Deployment replaces the lost gateway")
 	waitRing(t, cluster, metrics, "every load-balancing exporter has the replacement in its ring")
 	t.Logf("lost gateway: %v from the deletion until its replacement was ready and in every ring", time.Since(killed))
-	afterDeath(ns, inFlight, lost)
+	afterDeath("owner lost with its pod", ns, inFlight, lost, time.Since(killed))
 
-	// 3. The k8swatch Lease holder lost with its pod.
-	lost = holder()
-	ns = namespaces[0]
-	for _, n := range namespaces {
-		if owner[n] == lost {
-			ns = n
+	// 3. The k8swatch Lease holder lost with its pod, while a rollout is
+	// in flight in a namespace it owns (the combined case) if it owns
+	// one, then the next holder, while one is in flight in a namespace it
+	// does not own.
+	holderDies := func(combined bool) {
+		lost := holder()
+		ns, death := "", "Lease holder lost with its pod, a rollout in flight elsewhere"
+		for _, n := range namespaces {
+			if (owner[n] == lost) == combined {
+				ns = n
+			}
 		}
+		if ns == "" {
+			t.Logf("no namespace for the case combined=%v (owners %v, holder %s): skipped", combined, owner, lost)
+			return
+		}
+		if combined {
+			death = "Lease holder, owner of the namespace, lost with its pod"
+		}
+		inFlight := roll(ns)
+		time.Sleep(500 * time.Millisecond)
+		killed := time.Now()
+		require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, lost, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+		require.Eventually(t, func() bool { h := holder(); return h != "" && h != lost }, 2*time.Minute, 200*time.Millisecond, "another gateway takes the k8swatch Lease")
+		t.Logf("Lease holder %s deleted: %s took the Lease %v later", lost, holder(), time.Since(killed))
+		waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
+		afterDeath(death, ns, inFlight, lost, time.Since(killed))
 	}
-	inFlight = roll(ns)
-	time.Sleep(500 * time.Millisecond)
-	killed = time.Now()
-	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, lost, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
-	require.Eventually(t, func() bool { h := holder(); return h != "" && h != lost }, 2*time.Minute, 200*time.Millisecond, "another gateway takes the k8swatch Lease")
-	t.Logf("Lease holder %s deleted: %s took the Lease %v later", lost, holder(), time.Since(killed))
-	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
-	afterDeath(ns, inFlight, lost)
+	holderDies(true)
+	holderDies(false)
+	for _, r := range reports {
+		t.Logf("failover: %s", r)
+	}
 	logNodeMemory(t, cluster)
 
 	// 4. An agent that cannot watch says so.

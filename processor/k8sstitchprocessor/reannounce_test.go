@@ -1,0 +1,107 @@
+package k8sstitchprocessor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kubestitch/kubestitch/internal/fragment"
+)
+
+// reannounce marks the trigger spans of td as k8s_watch sends them again
+// while their operations are open.
+func reannounce(td ptrace.Traces) ptrace.Traces {
+	forEachSpan(td, func(_ pcommon.Map, s ptrace.Span) {
+		if s.Name() == fragment.PhaseTrigger {
+			s.Attributes().PutBool(fragment.KeyReannounced, true)
+		}
+	})
+	return td
+}
+
+// rolloutStart is what the gateway owning the namespace got of a rollout
+// before it died: the Deployment's and ReplicaSet's triggers and the first
+// pod's.
+func rolloutStart(t0 time.Time) ptrace.Traces {
+	m := newSpanMaker()
+	fragmentSpan(m, "user", "Deployment", "dep-1", "web", "", fragment.PhaseTrigger, fragment.LevelTrigger, t0, t0, 0)
+	fragmentSpan(m, "kube-controller-manager", "ReplicaSet", "rs-1", "web-1", "dep-1", fragment.PhaseTrigger, fragment.LevelTrigger, t0.Add(time.Millisecond), t0.Add(time.Millisecond), 0)
+	fragmentSpan(m, "kube-controller-manager", "Pod", "pod-1", "web-1-a", "rs-1", fragment.PhaseTrigger, fragment.LevelTrigger, t0.Add(2*time.Millisecond), t0.Add(2*time.Millisecond), time.Millisecond)
+	return m.td
+}
+
+// secondPod is the start of the rollout's second pod, 5 s in.
+func secondPod(t0 time.Time) ptrace.Traces {
+	m := newSpanMaker()
+	at := t0.Add(5 * time.Second)
+	fragmentSpan(m, "kube-controller-manager", "Pod", "pod-2", "web-1-b", "rs-1", fragment.PhaseTrigger, fragment.LevelTrigger, at, at, time.Millisecond)
+	fragmentSpan(m, "kubelet", "Pod", "pod-2", "web-1-b", "rs-1", fragment.PhasePodStartup, fragment.LevelObject, at, at, time.Second)
+	return m.td
+}
+
+// rolloutEnd is the ReplicaSet's and the Deployment's object spans, when
+// the rollout converges 20 s in.
+func rolloutEnd(t0 time.Time) ptrace.Traces {
+	m := newSpanMaker()
+	fragmentSpan(m, "kube-controller-manager", "ReplicaSet", "rs-1", "web-1", "dep-1", fragment.PhaseReplicaSetScale, fragment.LevelObject, t0, t0, 20*time.Second)
+	fragmentSpan(m, "kube-controller-manager", "Deployment", "dep-1", "web", "", fragment.PhaseDeploymentRollout, fragment.LevelObject, t0, t0, 20*time.Second)
+	return m.td
+}
+
+// rolloutRest feeds what comes after the start, as it comes: the second
+// pod, which waits out its wait for its owner's operation, then the end.
+func rolloutRest(t *testing.T, h *stitchHarness, t0 time.Time) {
+	h.feed(t, secondPod(t0))
+	h.clock = h.clock.Add(h.p.cfg.Wait + time.Second)
+	h.flush()
+	h.feed(t, rolloutEnd(t0))
+	h.drain()
+}
+
+// A gateway that takes a namespace over from one that died mid-rollout
+// learns the open rollout from the reannounced triggers, and the rest of
+// the rollout joins it there, in the trace the dead gateway had started:
+// the backend gets one trace.
+func TestNewOwnerContinuesTheOperationFromReannouncedTriggers(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	rollout := fragment.TraceID("dep-1", "gen:1")
+
+	newOwner := newHarness(t, nil)
+	newOwner.feed(t, reannounce(rolloutStart(t0)))
+	rolloutRest(t, newOwner, t0)
+
+	traces := map[string]pcommon.TraceID{}
+	forEachSpan(newOwner.output(), func(_ pcommon.Map, s ptrace.Span) {
+		uid, _ := s.Attributes().Get(fragment.KeyUID)
+		traces[uid.Str()+" "+s.Name()] = s.TraceID()
+	})
+	for _, span := range []string{"pod-2 " + fragment.PhaseTrigger, "pod-2 " + fragment.PhasePodStartup, "rs-1 " + fragment.PhaseReplicaSetScale, "dep-1 " + fragment.PhaseDeploymentRollout} {
+		require.Contains(t, traces, span)
+		assert.Equal(t, rollout, traces[span], "%s in the rollout's trace", span)
+	}
+	assert.Equal(t, rollout, traces["dep-1 "+fragment.PhaseTrigger], "the reannounced trigger goes on, in its trace: the dead gateway may not have sent it")
+}
+
+// The gateway that has the operation drops the reannounced trigger, even
+// once its span ID has left the object's last 32: the backend gets the
+// trigger once.
+func TestOwnerDropsReannouncedTriggersOfItsOperations(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	owner := newHarness(t, nil)
+	owner.feed(t, rolloutStart(t0))
+	owner.p.graph.get("dep-1").Seen = nil // as if 32 later fragments of it had gone by
+	owner.feed(t, reannounce(rolloutStart(t0)))
+	rolloutRest(t, owner, t0)
+
+	n := 0
+	forEachSpan(owner.output(), func(_ pcommon.Map, s ptrace.Span) {
+		if s.SpanID() == fragment.TriggerSpanID("dep-1", "gen:1") {
+			n++
+		}
+	})
+	assert.Equal(t, 1, n, "the Deployment's trigger once")
+}
