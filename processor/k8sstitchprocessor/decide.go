@@ -76,6 +76,15 @@ func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
 		return fateDrop
 	}
 	o := p.objectOf(&f.key) // learnt again if shed since the first pass
+	if f.key.reannounced {
+		// Learnt, placed if its owner's operation is known (else the next
+		// reannouncement tries again), never sent: the gateway that had
+		// the operation sent the span itself, and a second copy at the
+		// backend would be a duplicate. Not marked seen: if the genuine
+		// span comes here, it goes on.
+		p.placeFragment(s, o, f.key, false)
+		return fateDrop
+	}
 	if !o.markSeen(s.SpanID()) {
 		return fateDrop
 	}

@@ -140,9 +140,7 @@ func (t *tracker) quiet(now time.Time, period, reannounce time.Duration) []fragm
 	// triggers.
 	for uid, st := range t.states {
 		out = append(out, t.sliOverdue(st, now)...)
-		if f, ok := reannounceOpen(st, now, reannounce); ok {
-			out = append(out, f)
-		}
+		out = append(out, reannounceOpen(st, now, reannounce)...)
 		if !st.Quiet || st.Done || st.Trigger == fragment.TriggerDelete || now.Sub(st.LastChange) < period {
 			continue
 		}
@@ -152,30 +150,48 @@ func (t *tracker) quiet(now time.Time, period, reannounce time.Duration) []fragm
 	return out
 }
 
-// reannounceOpen is the trigger span of st's open operation, sent again
-// (the same IDs, marked fragment.KeyReannounced) once every interval
-// while the operation is open. The operation's spans go to the gateway
-// that owns its namespace; when that gateway dies, its namespaces move to
-// others that never saw the trigger, and without it the rest of the
-// operation there would open traces of its own. An operation open past
-// resumeWindow (a pod that never starts) is no longer sent: the
-// processor has timed it out by then.
-func reannounceOpen(st *objectState, now time.Time, interval time.Duration) (fragmentSpan, bool) {
-	if interval <= 0 || st.Trigger == "" || st.Done || now.Sub(st.TriggerTime) > resumeWindow {
-		return fragmentSpan{}, false
+// reannounceOpen is what a processor needs to place the rest of st's
+// operation, sent again once every interval: the trigger span while the
+// operation is open, and for reannounceAfterEnd after it ended the trigger
+// and the object span (the same IDs, marked fragment.KeyReannounced).
+// The operation's spans go to the gateway that owns its namespace; when
+// that gateway dies, its namespaces move to others that never saw the
+// operation, and without it the rest (the next pods, a pod's deletion
+// that outlasts its ReplicaSet's scale-down, the rollout's end) would
+// open traces of their own there. A processor only learns from these; it
+// never sends them on. An operation open for more than resumeWindow (a
+// pod that never starts) is no longer sent: the processor has timed it
+// out by then.
+func reannounceOpen(st *objectState, now time.Time, interval time.Duration) []fragmentSpan {
+	if interval <= 0 || st.Trigger == "" || now.Sub(st.TriggerTime) > resumeWindow {
+		return nil
+	}
+	if st.Done && (st.ended.IsZero() || now.Sub(st.ended) > reannounceAfterEnd) {
+		return nil
 	}
 	if st.announced.IsZero() { // sent moments ago, when it started
 		st.announced = now
-		return fragmentSpan{}, false
+		return nil
 	}
 	if now.Sub(st.announced) < interval {
-		return fragmentSpan{}, false
+		return nil
 	}
 	st.announced = now
-	f := triggerSpan(st, st.TriggerTime, true)
-	f.part = reannounced{}
-	return f, true
+	trigger := triggerSpan(st, st.TriggerTime, true)
+	trigger.part = reannounced{}
+	if !st.Done {
+		return []fragmentSpan{trigger}
+	}
+	h := head(st, fragment.LevelObject, fragment.ObjectPhase(st.view.kind, st.Trigger), objectService(&st.view, st.Trigger), st.TriggerTime, st.ended, st.TimeSource)
+	h.spanID = fragment.ObjectSpanID(st.view.uid, st.view.kind, st.Trigger)
+	return []fragmentSpan{trigger, {spanHead: h, part: reannounced{}}}
 }
+
+// reannounceAfterEnd is how long an ended operation is still reannounced:
+// its children may outlast it (a pod's deletion, 30 s by default, after
+// its ReplicaSet's scale-down ended), and a gateway that takes their
+// namespace over needs it to place them.
+const reannounceAfterEnd = 30 * time.Second
 
 // gone is called for a DELETED watch event: the deletion operation ends.
 func (t *tracker) gone(v objectView, at time.Time) []fragmentSpan {

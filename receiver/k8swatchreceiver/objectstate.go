@@ -28,9 +28,11 @@ type objectState struct {
 
 	pending []spanEvent
 	view    objectView
-	// announced is when the open operation's trigger was last sent
-	// again (reannounce); zero until a tick first sees it open.
+	// announced is when the operation was last sent again (reannounce);
+	// zero until a tick first sees it open, or ended.
 	announced time.Time
+	// ended is when the operation's object span ended it.
+	ended time.Time
 	sli       *podSLI
 	// eventSteps counts the steps Events made for the open operation
 	// (blocked steps, image pulls), at most maxEventSteps: anyone who may

@@ -12,8 +12,9 @@ import (
 )
 
 // An open operation's trigger goes again, with the IDs it first went with,
-// every reannounce interval until the operation ends: a gateway that took
-// over the namespace from a dead one learns the operation from it.
+// every reannounce interval until the operation ends, and with its object
+// span for a while after: a gateway that took over the namespace from a
+// dead one learns the operation from them.
 func TestOpenOperationsTriggerIsSentAgainUntilItEnds(t *testing.T) {
 	tr := newTracker()
 	open := tr.observe(viewDeployment(testDeployment(2, 3), nil), t0, false)
@@ -46,8 +47,16 @@ func TestOpenOperationsTriggerIsSentAgainUntilItEnds(t *testing.T) {
 	assert.Empty(t, tick(4*time.Second))
 	assert.Len(t, tick(5*time.Second), 1)
 
-	tr.observe(viewDeployment(convergedDeployment(testDeployment(2, 3)), nil), t0.Add(6*time.Second), false)
-	assert.Empty(t, tick(9*time.Second), "an operation that ended is not sent again")
+	done := tr.observe(viewDeployment(convergedDeployment(testDeployment(2, 3)), nil), t0.Add(6*time.Second), false)
+	require.Len(t, done, 1)
+	assert.Empty(t, tr.quiet(t0.Add(7*time.Second), time.Hour, 2*time.Second), "the object span went moments ago")
+	ended := tr.quiet(t0.Add(9*time.Second), time.Hour, 2*time.Second)
+	require.Equal(t, []string{fragment.PhaseTrigger, fragment.PhaseDeploymentRollout}, names(ended),
+		"after its end, the trigger and the object span: a gateway that takes the namespace over places the operation's late children")
+	assert.Equal(t, done[0].spanID, ended[1].spanID)
+	assert.Equal(t, done[0].end, ended[1].end)
+	tr.quiet(t0.Add(6*time.Second+reannounceAfterEnd), time.Hour, 2*time.Second)
+	assert.Empty(t, tr.quiet(t0.Add(9*time.Second+reannounceAfterEnd), time.Hour, 2*time.Second), "not after reannounceAfterEnd")
 }
 
 // A pod that never starts is not sent forever: past the processor's

@@ -119,7 +119,7 @@ type objectPart struct {
 // objectSpan ends st's open operation: the root of its trace.
 func objectSpan(st *objectState, end time.Time, src string, converged bool, reason string) fragmentSpan {
 	v := &st.view
-	st.Done = true
+	st.Done, st.ended, st.announced = true, end, time.Time{}
 	evs := st.pending
 	st.pending = nil
 	cause := st.Cause

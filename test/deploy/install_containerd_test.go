@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,6 +60,42 @@ func TestInstallOnContainerd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local control plane; `make test` runs it")
 	}
+	in := startContainerdInstall(t)
+	// Safe as shipped (trust finding 7): the rollouts came through the
+	// agents' mutual TLS, under the NetworkPolicy; a sender on the
+	// cluster network without the install's client certificate is refused.
+	gatewayRefusesStrangers(t, in.cluster, in.pods)
+
+	// Each death once, mid-rollout (failover_test.go); make failover-test
+	// runs them 10 times.
+	for _, r := range in.deaths(t, 1) {
+		t.Logf("failover: %s", r)
+	}
+	logNodeMemory(t, in.cluster)
+
+	// An agent that cannot watch says so.
+	agentWithoutRBACGoesUnready(t, in.cluster, in.metrics)
+}
+
+// containerdInstall is the sharded overlay installed on two real nodes,
+// with a 3-replica Deployment in each of 3 namespaces, each rollout whole
+// at the gateway that owns its namespace.
+type containerdInstall struct {
+	cluster    *localcluster.Cluster
+	be         *backends
+	metrics    func(*corev1.Pod) (promtext.Samples, error)
+	pods       []corev1.Pod
+	namespaces []string
+	// owner is the gateway of each namespace's last whole rollout.
+	owner  map[string]string
+	images []string
+	gen    map[string]int
+}
+
+// startContainerdInstall installs the sharded overlay as a user does, on
+// two real nodes, and checks every pod of it runs as shipped; then
+// deploys the workloads and checks their first rollouts.
+func startContainerdInstall(t *testing.T) *containerdInstall {
 	if err := localcluster.ContainerdUsable(); err != nil {
 		t.Fatalf("the install runs on real nodes: %v", err)
 	}
@@ -139,157 +174,27 @@ func TestInstallOnContainerd(t *testing.T) {
 
 	// Workloads on both nodes, their rollouts each whole at one gateway,
 	// with the nodes' own lanes.
-	demo2 := pushVariant(t, cluster, cluster.DemoImage, "v2")
-	namespaces := []string{"team-1", "team-2", "team-3"}
-	for _, ns := range namespaces {
+	in := &containerdInstall{
+		cluster: cluster, be: be, metrics: metrics, pods: install,
+		namespaces: []string{"team-1", "team-2", "team-3"}, owner: map[string]string{},
+		images: []string{cluster.DemoImage, pushVariant(t, cluster, cluster.DemoImage, "v2")}, gen: map[string]int{},
+	}
+	for _, ns := range in.namespaces {
 		_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		require.NoError(t, err)
 		deployWebImage(t, cluster, ns, 3, cluster.DemoImage)
 	}
-	owner := map[string]string{}
-	for _, ns := range namespaces {
-		owner[ns] = wholeAtOneGateway(t, be, ns, "gen:1", 3, "")
+	for _, ns := range in.namespaces {
+		in.owner[ns] = wholeAtOneGateway(t, be, ns, "gen:1", 3, "")
 		// The nodes' lanes: containerd's spans come a batch later than
 		// the kubelet's CRI client spans they hang under.
 		assert.Eventually(t, func() bool {
-			tr := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:1")[owner[ns]]
+			tr := be.find(fragment.PhaseDeploymentRollout, "Deployment "+ns+"/web", "gen:1")[in.owner[ns]]
 			return tr != nil && tracecheck.CountService(tr, "kubelet") > 0 && tracecheck.CountService(tr, "containerd") > 0
 		}, 30*time.Second, time.Second, "%s: the kubelet's and containerd's spans in the rollout's trace", ns)
 	}
-	t.Logf("namespace -> gateway: %v", owner)
-	// Safe as shipped (trust finding 7): those rollouts came through the
-	// agents' mutual TLS, under the NetworkPolicy; a sender on the
-	// cluster network without the install's client certificate is refused.
-	gatewayRefusesStrangers(t, cluster, install)
-
-	// Three deaths, each mid-rollout and each followed by whole rollouts
-	// in every namespace: a gateway's container (the kubelet restarts
-	// it), a gateway lost with its pod (deleted at once, as with its node;
-	// the Deployment replaces it), and the k8swatch Lease holder lost the
-	// same way (another gateway takes the Lease).
-	images := []string{cluster.DemoImage, demo2}
-	gen := map[string]int{}
-	roll := func(ns string) string {
-		gen[ns]++
-		setImage(t, cluster, ns, images[gen[ns]%2])
-		return fmt.Sprintf("gen:%d", gen[ns]+1)
-	}
-	holder := func() string { // "" when unknown: callers poll
-		l, err := cluster.Client.CoordinationV1().Leases("kubestitch").Get(ctx, "kubestitch-k8swatch", metav1.GetOptions{})
-		if err != nil {
-			return ""
-		}
-		return ptr.Deref(l.Spec.HolderIdentity, "")
-	}
-	// afterDeath checks that the rollout in flight is whole at the
-	// backend (#33: the reannounced triggers carry it over to the
-	// namespace's new owner), then that the next rollout of ns, and one
-	// in every other namespace, is whole at one gateway other than not.
-	var reports []deathReport
-	afterDeath := func(death, ns, inFlight, not string, recovered time.Duration) {
-		waitConverged(t, cluster, ns)
-		var r deathReport
-		assert.Eventually(t, func() bool {
-			r = inFlightReport(be, death, ns, inFlight, 3, recovered)
-			return r.whole
-		}, 30*time.Second, time.Second)
-		t.Logf("the rollout in flight: %s", r)
-		assert.True(t, r.whole, "the rollout in flight: %s", r)
-		reports = append(reports, r)
-		owner[ns] = wholeAtOneGateway(t, be, ns, roll(ns), 3, not)
-		for _, n := range namespaces {
-			if n != ns {
-				owner[n] = wholeAtOneGateway(t, be, n, roll(n), 3, not)
-			}
-		}
-	}
-	nonHolderNS := func() string {
-		h := holder()
-		for _, n := range namespaces {
-			if owner[n] != h {
-				return n
-			}
-		}
-		t.Fatalf("every namespace is owned by the Lease holder %s", h)
-		return ""
-	}
-
-	// 1. A gateway's collector SIGKILLed.
-	ns := nonHolderNS()
-	victim, err := cluster.Client.CoreV1().Pods("kubestitch").Get(ctx, owner[ns], metav1.GetOptions{})
-	require.NoError(t, err)
-	inFlight := roll(ns)
-	time.Sleep(500 * time.Millisecond)
-	killed := time.Now()
-	pid := containerPID(t, victim, "--config=/conf/gateway.yaml")
-	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
-	t.Logf("SIGKILLed %s's collector (pid %d, owner of %s) 500ms into its rollout", victim.Name, pid, ns)
-	require.Eventually(t, func() bool {
-		p, err := cluster.Client.CoreV1().Pods("kubestitch").Get(ctx, victim.Name, metav1.GetOptions{})
-		return err == nil && installPodReady(p) && p.Status.ContainerStatuses[0].RestartCount > 0
-	}, 2*time.Minute, 200*time.Millisecond, "the kubelet restarts the gateway's container and it is ready again")
-	waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
-	t.Logf("container restart: %v from the SIGKILL until the gateway was ready and in every ring", time.Since(killed))
-	afterDeath("owner's collector SIGKILLed", ns, inFlight, "", time.Since(killed))
-
-	// 2. A gateway lost with its pod.
-	ns = nonHolderNS()
-	lost := owner[ns]
-	inFlight = roll(ns)
-	time.Sleep(500 * time.Millisecond)
-	killed = time.Now()
-	require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, lost, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
-	t.Logf("deleted %s (owner of %s) at once, 500ms into its rollout", lost, ns)
-	require.Eventually(t, func() bool {
-		n := 0
-		for _, p := range installPods(t, cluster) {
-			if p.Namespace == "kubestitch" && p.Name != lost && installPodReady(&p) {
-				n++
-			}
-		}
-		return n == 3
-	}, 2*time.Minute, 200*time.Millisecond, "the Deployment replaces the lost gateway")
-	waitRing(t, cluster, metrics, "every load-balancing exporter has the replacement in its ring")
-	t.Logf("lost gateway: %v from the deletion until its replacement was ready and in every ring", time.Since(killed))
-	afterDeath("owner lost with its pod", ns, inFlight, lost, time.Since(killed))
-
-	// 3. The k8swatch Lease holder lost with its pod, while a rollout is
-	// in flight in a namespace it owns (the combined case) if it owns
-	// one, then the next holder, while one is in flight in a namespace it
-	// does not own.
-	holderDies := func(combined bool) {
-		lost := holder()
-		ns, death := "", "Lease holder lost with its pod, a rollout in flight elsewhere"
-		for _, n := range namespaces {
-			if (owner[n] == lost) == combined {
-				ns = n
-			}
-		}
-		if ns == "" {
-			t.Logf("no namespace for the case combined=%v (owners %v, holder %s): skipped", combined, owner, lost)
-			return
-		}
-		if combined {
-			death = "Lease holder, owner of the namespace, lost with its pod"
-		}
-		inFlight := roll(ns)
-		time.Sleep(500 * time.Millisecond)
-		killed := time.Now()
-		require.NoError(t, cluster.Client.CoreV1().Pods("kubestitch").Delete(ctx, lost, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
-		require.Eventually(t, func() bool { h := holder(); return h != "" && h != lost }, 2*time.Minute, 200*time.Millisecond, "another gateway takes the k8swatch Lease")
-		t.Logf("Lease holder %s deleted: %s took the Lease %v later", lost, holder(), time.Since(killed))
-		waitRing(t, cluster, metrics, "every load-balancing exporter has 3 gateways again")
-		afterDeath(death, ns, inFlight, lost, time.Since(killed))
-	}
-	holderDies(true)
-	holderDies(false)
-	for _, r := range reports {
-		t.Logf("failover: %s", r)
-	}
-	logNodeMemory(t, cluster)
-
-	// 4. An agent that cannot watch says so.
-	agentWithoutRBACGoesUnready(t, cluster, metrics)
+	t.Logf("namespace -> gateway: %v", in.owner)
+	return in
 }
 
 // logNodeMemory logs the resident memory (now, peak) of each real node's
