@@ -33,7 +33,7 @@ type objectState struct {
 	announced time.Time
 	// ended is when the operation's object span ended it.
 	ended time.Time
-	sli       *podSLI
+	sli   *podSLI
 	// eventSteps counts the steps Events made for the open operation
 	// (blocked steps, image pulls), at most maxEventSteps: anyone who may
 	// write Events in the object's namespace could otherwise grow
