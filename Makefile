@@ -15,7 +15,7 @@ endif
 RELEASE   := $(GO) run ./cmd/kubestitch-release
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test preflight testbed unit-test race-test cluster-test shake install-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release image-name lint clean
+.PHONY: all build generate test preflight testbed unit-test race-test cluster-test shake install-test failover-test scale-test growth-test demo demo-stuck waterfall cluster-up image push release image-name lint clean
 
 all: build
 
@@ -68,6 +68,10 @@ shake:
 ## install-test: only the sharded install on two real nodes, from the image make image builds (containerd, runc, CNI, kube-proxy; root); part of cluster-test
 install-test: build
 	$(GO) test -count=1 -v -timeout 20m -run TestInstallOnContainerd ./test/deploy/
+
+## failover-test: the failover test in its 10-run form on the install of install-test: each run kills, mid-rollout, the collector of the gateway that owns the namespace, that gateway with its pod, and the k8s_watch Lease holder (owning the namespace, and not); a table per death (root, about 40 min); make test runs each death once
+failover-test: build
+	KUBESTITCH_FAILOVER_RUNS=$(or $(RUNS),10) $(GO) test -count=1 -v -timeout 150m -run TestGatewayFailover ./test/deploy/
 
 ## scale-test: the scale run on the install at full size (100 kwok nodes, 6,000 pods alive; root, iptables, about 40 min); make test runs it at a tenth
 scale-test: build

@@ -51,11 +51,12 @@ const (
 	// first list): it closes that operation where a processor still holds
 	// it open, and is dropped everywhere else.
 	KeyResumed = "kubestitch.fragment.resumed"
-	// KeyReannounced is true on a trigger span a watcher sends again while
-	// its operation is open (k8swatch's reannounce_interval): a processor
-	// that knows the operation drops it; one that does not (the namespace's
-	// new owner after a gateway's death) opens the operation from it, with
-	// the same IDs, and the rest of the operation joins there.
+	// KeyReannounced is true on a span a watcher sends again so that a
+	// processor that never saw the operation can place the rest of it (the
+	// namespace's new owner after a gateway's death): the trigger of an open
+	// operation, the trigger and object span of one that just ended
+	// (k8swatch's reannounce_interval). A processor learns from it and never
+	// sends it on.
 	KeyReannounced = "kubestitch.fragment.reannounced"
 )
 

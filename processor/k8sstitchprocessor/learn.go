@@ -189,6 +189,9 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 	if fk.resumed {
 		p.closeSuperseded(o, fk)
 	}
+	if fk.level == fragment.LevelTrigger && !fk.reannounced {
+		p.closeUnended(o, fk)
+	}
 	if fk.level == fragment.LevelObject && !r.Closed {
 		r.Closed, r.End = true, s.EndTimestamp().AsTime()
 		if r.Root {

@@ -37,6 +37,9 @@ type stitchProcessor struct {
 	// by value: an object's slot is reused when it is shed, so a pointer
 	// into it would name another object's operation.
 	openRoots map[opKey]struct{}
+	// unended are operations a newer trigger of their object closed
+	// before their own object span came (supersede.go), oldest first.
+	unended []unended
 	// infos and frags are the first pass's result, reused from batch to
 	// batch.
 	infos []spanInfo
@@ -180,6 +183,7 @@ func (p *stitchProcessor) tick() ptrace.Traces {
 		p.releaseExpired(w, out)
 	}
 	p.timeouts(now, out)
+	p.endSuperseded(now, out)
 	p.retire(now)
 	p.tel.K8sstitchObjectsTracked.Record(context.Background(), int64(p.graph.len()))
 	return out.td

@@ -5,12 +5,9 @@ import (
 	"slices"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 
 	"github.com/kubestitch/kubestitch/internal/fragment"
-	"github.com/kubestitch/kubestitch/processor/k8sstitchprocessor/internal/metadata"
 )
 
 // retire drops the deleted objects whose deletion closed keepJoinedFor
@@ -130,34 +127,11 @@ func (p *stitchProcessor) timeouts(now time.Time, out *spanOut) {
 		delete(p.openRoots, k)
 		r.Closed, r.End, r.TimedOut = true, now, true
 		p.markDirty(o)
-		id := o.objectSpanID(r)
-		if !o.markSeen(id) {
+		if !o.markSeen(o.objectSpanID(r)) {
 			continue
 		}
-		rs := out.td.ResourceSpans().AppendEmpty()
-		rs.Resource().Attributes().PutStr(fragment.KeyServiceName, "kubestitch")
-		if o.Namespace != "" {
-			rs.Resource().Attributes().PutStr(fragment.KeyNamespace, o.Namespace)
-		}
-		ss := rs.ScopeSpans().AppendEmpty()
-		ss.Scope().SetName(metadata.ScopeName)
-		s := ss.Spans().AppendEmpty()
-		s.SetTraceID(r.TraceID)
-		s.SetSpanID(id)
-		s.SetParentSpanID(r.Parent)
-		s.SetName(fragment.ObjectPhase(o.Kind, r.Trigger))
-		s.SetStartTimestamp(pcommon.NewTimestampFromTime(r.Start))
-		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now))
-		s.Status().SetCode(ptrace.StatusCodeError)
-		s.Status().SetMessage("operation_timeout: the object did not converge in time")
-		a := s.Attributes()
-		a.PutStr(fragment.KeyLevel, fragment.LevelObject)
-		a.PutStr(fragment.KeyKind, o.Kind)
-		a.PutStr(fragment.KeyUID, o.UID)
-		a.PutStr(fragment.KeyName, o.Name)
-		a.PutStr(fragment.KeyTrigger, r.Trigger)
-		a.PutBool(fragment.KeyConverged, false)
-		a.PutStr(fragment.KeyReason, "operation_timeout")
+		s := appendObjectSpan(out, o, r, now, "operation_timeout: the object did not converge in time")
+		s.Attributes().PutStr(fragment.KeyReason, "operation_timeout")
 		p.tel.K8sstitchOperationsTimedOut.Add(context.Background(), 1)
 		p.set.Logger.Info("operation timed out", zap.String("kind", o.Kind), zap.String("name", o.Name), zap.String("trigger", r.Trigger))
 	}
