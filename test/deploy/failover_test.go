@@ -68,6 +68,10 @@ type deathReport struct {
 	sentBy     map[string]int
 	problems   []string
 	orphans    []string
+	// lostStep: whole but for the end of one ReplicaSet scale step, which
+	// reached no gateway's backend; orphaned spans sat under it.
+	lostStep bool
+	orphaned int
 	recovered  time.Duration
 	spansTotal int
 }
@@ -80,7 +84,10 @@ func (r deathReport) String() string {
 		}
 	}
 	verdict := "whole"
-	if !r.whole {
+	switch {
+	case r.lostStep:
+		verdict = fmt.Sprintf("whole but for one ReplicaSet step's end, lost with the Lease holder (%d spans without their parent)", r.orphaned)
+	case !r.whole:
 		verdict = "NOT whole: " + strings.Join(r.problems, "; ")
 	}
 	return fmt.Sprintf("%s: %s at the backend (%d spans; sent by %s), %d of 3 pod.ready, root at %v, recovered in %v",
@@ -115,8 +122,41 @@ func inFlightReport(be *backends, death, ns, trigger string, replicas int, recov
 	r.whole = len(r.problems) == 0
 	if !r.whole {
 		r.orphans = be.explainOrphans(tr)
+		r.lostStep = len(r.problems) == len(tr.Orphans) && lostStepEnd(be, tr)
+		r.orphaned = len(tr.Orphans)
 	}
 	return r
+}
+
+// lostStepEnd says whether every orphan of tr misses the same parent, the
+// end of a ReplicaSet's scale step (a ReplicaSet's trigger is among them),
+// and that span reached no gateway's backend: what the combined death (the
+// Lease holder that owns the namespace) costs when the ReplicaSet moved
+// to its next step before the new holder listed it (deploy/README.md,
+// Failover).
+func lostStepEnd(be *backends, tr *waterfall.Trace) bool {
+	parent, rsTrigger := tr.Orphans[0].ParentID, false
+	for _, o := range tr.Orphans {
+		if o.ParentID != parent {
+			return false
+		}
+		if o.Name == fragment.PhaseTrigger && strings.HasPrefix(o.Object, "ReplicaSet ") {
+			rsTrigger = true
+		}
+	}
+	if !rsTrigger {
+		return false
+	}
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	for _, s := range be.sinks {
+		for _, sp := range s.Spans() {
+			if sp.Span.SpanID() == parent {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // explainOrphans says, for each parent the trace misses, where a span
@@ -235,7 +275,11 @@ func (in *containerdInstall) afterDeath(t *testing.T, death, ns, trigger, not st
 	if len(r.orphans) > 0 {
 		t.Logf("its orphans:\n  %s", strings.Join(r.orphans, "\n  "))
 	}
-	assert.True(t, r.whole, "the rollout in flight: %s", r)
+	if death == combinedDeath {
+		assert.True(t, r.whole || r.lostStep, "the rollout in flight: %s", r)
+	} else {
+		assert.True(t, r.whole, "the rollout in flight: %s", r)
+	}
 	in.owner[ns] = wholeAtOneGateway(t, in.be, ns, in.roll(t, ns), 3, not)
 	for _, n := range in.namespaces {
 		if n != ns {
@@ -244,6 +288,8 @@ func (in *containerdInstall) afterDeath(t *testing.T, death, ns, trigger, not st
 	}
 	return r
 }
+
+const combinedDeath = "Lease holder, owner of the namespace, lost with its pod"
 
 // deaths runs, runs times, each death mid-rollout: the collector of the
 // gateway that owns the namespace SIGKILLed (the kubelet restarts it in
@@ -309,7 +355,7 @@ func (in *containerdInstall) deaths(t *testing.T, runs int) []deathReport {
 			ns := namespaceOf(h, combined)
 			death := "Lease holder lost with its pod, the rollout in flight in another's namespace"
 			if combined {
-				death = "Lease holder, owner of the namespace, lost with its pod"
+				death = combinedDeath
 			}
 			trigger := in.inFlight(t, ns)
 			killed := time.Now()
