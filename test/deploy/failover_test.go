@@ -276,7 +276,10 @@ func (in *containerdInstall) afterDeath(t *testing.T, death, ns, trigger, not st
 		t.Logf("its orphans:\n  %s", strings.Join(r.orphans, "\n  "))
 	}
 	if death == combinedDeath {
-		assert.True(t, r.whole || r.lostStep, "the rollout in flight: %s", r)
+		// What this death can cost is counted, not failed on
+		// (deploy/README.md, Failover): the rollout's root and every pod's
+		// start still reach the backend.
+		assert.True(t, r.podsReady == 3 && len(r.rootsAt) == 1, "the rollout in flight: %s", r)
 	} else {
 		assert.True(t, r.whole, "the rollout in flight: %s", r)
 	}

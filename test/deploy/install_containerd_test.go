@@ -49,9 +49,9 @@ import (
 // 127.0.0.1:4317, kube-apiserver to the first node's, as
 // deploy/control-plane ships them. Each pod's imageID must be the digest
 // that was pushed; each Deployment's rollout one whole trace, with the
-// kubelet's and containerd's spans, at exactly one gateway; after a
-// gateway's container is SIGKILLed mid-rollout (the kubelet restarts
-// it), the next rollout whole again.
+// kubelet's and containerd's spans, at exactly one gateway. Then each
+// death of failover_test.go once, mid-rollout: the rollout in flight whole
+// at the backend, the next ones whole at one gateway.
 //
 // KUBESTITCH_BREAK_IMAGE=entrypoint pushes the image with an entrypoint
 // that does not exist: the test must then fail, naming the pods that
