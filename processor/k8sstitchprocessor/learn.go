@@ -186,10 +186,7 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 	if fk.traceparent != "" && !r.Placed {
 		r.Traceparent = fk.traceparent
 	}
-	if fk.resumed {
-		p.closeSuperseded(o, fk)
-	}
-	if fk.level == fragment.LevelTrigger && !fk.reannounced {
+	if fk.resumed || fk.level == fragment.LevelTrigger && !fk.reannounced {
 		p.closeUnended(o, fk)
 	}
 	if fk.level == fragment.LevelObject && !r.Closed {
@@ -245,24 +242,6 @@ func (p *stitchProcessor) knowsOp(fk fragmentKey) bool {
 		}
 	}
 	return false
-}
-
-// closeSuperseded closes the operations of o that began before the
-// resumed trigger and are still open: a watcher closes each as superseded
-// when the next trigger comes, but these came while no watcher saw them.
-// Without it a ReplicaSet's step of the last rollout, left open, would
-// take in the next rollout's pods.
-func (p *stitchProcessor) closeSuperseded(o *object, fk fragmentKey) {
-	for _, r := range o.Ops {
-		if r.Closed || r.Trigger == fk.trigger || r.Start.After(fk.triggerTime) {
-			continue
-		}
-		r.Closed, r.End = true, fk.triggerTime
-		if r.Root {
-			delete(p.openRoots, opKey{o.UID, r.Trigger})
-			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)
-		}
-	}
 }
 
 // opKey names an operation by value: its object's UID and its trigger.

@@ -20,17 +20,20 @@ type unended struct {
 }
 
 // closeUnended closes the operations of o older than fk's trigger that
-// are still open. A watcher closes an operation ("superseded by ...")
-// before it sends the next trigger, in the same batch, so an open one
-// here means the watcher that had it is gone: the k8s_watch Lease holder
-// died between the two generations of a ReplicaSet's scale steps, and the
-// new holder's first list saw only the newer one. Nothing would ever end
+// are still open, for a newer trigger or a resumed object span. A watcher
+// closes an operation ("superseded by ...") before it sends the next
+// trigger, in the same batch, so an open one here means the watcher that
+// had it is gone: the k8s_watch Lease holder died between two of a
+// ReplicaSet's scale steps, and the new holder's first list saw only the
+// newer one (open: its trigger; converged: its resumed object span). Left
+// open, a ReplicaSet's step of the last rollout would also take in the
+// next rollout's pods. Nothing would ever end
 // the older operation, and its trigger and everything placed under it
 // would be orphans at the backend; after wait, endSuperseded sends its
 // object span in the genuine one's place.
 func (p *stitchProcessor) closeUnended(o *object, fk fragmentKey) {
 	for _, r := range o.Ops {
-		if r.Closed || r.Trigger == fk.trigger || !r.Start.Before(fk.triggerTime) {
+		if r.Closed || r.Trigger == fk.trigger || r.Start.After(fk.triggerTime) {
 			continue
 		}
 		r.Closed, r.End = true, fk.triggerTime

@@ -132,3 +132,28 @@ func TestAChildWhoseOwnersOperationIsLostJoinsTheNearestAncestorsOperation(t *te
 	assert.Equal(t, fragment.TraceID("dep-1", "gen:1"), s.TraceID(), "in the rollout's trace")
 	assert.Equal(t, fragment.ObjectSpanID("dep-1", "Deployment", "gen:1"), s.ParentSpanID(), "under the Deployment's span")
 }
+
+// The same, when the new holder's first list saw the next step already
+// converged: its resumed object span ends the step the dead holder left
+// open, and the step's own end is sent in its place.
+func TestAResumedEndEndsTheStepLeftOpen(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	first, _ := scaleSteps(t0)
+	m := newSpanMaker()
+	at := t0.Add(2 * time.Second)
+	fragmentSpan(m, "kube-controller-manager", "ReplicaSet", "rs-1", "web-1", "dep-1", fragment.PhaseReplicaSetScale, fragment.LevelObject, at, at, time.Second)
+	retrigger(m, "kube-controller-manager", "rs-1", "ReplicaSet", "gen:2")
+	forEachSpan(m.td, func(_ pcommon.Map, s ptrace.Span) { s.Attributes().PutBool(fragment.KeyResumed, true) })
+	h := newHarness(t, nil)
+	h.feed(t, first)
+	h.feed(t, m.td)
+	h.clock = h.clock.Add(h.p.cfg.Wait)
+	h.flush()
+
+	ends := objectSpansOf(h.output(), "rs-1")
+	require.Contains(t, ends, "gen:1")
+	reason, _ := ends["gen:1"].Attributes().Get(fragment.KeyReason)
+	assert.Equal(t, "superseded", reason.Str())
+	assert.Equal(t, at, ends["gen:1"].EndTimestamp().AsTime())
+	assert.Contains(t, ends, "gen:2", "the resumed end goes on: the operation was open here")
+}
