@@ -77,11 +77,11 @@ func (p *stitchProcessor) decideFragment(s ptrace.Span, f *fragInfo) spanFate {
 	}
 	o := p.objectOf(&f.key) // learnt again if shed since the first pass
 	if f.key.reannounced {
-		// Learnt, placed if its owner's operation is known (else the next
-		// reannouncement tries again), never sent: the gateway that had
-		// the operation sent the span itself, and a second copy at the
-		// backend would be a duplicate. Not marked seen: if the genuine
-		// span comes here, it goes on.
+		// Learnt, and placed if its owner's operation is known (else its
+		// children's placement places it, once that comes), never sent:
+		// the gateway that had the operation sent the span itself, and a
+		// second copy at the backend would be a duplicate. Not marked
+		// seen: if the genuine span comes here, it goes on.
 		p.placeFragment(s, o, f.key, false)
 		return fateDrop
 	}

@@ -186,8 +186,11 @@ func (p *stitchProcessor) learnFragment(s ptrace.Span, fk fragmentKey) {
 	if fk.traceparent != "" && !r.Placed {
 		r.Traceparent = fk.traceparent
 	}
-	if fk.resumed || fk.level == fragment.LevelTrigger && !fk.reannounced {
+	if fk.resumed || fk.level == fragment.LevelTrigger && fk.listed && !fk.reannounced {
 		p.closeUnended(o, fk)
+	}
+	if fk.level == fragment.LevelObject && r.Closed && r.endGuessed {
+		r.End, r.endGuessed = s.EndTimestamp().AsTime(), false
 	}
 	if fk.level == fragment.LevelObject && !r.Closed {
 		r.Closed, r.End = true, s.EndTimestamp().AsTime()
@@ -226,18 +229,20 @@ func (p *stitchProcessor) holdsOpen(fk fragmentKey) bool {
 	return false
 }
 
-// knowsOp says whether a reannounced trigger's operation, or a later one
-// of its object, is known here: the trigger came before (the operation's
-// own gateway), and the repeat is dropped. Otherwise this gateway took
-// the namespace over from one that died, and the trigger opens the
-// operation here, with the IDs its first sending had.
+// knowsOp says whether what a reannounced span says is known here (its
+// operation, or for an end its operation's end, or a later operation of
+// its object): the repeat is dropped. Otherwise this gateway took the
+// namespace over from one that died, and learns the operation from it.
 func (p *stitchProcessor) knowsOp(fk fragmentKey) bool {
 	o := p.graph.get(fk.uid)
 	if o == nil {
 		return false
 	}
 	for _, r := range o.Ops {
-		if r.Trigger == fk.trigger || r.Start.After(fk.triggerTime) {
+		// A reannounced end of an operation open here still closes it:
+		// this gateway learnt the operation from its reannounced trigger
+		// while it was open, and the end is how it learns it ended.
+		if r.Trigger == fk.trigger && (fk.level != fragment.LevelObject || r.Closed) || r.Start.After(fk.triggerTime) {
 			return true
 		}
 	}

@@ -102,6 +102,9 @@ type opRecord struct {
 	// objectSpan caches the object span's ID (a SHA-256 of the object and
 	// trigger): it is the parent of every joined request of the operation.
 	objectSpan pcommon.SpanID
+	// endGuessed: closed by a newer trigger (supersede.go) at that
+	// trigger's time; the genuine end, if it still comes, corrects it.
+	endGuessed bool
 	// The flags last, together: one object holds its first opRecord
 	// inline, and padding between fields is memory per object.
 	Closed bool `json:"c,omitempty"`

@@ -138,6 +138,9 @@ type fragmentKey struct {
 	// reannounced: a trigger sent again while its operation is open
 	// (fragment.KeyReannounced).
 	reannounced bool
+	// listed: a trigger a watcher found at its first list, timed by the
+	// object (fragment.TimeSourceObject), not seen happen.
+	listed bool
 }
 
 // valid says whether a fragment carries what a join needs.

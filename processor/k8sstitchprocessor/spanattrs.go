@@ -53,6 +53,8 @@ func (a *spanAttrs) scan(s ptrace.Span) {
 			a.fk.resumed = v.Bool()
 		case fragment.KeyReannounced:
 			a.fk.reannounced = v.Bool()
+		case fragment.KeyTimeSource:
+			a.fk.listed = v.Str() == fragment.TimeSourceObject
 		case "http.target":
 			a.target = v.Str()
 		case "http.request.method", "http.method":

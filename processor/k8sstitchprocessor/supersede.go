@@ -20,10 +20,11 @@ type unended struct {
 }
 
 // closeUnended closes the operations of o older than fk's trigger that
-// are still open, for a newer trigger or a resumed object span. A watcher
-// closes an operation ("superseded by ...") before it sends the next
-// trigger, in the same batch, so an open one here means the watcher that
-// had it is gone: the k8s_watch Lease holder died between two of a
+// are still open, for a newer trigger found at a watcher's first list or a
+// resumed object span. A watcher closes an operation ("superseded by
+// ...") before it sends the next trigger it sees happen, in the same
+// batch, so an open one here, when a watcher that just started names a
+// newer one, means the watcher that had it is gone: the k8s_watch Lease holder died between two of a
 // ReplicaSet's scale steps, and the new holder's first list saw only the
 // newer one (open: its trigger; converged: its resumed object span). Left
 // open, a ReplicaSet's step of the last rollout would also take in the
@@ -36,7 +37,7 @@ func (p *stitchProcessor) closeUnended(o *object, fk fragmentKey) {
 		if r.Closed || r.Trigger == fk.trigger || r.Start.After(fk.triggerTime) {
 			continue
 		}
-		r.Closed, r.End = true, fk.triggerTime
+		r.Closed, r.End, r.endGuessed = true, fk.triggerTime, true
 		if r.Root {
 			delete(p.openRoots, opKey{o.UID, r.Trigger})
 			p.tel.K8sstitchOperationsClosed.Add(context.Background(), 1)

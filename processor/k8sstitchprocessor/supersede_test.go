@@ -41,6 +41,10 @@ func scaleSteps(t0 time.Time) (first, next ptrace.Traces) {
 	at := t0.Add(2 * time.Second)
 	fragmentSpan(n, "kube-controller-manager", "ReplicaSet", "rs-1", "web-1", "dep-1", fragment.PhaseTrigger, fragment.LevelTrigger, at, at, 0)
 	retrigger(n, "kube-controller-manager", "rs-1", "ReplicaSet", "gen:2")
+	// Found at the new holder's first list: timed by the object.
+	forEachSpan(n.td, func(_ pcommon.Map, s ptrace.Span) {
+		s.Attributes().PutStr(fragment.KeyTimeSource, fragment.TimeSourceObject)
+	})
 	return m.td, n.td
 }
 
@@ -80,6 +84,22 @@ func TestAnOperationSupersededOutOfSightGetsItsEnd(t *testing.T) {
 	reason, _ := s.Attributes().Get(fragment.KeyReason)
 	assert.Equal(t, "superseded", reason.Str())
 	assert.NotContains(t, ends, "gen:2", "the open step is not ended")
+}
+
+// A next step seen happen (timed by the watch) does not end the first: its
+// end may only be late (a refused batch sent again), and comes.
+func TestATriggerSeenHappenLeavesTheEndToTheWatcher(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	first, next := scaleSteps(t0)
+	forEachSpan(next, func(_ pcommon.Map, s ptrace.Span) {
+		s.Attributes().PutStr(fragment.KeyTimeSource, fragment.TimeSourceWatch)
+	})
+	h := newHarness(t, nil)
+	h.feed(t, first)
+	h.feed(t, next)
+	h.clock = h.clock.Add(h.p.cfg.Wait)
+	h.flush()
+	assert.NotContains(t, objectSpansOf(h.output(), "rs-1"), "gen:1")
 }
 
 // The usual order: the watcher ends the first step before it triggers the

@@ -14,10 +14,11 @@ import (
 
 const (
 	defaultQuietPeriod = 30 * time.Second
-	// defaultReannounceInterval is below k8s_stitch's default wait (3s):
-	// a child that reached a namespace's new owner before its operation's
-	// trigger still finds the operation before it stops waiting.
-	defaultReannounceInterval = 2 * time.Second
+	// defaultReannounceInterval, with the batch processor's second on
+	// the way, stays below k8s_stitch's default wait (3s): a child that
+	// reached a namespace's new owner before its operation's trigger
+	// still finds the operation before it stops waiting.
+	defaultReannounceInterval = time.Second
 	defaultLeaseName          = "kubestitch-k8swatch"
 	defaultLeaseDuration      = 15 * time.Second
 	defaultRenewDeadline      = 10 * time.Second

@@ -163,10 +163,11 @@ func (t *tracker) quiet(now time.Time, period, reannounce time.Duration) []fragm
 // pod that never starts) is no longer sent: the processor has timed it
 // out by then.
 func reannounceOpen(st *objectState, now time.Time, interval time.Duration) []fragmentSpan {
-	if interval <= 0 || st.Trigger == "" || now.Sub(st.TriggerTime) > resumeWindow {
+	if interval <= 0 || st.Trigger == "" {
 		return nil
 	}
-	if st.Done && (st.ended.IsZero() || now.Sub(st.ended) > reannounceAfterEnd) {
+	if st.Done && (st.ended.IsZero() || now.Sub(st.ended) > reannounceAfterEnd) ||
+		!st.Done && now.Sub(st.TriggerTime) > resumeWindow {
 		return nil
 	}
 	if st.announced.IsZero() { // sent moments ago, when it started

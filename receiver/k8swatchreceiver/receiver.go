@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -41,6 +42,9 @@ type watchReceiver struct {
 	key fragment.Key
 	// health reports the informers' failures as the component's status.
 	health *watchHealth
+	// watching is true while the informers run (this replica holds the
+	// Lease, or needs none): only then is anything reannounced.
+	watching atomic.Bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -163,7 +167,11 @@ func (r *watchReceiver) watch(ctx context.Context, kc kubernetes.Interface, dc d
 	for _, inf := range informers {
 		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
+	r.watching.Store(true)
 	wg.Wait()
+	// A replica that lost the Lease keeps its tracker, frozen: what it
+	// would reannounce is no longer true.
+	r.watching.Store(false)
 	r.health.forget(informers)
 }
 
@@ -283,7 +291,7 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			r.emit(r.retry.take())
-			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod, r.cfg.ReannounceInterval))
+			r.emit(r.tracker.quiet(now, r.cfg.QuietPeriod, r.reannounceInterval()))
 			if n := r.tracker.takeDroppedEvents(); n > 0 {
 				r.tel.K8swatchEventsDropped.Add(ctx, n)
 			}
@@ -292,6 +300,15 @@ func (r *watchReceiver) quietLoop(ctx context.Context) {
 			r.health.check()
 		}
 	}
+}
+
+// reannounceInterval is the configured interval while this receiver
+// watches, 0 (none) otherwise.
+func (r *watchReceiver) reannounceInterval() time.Duration {
+	if !r.watching.Load() {
+		return 0
+	}
+	return r.cfg.ReannounceInterval
 }
 
 func (r *watchReceiver) storageError(reason string) {
