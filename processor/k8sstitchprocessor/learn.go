@@ -242,7 +242,8 @@ func (p *stitchProcessor) knowsOp(fk fragmentKey) bool {
 		// A reannounced end of an operation open here still closes it:
 		// this gateway learnt the operation from its reannounced trigger
 		// while it was open, and the end is how it learns it ended.
-		if r.Trigger == fk.trigger && (fk.level != fragment.LevelObject || r.Closed) || r.Start.After(fk.triggerTime) {
+		if r.Trigger == fk.trigger && (fk.level != fragment.LevelObject || r.Closed) ||
+			r.Trigger != fk.trigger && r.Start.After(fk.triggerTime) {
 			return true
 		}
 	}

@@ -74,22 +74,11 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 	if oop == nil {
 		// The owner is unknown, or no operation of it covers the trigger
 		// yet: its trigger may still be on its way, so wait for it.
-		if !waitedOut {
-			return false
-		}
-		// It never came: the watcher that had it died with the gateway
-		// that had the operation (the combined case of a failover), and
-		// no one alive knows it. The nearest ancestor further up that
-		// has an operation covering the trigger takes the child (a pod
-		// under the rollout whose scale step was lost), else it is a
-		// root.
-		if anc, aop := p.ancestorOpAt(owner, r.Start, depth+1); aop != nil && p.place(anc, aop, waitedOut, depth+1) {
-			r.Placed, r.TraceID, r.Parent = true, aop.TraceID, anc.objectSpanID(aop)
-			p.markDirty(o)
+		if waitedOut {
+			p.placeRoot(o, r)
 			return true
 		}
-		p.placeRoot(o, r)
-		return true
+		return false
 	}
 	if !p.place(owner, oop, waitedOut, depth+1) {
 		return false
@@ -97,25 +86,6 @@ func (p *stitchProcessor) place(o *object, r *opRecord, waitedOut bool, depth in
 	r.Placed, r.TraceID, r.Parent = true, oop.TraceID, owner.objectSpanID(oop)
 	p.markDirty(o)
 	return true
-}
-
-// ancestorOpAt is the nearest ancestor above o (o's owner, and up) with an
-// operation covering t, or nil.
-func (p *stitchProcessor) ancestorOpAt(o *object, t time.Time, depth int) (*object, *opRecord) {
-	for ; o != nil && depth <= maxOwnerDepth; depth++ {
-		if o.OwnerUID == "" || o.OwnerUID == o.UID {
-			return nil, nil
-		}
-		owner := p.graph.get(o.OwnerUID)
-		if owner == nil || owner.Namespace != o.Namespace {
-			return nil, nil
-		}
-		if oop := owner.opAt(t, p.cfg.ClockTolerance, p.cfg.ClockTolerance); oop != nil {
-			return owner, oop
-		}
-		o = owner
-	}
-	return nil, nil
 }
 
 // mayFollow says whether a child whose trigger time is t may belong to the

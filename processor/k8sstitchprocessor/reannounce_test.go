@@ -137,3 +137,22 @@ func TestOwnerDropsReannouncedTriggersOfItsOperations(t *testing.T) {
 	})
 	assert.Equal(t, 1, n, "the Deployment's trigger once")
 }
+
+// A gateway that learnt an open operation from its reannounced trigger
+// learns its end from the reannounced end: it does not hold it open, where
+// it would take in the next rollout's pods and end in a second, timed-out
+// copy of an end the dead gateway sent.
+func TestReannouncedEndClosesTheOperationANewOwnerLearnt(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	h := newHarness(t, nil)
+	h.feed(t, reannounce(rolloutStart(t0)))
+	h.feed(t, reannounce(rolloutEnd(t0)))
+	for _, uid := range []string{"dep-1", "rs-1"} {
+		r := h.p.graph.get(uid).op("gen:1")
+		require.NotNil(t, r, uid)
+		assert.True(t, r.Closed, "%s: closed by its reannounced end", uid)
+	}
+	h.clock = h.clock.Add(h.p.cfg.OperationTimeout + time.Minute)
+	h.flush()
+	assert.Zero(t, h.output().SpanCount(), "no end of its own: the dead gateway sent it")
+}

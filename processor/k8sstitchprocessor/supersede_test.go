@@ -127,32 +127,6 @@ func TestTheGenuineEndOfASupersededOperationGoesAlone(t *testing.T) {
 	assert.Equal(t, 1, n)
 }
 
-// The combined case of a failover: the gateway that had the rollout and
-// the Lease holder die together, and no one alive knows the scale step a
-// pod was made under (the new holder's first list saw the next one). The
-// pod's start joins the rollout under the Deployment, not a trace of its
-// own.
-func TestAChildWhoseOwnersOperationIsLostJoinsTheNearestAncestorsOperation(t *testing.T) {
-	t0 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
-	m := newSpanMaker()
-	fragmentSpan(m, "user", "Deployment", "dep-1", "web", "", fragment.PhaseTrigger, fragment.LevelTrigger, t0, t0, 0)
-	at := t0.Add(5 * time.Second)
-	fragmentSpan(m, "kube-controller-manager", "ReplicaSet", "rs-1", "web-1", "dep-1", fragment.PhaseTrigger, fragment.LevelTrigger, at, at, 0)
-	retrigger(m, "kube-controller-manager", "rs-1", "ReplicaSet", "gen:2")
-	pod := newSpanMaker()
-	made := t0.Add(2 * time.Second) // under the lost step, gen:1
-	fragmentSpan(pod, "kubelet", "Pod", "pod-1", "web-1-a", "rs-1", fragment.PhasePodStartup, fragment.LevelObject, made, made, 4*time.Second)
-
-	h := newHarness(t, nil)
-	h.feed(t, m.td)
-	h.feed(t, pod.td)
-	h.drain()
-	s, ok := objectSpansOf(h.output(), "pod-1")["gen:1"]
-	require.True(t, ok)
-	assert.Equal(t, fragment.TraceID("dep-1", "gen:1"), s.TraceID(), "in the rollout's trace")
-	assert.Equal(t, fragment.ObjectSpanID("dep-1", "Deployment", "gen:1"), s.ParentSpanID(), "under the Deployment's span")
-}
-
 // The same, when the new holder's first list saw the next step already
 // converged: its resumed object span ends the step the dead holder left
 // open, and the step's own end is sent in its place.

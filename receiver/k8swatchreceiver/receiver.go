@@ -45,8 +45,8 @@ type watchReceiver struct {
 	// watching is true while the informers run (this replica holds the
 	// Lease, or needs none): only then is anything reannounced.
 	watching atomic.Bool
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 var _ receiver.Traces = (*watchReceiver)(nil)

@@ -63,16 +63,13 @@ func buildDir(t *testing.T, dir string) []*unstructured.Unstructured {
 	return out
 }
 
-// allowed is every rule the manifests may grant: read the watched kinds
-// (and, in the sharded overlay's namespace, the gateways' EndpointSlices
-// for the load-balancing exporter's k8s resolver), and the gateway's one
-// Lease.
+// allowed is every rule the manifests may grant: read the watched kinds,
+// and the gateway's one Lease.
 var allowedRead = map[string][]string{
-	"":                 {"pods", "nodes"},
-	"apps":             {"replicasets", "deployments", "statefulsets", "daemonsets"},
-	"batch":            {"jobs", "cronjobs"},
-	"events.k8s.io":    {"events"},
-	"discovery.k8s.io": {"endpointslices"},
+	"":              {"pods", "nodes"},
+	"apps":          {"replicasets", "deployments", "statefulsets", "daemonsets"},
+	"batch":         {"jobs", "cronjobs"},
+	"events.k8s.io": {"events"},
 }
 
 func TestRBACIsReadOnlyOnWatchedKinds(t *testing.T) {
