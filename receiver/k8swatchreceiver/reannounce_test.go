@@ -78,3 +78,24 @@ func attrStr(s ptrace.Span, key string) string {
 	v, _ := s.Attributes().Get(key)
 	return v.AsString()
 }
+
+// A long rollout (its trigger more than resumeWindow ago) that ends now is
+// still sent again after its end: the window after an end runs from the
+// end.
+func TestALongOperationIsReannouncedAfterItsEnd(t *testing.T) {
+	tr := newTracker()
+	tr.observe(viewDeployment(testDeployment(2, 3), nil), t0, false)
+	end := t0.Add(resumeWindow + time.Minute)
+	tr.observe(viewDeployment(convergedDeployment(testDeployment(2, 3)), nil), end, false)
+	tr.quiet(end.Add(time.Second), time.Hour, time.Second)
+	assert.Len(t, tr.quiet(end.Add(3*time.Second), time.Hour, time.Second), 2, "its trigger and its end")
+}
+
+// A replica that is not watching (it lost the Lease, or never held it)
+// reannounces nothing: its tracker is frozen.
+func TestOnlyAWatchingReceiverReannounces(t *testing.T) {
+	r := &watchReceiver{cfg: &Config{ReannounceInterval: time.Second}}
+	assert.Zero(t, r.reannounceInterval(), "not watching")
+	r.watching.Store(true)
+	assert.Equal(t, time.Second, r.reannounceInterval())
+}
