@@ -160,3 +160,31 @@ func BenchmarkCacheBytesPerPod(b *testing.B) {
 		b.ReportMetric(measure(true), "B/pod-cached")
 	}
 }
+
+// BenchmarkQuietTick is the receiver's pass over its objects each second,
+// as an agent of 250 pods has it mid-rollout (50 of them starting), with
+// reannouncement off (the baseline) and on: what sending the open
+// operations again costs the tick. Each iteration is a second: run it
+// with -benchtime 500x or fewer, since past resumeWindow (600 ticks) the
+// starting pods are no longer reannounced.
+func BenchmarkQuietTick(b *testing.B) {
+	for _, every := range []time.Duration{0, time.Second} {
+		b.Run(fmt.Sprintf("reannounce=%v", every), func(b *testing.B) {
+			tr := newTracker()
+			for i := range 250 {
+				p := testPod(fmt.Sprintf("pod-%d", i))
+				if i >= 50 {
+					p = running(scheduled(p, t0), t0)
+				}
+				tr.observe(viewPod(p, nil), t0, i >= 50)
+			}
+			now := t0.Add(time.Second)
+			tr.quiet(now, time.Hour, every)
+			b.ReportAllocs()
+			for b.Loop() {
+				now = now.Add(time.Second)
+				tr.quiet(now, time.Hour, every)
+			}
+		})
+	}
+}

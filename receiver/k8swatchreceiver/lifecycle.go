@@ -128,8 +128,8 @@ func (t *tracker) resume(st *objectState, at time.Time) []fragmentSpan {
 
 // quiet closes operations of objects without a status rule that saw no
 // change for period: the generic rule of the design for custom resources.
-// It also sends the trigger of every open operation again every
-// reannounce (0: never; see reannounceOpen).
+// It also sends again, every reannounce (0: never), what a gateway needs
+// to place each open or just-ended operation (reannounceOpen).
 func (t *tracker) quiet(now time.Time, period, reannounce time.Duration) []fragmentSpan {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -183,9 +183,7 @@ func reannounceOpen(st *objectState, now time.Time, interval time.Duration) []fr
 	if !st.Done {
 		return []fragmentSpan{trigger}
 	}
-	h := head(st, fragment.LevelObject, fragment.ObjectPhase(st.view.kind, st.Trigger), objectService(&st.view, st.Trigger), st.TriggerTime, st.ended, st.TimeSource)
-	h.spanID = fragment.ObjectSpanID(st.view.uid, st.view.kind, st.Trigger)
-	return []fragmentSpan{trigger, {spanHead: h, part: reannounced{}}}
+	return []fragmentSpan{trigger, {spanHead: objectHead(st, st.ended, st.TimeSource), part: reannounced{}}}
 }
 
 // reannounceAfterEnd is how long an ended operation is still reannounced:

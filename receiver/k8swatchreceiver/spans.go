@@ -97,8 +97,17 @@ func triggerSpan(st *objectState, at time.Time, history bool) fragmentSpan {
 	return fragmentSpan{spanHead: h, part: noPart{}}
 }
 
-// reannounced marks a trigger span sent again while its operation is open
-// (reannounceOpen).
+// objectHead is the head of the object span of st's operation, ending at
+// end.
+func objectHead(st *objectState, end time.Time, src string) spanHead {
+	v := &st.view
+	h := head(st, fragment.LevelObject, fragment.ObjectPhase(v.kind, st.Trigger), objectService(v, st.Trigger), st.TriggerTime, end, src)
+	h.spanID = fragment.ObjectSpanID(v.uid, v.kind, st.Trigger)
+	return h
+}
+
+// reannounced marks a span sent again for a gateway that never saw its
+// operation (reannounceOpen).
 type reannounced struct{ noPart }
 
 func (reannounced) putDetail(a pcommon.Map) { a.PutBool(fragment.KeyReannounced, true) }
@@ -127,9 +136,7 @@ func objectSpan(st *objectState, end time.Time, src string, converged bool, reas
 	if src == fragment.TimeSourceWatch && st.TimeSource == fragment.TimeSourceObject {
 		src = fragment.TimeSourceObject
 	}
-	h := head(st, fragment.LevelObject, fragment.ObjectPhase(v.kind, st.Trigger), objectService(v, st.Trigger), st.TriggerTime, end, src)
-	h.spanID = fragment.ObjectSpanID(v.uid, v.kind, st.Trigger)
-	return fragmentSpan{spanHead: h, part: &objectPart{
+	return fragmentSpan{spanHead: objectHead(st, end, src), part: &objectPart{
 		converged: converged, reason: reason, cause: cause, traceparent: v.traceparent, events: evs,
 	}}
 }

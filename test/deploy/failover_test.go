@@ -22,20 +22,22 @@ import (
 
 // atBackend is an operation's trace as a backend shows it: the spans of
 // every gateway with its trace ID, together (a backend keys traces by ID,
-// not by the collector that sent them), and how many each gateway sent.
+// not by the collector that sent them), how many each gateway sent, and
+// the gateways that sent its root.
 // After a gateway's death an operation in flight is sent in two parts: by
 // the dead gateway until it died, and by the namespace's new owner after.
-func (b *backends) atBackend(phase, object, trigger string) (*waterfall.Trace, map[string]int) {
+func (b *backends) atBackend(phase, object, trigger string) (*waterfall.Trace, map[string]int, []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var id *waterfall.Trace
-	for _, s := range b.sinks {
+	var rootsAt []string
+	for gw, s := range b.sinks {
 		if tr := tracecheck.Find(waterfall.Build(s.Traces()), phase, object, trigger); tr != nil {
-			id = tr
+			id, rootsAt = tr, append(rootsAt, gw)
 		}
 	}
 	if id == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	all, sent := ptrace.NewTraces(), map[string]int{}
 	for gw, s := range b.sinks {
@@ -52,10 +54,10 @@ func (b *backends) atBackend(phase, object, trigger string) (*waterfall.Trace, m
 	}
 	for _, tr := range waterfall.Build(all) {
 		if tr.ID == id.ID {
-			return tr, sent
+			return tr, sent, rootsAt
 		}
 	}
-	return nil, sent
+	return nil, sent, rootsAt
 }
 
 // deathReport is what an operation in flight kept through a gateway's
@@ -100,11 +102,8 @@ func (r deathReport) String() string {
 func inFlightReport(be *backends, death, ns, trigger string, replicas int, recovered time.Duration) deathReport {
 	object := "Deployment " + ns + "/web"
 	r := deathReport{death: death, recovered: recovered}
-	for gw := range be.find(fragment.PhaseDeploymentRollout, object, trigger) {
-		r.rootsAt = append(r.rootsAt, gw)
-	}
-	tr, sent := be.atBackend(fragment.PhaseDeploymentRollout, object, trigger)
-	r.sentBy = sent
+	tr, sent, rootsAt := be.atBackend(fragment.PhaseDeploymentRollout, object, trigger)
+	r.sentBy, r.rootsAt = sent, rootsAt
 	if tr == nil {
 		r.problems = []string{"no trace with the rollout's root at any gateway"}
 		return r
